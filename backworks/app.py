@@ -1,0 +1,242 @@
+"""create_app(): the Flask application, the endpoint gateway in front of it, and live reload."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from flask import Flask, jsonify
+
+from backworks.errors import ConfigError, HTTPError
+from backworks.http import error_reply, reply_from_http_error
+from backworks.runtime import RESERVED_PATHS, Runtime, load_runtime
+
+logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("backworks.access")
+
+WATCH_INTERVAL_S = 0.5
+RETIRE_AFTER_S = 30.0
+
+
+class Backworks:
+    """Holds the live runtime, swaps it on reload, and serves endpoints ahead of Flask's own routes."""
+
+    def __init__(self, flask_app: Flask, runtime: Runtime, config_path, overrides, options: dict):
+        self.flask_app = flask_app
+        self.flask_wsgi = flask_app.wsgi_app
+        self.runtime = runtime
+        self.config_path = config_path
+        self.overrides = overrides
+        self.options = options
+        self.last_error: str | None = None
+        self.last_reload = time.time()
+        self.reloads = 0
+        self._reload_lock = threading.Lock()
+        self._retired: list = []
+        self._watch_pid: int | None = None
+        self._mtimes = watched_mtimes(runtime)
+        self.reserved = RESERVED_PATHS + (runtime.admin_path,)
+
+    def __call__(self, environ, start_response):
+        if self._watch_pid != os.getpid():
+            self._start_watcher()
+        path = environ.get("PATH_INFO") or "/"
+        if path.startswith(self.reserved):
+            return self.flask_wsgi(environ, start_response)
+        runtime = self.runtime
+        started = time.perf_counter()
+        request_id = environ.get(runtime.request_id_key) or uuid.uuid4().hex
+        endpoint = None
+        try:
+            reply, endpoint = runtime.dispatch(environ, request_id)
+        except HTTPError as exc:
+            reply = reply_from_http_error(exc, request_id if exc.status >= 500 else None)
+        except ConnectionResetError:
+            self._log(environ, 0, started, endpoint, request_id, None)
+            raise
+        except Exception:
+            logger.exception("request %s %s failed (request id %s)", environ.get("REQUEST_METHOD"), path,
+                             request_id)
+            reply = error_reply(500, "internal_error", "the server failed to answer this request",
+                                request_id=request_id)
+        reply.headers.append((runtime.request_id_header, request_id))
+        if runtime.config.data["server"]["access_log"]:
+            self._log(environ, reply.status, started, endpoint, request_id, reply.meta)
+        return reply(environ, start_response)
+
+    def _log(self, environ, status, started, endpoint, request_id, meta) -> None:
+        duration_ms = (time.perf_counter() - started) * 1000
+        name = endpoint.spec.name if endpoint else "-"
+        mode = endpoint.spec.mode if endpoint else "-"
+        path = environ.get("PATH_INFO") or "/"
+        extra = "".join(f" {k}={v}" for k, v in (meta or {}).items())
+        access_logger.info("%s %s %s %.1fms endpoint=%s mode=%s id=%s%s", environ.get("REQUEST_METHOD"), path,
+                           status or "reset", duration_ms, name, mode, request_id, extra,
+                           extra={"http": {"method": environ.get("REQUEST_METHOD"), "path": path,
+                                           "status": status, "duration_ms": round(duration_ms, 2),
+                                           "endpoint": name, "mode": mode, "request_id": request_id,
+                                           **(meta or {})}})
+
+    def reload(self, reason: str = "requested") -> bool:
+        """Load the config again; keep serving the old one if the new one is broken."""
+        with self._reload_lock:
+            try:
+                new = load_runtime(self.config_path, self.overrides, self.options)
+            except ConfigError as exc:
+                self.last_error = str(exc)
+                logger.error("reload (%s) refused, still serving the previous config:\n%s", reason, exc)
+                return False
+            except Exception as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                logger.exception("reload (%s) failed, still serving the previous config", reason)
+                return False
+            old, self.runtime = self.runtime, new
+            self._mtimes = watched_mtimes(new)
+            self.last_error = None
+            self.last_reload = time.time()
+            self.reloads += 1
+            self._retired.append((time.monotonic(), old))
+            logger.info("config reloaded (%s): %d endpoints", reason, len(new.endpoints))
+            return True
+
+    def check_files(self) -> bool:
+        """Reload when a watched file changed since the last load; return True when one did."""
+        current = watched_mtimes(self.runtime)
+        if current == self._mtimes:
+            return False
+        self._mtimes = current
+        self.reload("files changed")
+        return True
+
+    def close_retired(self, now: float | None = None) -> None:
+        """Close runtimes replaced long enough ago that no request still uses them."""
+        now = time.monotonic() if now is None else now
+        keep = []
+        for retired_at, runtime in self._retired:
+            if now - retired_at >= RETIRE_AFTER_S:
+                runtime.close()
+            else:
+                keep.append((retired_at, runtime))
+        self._retired = keep
+
+    def _start_watcher(self) -> None:
+        with self._reload_lock:
+            if self._watch_pid == os.getpid():
+                return
+            self._watch_pid = os.getpid()
+        if not self.runtime.config.data["server"]["watch"]:
+            return
+        thread = threading.Thread(target=self._watch, name="backworks-watcher", daemon=True)
+        thread.start()
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(WATCH_INTERVAL_S)
+            try:
+                self.check_files()
+                self.close_retired()
+            except Exception:
+                logger.exception("file watcher failed; it keeps watching")
+
+
+def watched_mtimes(runtime: Runtime) -> dict:
+    """Return {path: mtime} for the config file and every file it names (scripts, mock files)."""
+    config = runtime.config
+    paths = {Path(config.path)}
+    for value in _named_files(config.data):
+        paths.add(config.resolve(value))
+    mtimes = {}
+    for path in paths:
+        try:
+            stat = path.stat()
+            mtimes[str(path)] = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            mtimes[str(path)] = None
+    return mtimes
+
+
+def _named_files(data):
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if key in ("script", "file") and isinstance(value, str):
+                yield value
+            else:
+                yield from _named_files(value)
+    elif isinstance(data, list):
+        for item in data:
+            yield from _named_files(item)
+
+
+class JsonFormatter(logging.Formatter):
+    """Format a log record as one JSON object."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
+                   "message": record.getMessage()}
+        if hasattr(record, "http"):
+            payload.update(record.http)
+        if record.exc_info:
+            payload["exception"] = self.formatException(record.exc_info)
+        return json.dumps(payload, default=str)
+
+
+def configure_logging(as_json: bool) -> None:
+    """Give the backworks loggers a stderr handler unless the host application configured logging."""
+    root_logger = logging.getLogger("backworks")
+    if root_logger.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if as_json else
+                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root_logger.addHandler(handler)
+    root_logger.setLevel(logging.INFO)
+
+
+def create_app(config_path=None, overrides: dict | None = None, options: dict | None = None) -> Flask:
+    """Build the Backworks Flask app for a config file (BACKWORKS_CONFIG or config/backworks.yaml)."""
+    options = dict(options or {})
+    runtime = load_runtime(config_path, overrides, options)
+    configure_logging(runtime.config.data["server"]["log_json"])
+    app = Flask("backworks")
+    app.json.sort_keys = False
+    backworks = Backworks(app, runtime, config_path, overrides, options)
+    app.extensions["backworks"] = backworks
+    register_ops_routes(app, backworks)
+    app.wsgi_app = backworks
+    logger.info("loaded %s: %d endpoints", runtime.config.path, len(runtime.endpoints))
+    return app
+
+
+def register_ops_routes(app: Flask, backworks: Backworks) -> None:
+    """Health routes and JSON error pages for Flask's own routes; the admin blueprint when present."""
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify(status="ok", pid=os.getpid())
+
+    @app.get("/readyz")
+    def readyz():
+        runtime = backworks.runtime
+        checks = {"config": {"ok": True, "endpoints": len(runtime.endpoints),
+                             "last_reload_error": backworks.last_error}}
+        if runtime.plugins is not None:
+            checks["plugins"] = runtime.plugins.readiness()
+        ready = all(check.get("ok") for check in checks.values())
+        return jsonify(status="ready" if ready else "not_ready", checks=checks), 200 if ready else 503
+
+    for status, code in ((404, "not_found"), (405, "method_not_allowed"), (500, "internal_error")):
+        app.register_error_handler(status, _json_error(status, code))
+
+
+def _json_error(status: int, code: str):
+    def handler(exc):
+        message = getattr(exc, "description", None) or code.replace("_", " ")
+        reply = error_reply(status, code, message if status != 500 else "the server failed to answer")
+        return reply.body_bytes(), status, dict(reply.headers)
+
+    return handler

@@ -1,0 +1,233 @@
+"""The request and response shapes shared by the gateway, the modes and the plugins."""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Iterable
+
+from werkzeug.datastructures import Headers, MultiDict
+from werkzeug.http import HTTP_STATUS_CODES
+from werkzeug.wrappers import Request
+
+from backworks.errors import HTTPError
+
+logger = logging.getLogger(__name__)
+
+STATUS_LINES = {code: f"{code} {reason}" for code, reason in HTTP_STATUS_CODES.items()}
+JSON_TYPE = "application/json"
+
+
+def status_line(status: int) -> str:
+    """Return the HTTP status line for a numeric status, known reason or not."""
+    return STATUS_LINES.get(status) or f"{status} Unknown"
+
+
+def is_json_type(content_type: str | None) -> bool:
+    """Return True when a Content-Type names JSON (application/json or any +json type)."""
+    if not content_type:
+        return False
+    mime = content_type.split(";", 1)[0].strip().lower()
+    return mime == JSON_TYPE or mime.endswith("+json")
+
+
+class Reply:
+    """A WSGI response: status, a header list and a body (bytes or an iterable of bytes)."""
+
+    __slots__ = ("status", "headers", "body", "meta")
+
+    def __init__(self, status: int, headers: list[tuple[str, str]] | None = None,
+                 body: bytes | Iterable[bytes] = b"", meta: dict | None = None):
+        self.status = status
+        self.headers = headers if headers is not None else []
+        self.body = body
+        self.meta = meta  # what the access log and metrics should know (fallbacks, plugin outcomes)
+
+    def header(self, name: str) -> str | None:
+        """Return the first value of a header, case-insensitively."""
+        lname = name.lower()
+        for key, value in self.headers:
+            if key.lower() == lname:
+                return value
+        return None
+
+    def body_bytes(self) -> bytes:
+        """Return the whole body, draining a streamed one."""
+        if isinstance(self.body, (bytes, bytearray)):
+            return bytes(self.body)
+        chunks = b"".join(self.body)
+        close = getattr(self.body, "close", None)
+        if close:
+            close()
+        self.body = chunks
+        return chunks
+
+    def __call__(self, environ, start_response):
+        headers = self.headers
+        body = self.body
+        if isinstance(body, (bytes, bytearray)):
+            if not any(k.lower() == "content-length" for k, _ in headers) and self.status not in (204, 304):
+                headers = headers + [("Content-Length", str(len(body)))]
+            start_response(status_line(self.status), headers)
+            return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
+        start_response(status_line(self.status), headers)
+        if environ["REQUEST_METHOD"] == "HEAD":
+            close = getattr(body, "close", None)
+            if close:
+                close()
+            return []
+        return body
+
+
+def json_reply(status: int, payload: object, headers: list[tuple[str, str]] | None = None) -> Reply:
+    """Serialise `payload` as a JSON response."""
+    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+    return Reply(status, [("Content-Type", JSON_TYPE)] + list(headers or []), body)
+
+
+def error_reply(status: int, code: str, message: str, headers: dict | None = None,
+                details: object = None, request_id: str | None = None) -> Reply:
+    """Build the JSON error every client failure gets: {"error": {"code", "message"}}."""
+    error: dict = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    if request_id:
+        error["request_id"] = request_id
+    return json_reply(status, {"error": error}, list((headers or {}).items()))
+
+
+def reply_from_http_error(exc: HTTPError, request_id: str | None = None) -> Reply:
+    """Turn an HTTPError into its JSON reply."""
+    return error_reply(exc.status, exc.code, exc.message, exc.headers, exc.details, request_id)
+
+
+class RequestData:
+    """The request as modes and plugins see it: built lazily from WSGI, or from a plugin's dict."""
+
+    def __init__(self, wz: Request, endpoint: str, path_params: dict, request_id: str,
+                 max_body_bytes: int, client_ip: str):
+        self.wz = wz
+        self.endpoint = endpoint
+        self.path_params = path_params
+        self.request_id = request_id
+        self.max_body_bytes = max_body_bytes
+        self.client_ip = client_ip
+        self.method = wz.method
+        self.path = wz.path
+        self._body: bytes | None = None
+        self._json: object = _UNSET
+        self._query: MultiDict | None = None
+        self._headers: Headers | None = None
+
+    @property
+    def query(self) -> MultiDict:
+        """Query parameters (a MultiDict: `.get` gives the first, `.getlist` all)."""
+        if self._query is None:
+            self._query = self.wz.args
+        return self._query
+
+    @property
+    def headers(self) -> Headers:
+        """Request headers, case-insensitive."""
+        if self._headers is None:
+            self._headers = Headers(self.wz.headers)
+        return self._headers
+
+    @property
+    def query_string(self) -> str:
+        """The raw query string, as the client sent it."""
+        return self.wz.query_string.decode("latin-1") if self._query is None else _encode_query(self._query)
+
+    @property
+    def body(self) -> bytes:
+        """The whole request body, refused with 413 past server.max_body_bytes."""
+        if self._body is None:
+            self._body = read_body(self.wz, self.max_body_bytes)
+        return self._body
+
+    @property
+    def json(self) -> object:
+        """The parsed JSON body, or None when the body is empty or not declared JSON (400 if broken)."""
+        if self._json is _UNSET:
+            self._json = parse_json_body(self.headers.get("Content-Type"), self.body)
+        return self._json
+
+    def to_dict(self) -> dict:
+        """Return the plain-data request plugins receive."""
+        query: dict = {}
+        for key, values in self.query.lists():
+            query[key] = values[0] if len(values) == 1 else list(values)
+        headers: dict = {}
+        for key, value in self.headers.items():
+            lkey = key.lower()
+            headers[lkey] = f"{headers[lkey]}, {value}" if lkey in headers else value
+        body = self.body
+        return {
+            "method": self.method,
+            "path": self.path,
+            "path_params": dict(self.path_params),
+            "query": query,
+            "headers": headers,
+            "body": body.decode("utf-8", "replace") if body else None,
+            "json": self.json,
+            "client_ip": self.client_ip,
+            "endpoint": self.endpoint,
+        }
+
+    def replaced(self, data: dict) -> "RequestData":
+        """Return a copy of this request with the fields of a plugin's request dict applied."""
+        new = RequestData(self.wz, self.endpoint, dict(data.get("path_params") or {}),
+                          self.request_id, self.max_body_bytes, self.client_ip)
+        new.method = str(data.get("method") or self.method).upper()
+        new.path = str(data.get("path") or self.path)
+        query = MultiDict()
+        for key, value in (data.get("query") or {}).items():
+            for item in value if isinstance(value, list) else [value]:
+                query.add(str(key), str(item))
+        new._query = query
+        new._headers = Headers([(str(k), str(v)) for k, v in (data.get("headers") or {}).items()])
+        if data.get("json") is not None and data.get("json") != self.json:
+            new._json = data["json"]
+            new._body = json.dumps(data["json"]).encode()
+            new._headers["Content-Type"] = JSON_TYPE
+        else:
+            body = data.get("body")
+            new._body = body.encode() if isinstance(body, str) else (body or b"")
+        if "content-length" in new._headers or new._body:
+            new._headers["Content-Length"] = str(len(new._body))
+        return new
+
+
+_UNSET = object()
+
+
+def _encode_query(query: MultiDict) -> str:
+    from urllib.parse import urlencode
+
+    return urlencode(list(query.items(multi=True)))
+
+
+def read_body(wz: Request, limit: int) -> bytes:
+    """Read a request body, answering 413 once it is larger than `limit` bytes."""
+    length = wz.content_length
+    if length is not None and length > limit:
+        raise HTTPError(413, "payload_too_large",
+                        f"request body is {length} bytes; the limit is {limit} (server.max_body_bytes)")
+    stream = wz.stream
+    data = stream.read(limit + 1) if length is None else stream.read(length)
+    if len(data) > limit:
+        raise HTTPError(413, "payload_too_large",
+                        f"request body is over the limit of {limit} bytes (server.max_body_bytes)")
+    return data
+
+
+def parse_json_body(content_type: str | None, body: bytes) -> object:
+    """Parse a body declared JSON; 400 with the parser's position when it does not parse."""
+    if not body or not is_json_type(content_type):
+        return None
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError:
+        raise HTTPError(400, "invalid_json", "request body is declared JSON but is not valid UTF-8")
+    except json.JSONDecodeError as exc:
+        raise HTTPError(400, "invalid_json",
+                        f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")

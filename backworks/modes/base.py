@@ -1,0 +1,62 @@
+"""What every mode is: a schema for its block, and a handler built once per config load."""
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from backworks.config import Config, EndpointSpec
+from backworks.errors import ConfigError
+from backworks.http import Reply, RequestData
+
+logger = logging.getLogger(__name__)
+
+
+class LoadContext:
+    """What modes share during one config load: the config and resources created once (pools, stores)."""
+
+    def __init__(self, config: Config, options: dict | None = None):
+        self.config = config
+        self.options = options or {}  # process-level facts: {"dev_server": bool, "worker_class": str}
+        self._shared: dict = {}
+
+    def shared(self, key: str, factory: Callable[[], object]) -> object:
+        """Return the resource named `key`, creating it with `factory` the first time in this load."""
+        if key not in self._shared:
+            self._shared[key] = factory()
+        return self._shared[key]
+
+    def close(self) -> None:
+        """Release every shared resource that has a close() method."""
+        for key, resource in list(self._shared.items()):
+            close = getattr(resource, "close", None)
+            if close:
+                try:
+                    close()
+                except Exception:
+                    logger.exception("closing %s failed", key)
+        self._shared.clear()
+
+
+class Mode:
+    """Base class: subclasses set `schema` and implement `handle`."""
+
+    schema: dict = {}
+    default_methods: tuple = ("GET",)
+    block_required = True
+    reads_body = True  # False for modes that stream the body through untouched (proxy)
+
+    def __init__(self, spec: EndpointSpec, ctx: LoadContext):
+        self.spec = spec
+        self.ctx = ctx
+        self.block = spec.block
+
+    def handle(self, request: RequestData) -> Reply:
+        """Answer one request."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what this endpoint holds when a new config replaces it."""
+
+    def problem(self, field_path: str, message: str) -> ConfigError:
+        """Build a load-time error that names this endpoint's field."""
+        return ConfigError([f"{self.spec.where}.{self.spec.mode}.{field_path}: {message}"])

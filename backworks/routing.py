@@ -1,0 +1,79 @@
+"""Endpoint paths -> URL rules: `{id}`, `:id`, `{id:int}` and catch-all tails `{rest:path}` / `*rest`."""
+from __future__ import annotations
+
+import logging
+import re
+
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import Map, RequestRedirect, Rule
+
+from backworks.errors import ConfigError, HTTPError
+
+logger = logging.getLogger(__name__)
+
+CONVERTERS = {"": "default", "str": "default", "string": "default", "int": "int", "float": "float",
+              "path": "path", "uuid": "uuid"}
+_BRACE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([A-Za-z]*))?\}")
+_COLON = re.compile(r"(?<=/):([A-Za-z_][A-Za-z0-9_]*)")
+_STAR = re.compile(r"(?<=/)\*([A-Za-z_][A-Za-z0-9_]*)$")
+
+
+def to_rule(path: str) -> str:
+    """Translate a Backworks path into a werkzeug rule string; ValueError names what is wrong."""
+    def brace(match: re.Match) -> str:
+        name, kind = match.group(1), (match.group(2) or "").lower()
+        if kind not in CONVERTERS:
+            raise ValueError(f"unknown parameter type '{kind}' in {{{name}:{kind}}} "
+                             f"(use one of: {', '.join(k for k in CONVERTERS if k)})")
+        converter = CONVERTERS[kind]
+        return f"<{name}>" if converter == "default" else f"<{converter}:{name}>"
+
+    rule = _BRACE.sub(brace, path)
+    rule = _COLON.sub(lambda m: f"<{m.group(1)}>", rule)
+    rule = _STAR.sub(lambda m: f"<path:{m.group(1)}>", rule)
+    if "*" in rule:
+        raise ValueError("a catch-all '*name' must be the last segment of the path")
+    if "{" in rule or "}" in rule:
+        raise ValueError("unbalanced or malformed '{param}' in the path")
+    return rule
+
+
+def route_key(path: str) -> str:
+    """Return the path with parameter names erased, so /a/{id} and /a/:x compare equal."""
+    try:
+        rule = to_rule(path)
+    except ValueError:
+        return path
+    return re.sub(r"<(?:(\w+):)?\w+>", lambda m: f"<{m.group(1) or ''}>", rule).rstrip("/") or "/"
+
+
+class Router:
+    """An immutable route table built once per config load."""
+
+    def __init__(self, endpoints):
+        rules = []
+        problems = []
+        for spec in endpoints:
+            try:
+                rules.append(Rule(to_rule(spec.path), endpoint=spec.name, methods=list(spec.methods)))
+            except ValueError as exc:
+                problems.append(f"{spec.where}.path: {exc}")
+        if problems:
+            raise ConfigError(problems)
+        self.map = Map(rules, strict_slashes=False, merge_slashes=False)
+
+    def match(self, environ) -> tuple[str, dict]:
+        """Return (endpoint name, path params) or raise HTTPError 404/405 (or a 308 redirect)."""
+        adapter = self.map.bind_to_environ(environ)
+        try:
+            return adapter.match()
+        except MethodNotAllowed as exc:
+            allowed = sorted(set(exc.valid_methods or []))
+            raise HTTPError(405, "method_not_allowed",
+                            f"method {environ['REQUEST_METHOD']} is not allowed here; allowed: "
+                            f"{', '.join(allowed)}", headers={"Allow": ", ".join(allowed)})
+        except RequestRedirect as exc:
+            raise HTTPError(308, "redirect", f"moved to {exc.new_url}", headers={"Location": exc.new_url})
+        except NotFound:
+            raise HTTPError(404, "not_found", f"no endpoint matches {environ['REQUEST_METHOD']} "
+                            f"{environ.get('PATH_INFO') or '/'}")

@@ -1,0 +1,133 @@
+"""One loaded config: route table, endpoint handlers and plugin chains, immutable once built."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from werkzeug.wrappers import Request
+
+from backworks.config import Config, load_config
+from backworks.errors import ConfigError, HTTPError
+from backworks.http import Reply, RequestData, parse_json_body
+from backworks.modes import MODES
+from backworks.modes.base import LoadContext, Mode
+from backworks.routing import Router
+
+logger = logging.getLogger(__name__)
+
+RESERVED_PATHS = ("/metrics", "/healthz", "/readyz")
+
+
+@dataclass
+class LoadedEndpoint:
+    """An endpoint ready to serve: its spec, its mode handler and its plugin chain (or None)."""
+
+    spec: object
+    mode: Mode
+    plugins: object | None
+
+
+class Runtime:
+    """Everything one config load produced; replaced whole on reload, never mutated."""
+
+    def __init__(self, config: Config, options: dict | None = None):
+        self.config = config
+        server = config.data["server"]
+        self.max_body = server["max_body_bytes"]
+        self.max_headers = server["max_header_count"]
+        self.trusted = frozenset(server["trusted_proxies"])
+        self.request_id_header = server["request_id_header"]
+        self.request_id_key = "HTTP_" + self.request_id_header.upper().replace("-", "_")
+        self.admin_path = config.data["admin"]["path"]
+        check_reserved(config, self.admin_path)
+        self.router = Router(config.endpoints)
+        self.ctx = LoadContext(config, options)
+        self.plugins = build_plugins(config, self.ctx)
+        self.endpoints: dict = {}
+        try:
+            self._build_endpoints()
+        except BaseException:
+            self.close()
+            raise
+
+    def _build_endpoints(self) -> None:
+        problems = []
+        for spec in self.config.endpoints:
+            try:
+                mode = MODES[spec.mode](spec, self.ctx)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+                continue
+            chain = self.plugins.chain_for(spec.name) if self.plugins else None
+            self.endpoints[spec.name] = LoadedEndpoint(spec, mode, chain)
+        if problems:
+            raise ConfigError(problems)
+
+    def dispatch(self, environ, request_id: str) -> tuple[Reply, LoadedEndpoint | None]:
+        """Route and answer one request; HTTPError for client-facing failures."""
+        name, params = self.router.match(environ)
+        endpoint = self.endpoints[name]
+        wz = Request(environ)
+        if self.max_headers and len(wz.headers) > self.max_headers:
+            raise HTTPError(431, "too_many_headers",
+                            f"request has {len(wz.headers)} headers; the limit is {self.max_headers} "
+                            f"(server.max_header_count)")
+        request = RequestData(wz, name, params, request_id, self.max_body, self.client_ip(environ))
+        mode = endpoint.mode
+        if mode.reads_body:
+            parse_json_body(wz.headers.get("Content-Type"), request.body)
+        chain = endpoint.plugins
+        if chain is None:
+            return mode.handle(request), endpoint
+        outcome = chain.before_request(request)
+        if isinstance(outcome, Reply):
+            return outcome, endpoint
+        return chain.after_response(outcome, mode.handle(outcome)), endpoint
+
+    def client_ip(self, environ) -> str:
+        """The client address, taken from X-Forwarded-For only when the peer is a trusted proxy."""
+        peer = environ.get("REMOTE_ADDR") or ""
+        forwarded = environ.get("HTTP_X_FORWARDED_FOR")
+        if not forwarded or peer not in self.trusted:
+            return peer
+        for hop in reversed([h.strip() for h in forwarded.split(",") if h.strip()]):
+            if hop not in self.trusted:
+                return hop
+        return peer
+
+    def close(self) -> None:
+        """Release pools, stores and sandbox children of this load."""
+        for endpoint in self.endpoints.values():
+            try:
+                endpoint.mode.close()
+            except Exception:
+                logger.exception("closing endpoint %s failed", endpoint.spec.name)
+        if self.plugins is not None:
+            self.plugins.close()
+        self.ctx.close()
+
+
+def check_reserved(config: Config, admin_path: str) -> None:
+    """Refuse endpoints whose paths would shadow the built-in operational routes."""
+    problems = []
+    for spec in config.endpoints:
+        for reserved in RESERVED_PATHS + (admin_path,):
+            if spec.path == reserved or spec.path.startswith(reserved + "/"):
+                problems.append(f"{spec.where}.path: {spec.path} is reserved for Backworks itself "
+                                f"({reserved}); choose another path")
+    if problems:
+        raise ConfigError(problems)
+
+
+def build_plugins(config: Config, ctx: LoadContext):
+    """Load the config's plugins (None when there are none)."""
+    if not config.data["plugins"]:
+        return None
+    from backworks.plugins import PluginSet
+
+    return PluginSet(config, ctx)
+
+
+def load_runtime(path=None, overrides=None, options=None) -> Runtime:
+    """Load a config file and build its runtime; ConfigError lists every problem."""
+    return Runtime(load_config(path, overrides), options)
