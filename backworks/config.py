@@ -181,11 +181,20 @@ class EndpointSpec:
     mode: str
     data: dict
     where: str  # "file:line: endpoints.name" for load-time errors
+    filename: str = ""
+    shown: tuple = ()
+    lines: dict = dc_field(default_factory=dict, compare=False, hash=False, repr=False)
+    routes: tuple = ()  # ((path, methods), ...) URL rules; empty means ((path, methods),)
 
     @property
     def block(self) -> dict:
         """The mode's own block (`mock:`, `proxy:`, ...), empty when absent."""
         return self.data.get(self.mode) or {}
+
+    def at(self, *parts) -> str:
+        """Return "file:line: endpoints.name.part..." for a field inside this endpoint."""
+        line = _line_for(self.lines, ("endpoints", self.name) + parts)
+        return f"{self.filename}:{line}: {_path_text(self.shown + parts)}"
 
 
 @dataclass
@@ -224,7 +233,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
     data, lines = parse_yaml(text, str(path))
     problems: list[str] = []
     data = substitute_env(data, environ, lambda p, msg: problems.append(_format(path, lines, p, msg)))
-    apply_env_overrides(data, environ, lambda msg: problems.append(f"{path}: {msg}"))
+    from_env = apply_env_overrides(data, environ, lambda msg: problems.append(f"{path}: {msg}"))
     if overrides:
         data = deep_merge(data, overrides)
     data, index_names = normalise_endpoints(data, lines, path, problems)
@@ -232,8 +241,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
         raise ConfigError(problems)
     validator = cerberus.Validator(config_schema())
     if not validator.validate(data):
-        raise ConfigError([_format(path, lines, _display(e.document_path, index_names), msg)
-                           for e, msg in explain_errors(validator)])
+        raise ConfigError(validation_problems(validator, path, lines, index_names, from_env))
     config = Config(path=path, data=validator.document, lines=lines)
     config.endpoints = build_endpoints(config, index_names, problems)
     check_references(config, problems)
@@ -324,8 +332,23 @@ def substitute_env(value, environ, report, path: tuple = ()):
     return VAR_PATTERN.sub(replace, value)
 
 
-def apply_env_overrides(data: dict, environ, report) -> None:
-    """Apply BACKWORKS__A__B=value variables to scalar settings (value parsed as YAML)."""
+def validation_problems(validator, filename, lines: dict, index_names: dict, from_env: dict) -> list:
+    """Format cerberus errors as "file:line: field: message (hint)", sorted by line."""
+    problems = []
+    for error, message in explain_errors(validator):
+        shown = _display(error.document_path, index_names)
+        variable = from_env.get(tuple(error.document_path))
+        if variable:
+            problems.append((0, f"{filename}: {_path_text(shown)}: {message} (set by environment variable "
+                                f"{variable})"))
+        else:
+            problems.append((_line_for(lines, shown), _format(filename, lines, shown, message)))
+    return [text for _, text in sorted(problems, key=lambda item: item[0])]
+
+
+def apply_env_overrides(data: dict, environ, report) -> dict:
+    """Apply BACKWORKS__A__B=value variables to scalar settings; return {field path: variable name}."""
+    applied: dict = {}
     for name in sorted(environ):
         if not name.startswith(ENV_PREFIX) or name == "BACKWORKS_CONFIG":
             continue
@@ -351,6 +374,17 @@ def apply_env_overrides(data: dict, environ, report) -> None:
                 target[key] = yaml.safe_load(environ[name]) if environ[name] != "" else ""
             except yaml.YAMLError:
                 target[key] = environ[name]
+            applied[tuple(_match_key_path(data, parts))] = name
+    return applied
+
+
+def _match_key_path(data: dict, parts: list) -> list:
+    path, node = [], data
+    for part in parts:
+        key = _match_key(node, part) if isinstance(node, dict) else part.lower()
+        path.append(key)
+        node = node.get(key, {}) if isinstance(node, dict) else {}
+    return path
 
 
 def _match_key(mapping: dict, part: str) -> str:
@@ -447,8 +481,14 @@ def _message(validator, error) -> str:
         return f"value {_short(value)} does not match the expected form ({_regex_hint(error.document_path)})"
     if rule == "nullable":
         return "must not be empty (null)"
-    return validator.error_handler.messages.get(error.code, rule or "invalid value").format(
-        constraint=constraint, field=error.field, value=value)
+    if rule == "excludes":
+        others = constraint if isinstance(constraint, list) else [constraint]
+        return f"cannot be used together with {' or '.join(repr(o) for o in others)} (choose one)"
+    template = validator.error_handler.messages.get(error.code) or rule or "invalid value"
+    try:
+        return template.format(*error.info, constraint=constraint, field=error.field, value=value)
+    except (IndexError, KeyError):
+        return f"invalid value {_short(value)} ({rule})"
 
 
 def _regex_hint(path) -> str:
@@ -477,6 +517,8 @@ def _suggest(word: str, choices) -> str:
 
 
 def _allowed_keys(schema, path: tuple) -> list:
+    from collections.abc import Mapping
+
     rules = {"type": "dict", "schema": schema}
     for part in path[:-1]:
         if rules.get("type") == "list":
@@ -486,11 +528,11 @@ def _allowed_keys(schema, path: tuple) -> list:
             rules = rules["valuesrules"]
             continue
         sub = rules.get("schema", {})
-        rules = sub.get(part, {}) if isinstance(sub, dict) else {}
+        rules = sub.get(part, {}) if isinstance(sub, Mapping) else {}
     if "valuesrules" in rules and "schema" not in rules:
         rules = rules["valuesrules"]
     schema = rules.get("schema", {})
-    return list(schema) if isinstance(schema, dict) else []
+    return list(schema) if isinstance(schema, Mapping) else []
 
 
 def build_endpoints(config: Config, index_names: dict, problems: list) -> list:
@@ -511,14 +553,17 @@ def build_endpoints(config: Config, index_names: dict, problems: list) -> list:
                             f"reference in the README)")
             continue
         methods = tuple(data.get("methods") or mode_cls.default_methods)
-        for method in methods:
-            key = (method, route_key(data["path"]))
+        routes = tuple(mode_cls.routes(data["path"], methods, data.get(mode) or {}))
+        for path, method in [(path, m) for path, route_methods in routes for m in route_methods]:
+            key = (method, route_key(path))
             if key in seen:
-                problems.append(f"{where}: {method} {data['path']} is already served by endpoint "
+                problems.append(f"{_format(config.path, config.lines, ('endpoints', name, 'path'), '')[:-2]}"
+                                f": {method} {path} is already served by endpoint "
                                 f"'{seen[key]}' (each method and path may appear once)")
             seen[key] = name
         specs.append(EndpointSpec(name=name, path=data["path"], methods=methods, mode=mode,
-                                  data=data, where=where))
+                                  data=data, where=where, filename=str(config.path), shown=shown,
+                                  lines=config.lines, routes=routes))
     return specs
 
 
@@ -559,13 +604,13 @@ def endpoint_matches(patterns, name: str) -> bool:
 
 def masked(value, key: str = ""):
     """Return a copy of config data with secret-looking values replaced by '***'."""
+    lowered = key.lower()
+    if not isinstance(value, dict) and value not in (None, "", []) and any(w == lowered or lowered.endswith("_" + w) for w in SECRET_WORDS):
+        return "***"
     if isinstance(value, dict):
         return {k: masked(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [masked(v, key) for v in value]
-    lowered = key.lower()
-    if value not in (None, "", []) and any(w == lowered or lowered.endswith("_" + w) for w in SECRET_WORDS):
-        return "***"
+        return [masked(v) for v in value]
     if isinstance(value, str) and re.match(r"^[a-z+]+://[^/@\s]+:[^/@\s]+@", value):
         return re.sub(r"://([^/:@\s]+):[^/@\s]+@", r"://\1:***@", value)
     return value

@@ -55,9 +55,10 @@ class Router:
         problems = []
         for spec in endpoints:
             try:
-                rules.append(Rule(to_rule(spec.path), endpoint=spec.name, methods=list(spec.methods)))
+                for path, methods in spec.routes or ((spec.path, spec.methods),):
+                    rules.append(Rule(to_rule(path), endpoint=spec.name, methods=list(methods)))
             except ValueError as exc:
-                problems.append(f"{spec.where}.path: {exc}")
+                problems.append(f"{spec.at('path')}: {exc}")
         if problems:
             raise ConfigError(problems)
         self.map = Map(rules, strict_slashes=False, merge_slashes=False)

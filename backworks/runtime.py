@@ -113,7 +113,7 @@ def check_reserved(config: Config, admin_path: str) -> None:
     for spec in config.endpoints:
         for reserved in RESERVED_PATHS + (admin_path,):
             if spec.path == reserved or spec.path.startswith(reserved + "/"):
-                problems.append(f"{spec.where}.path: {spec.path} is reserved for Backworks itself "
+                problems.append(f"{spec.at('path')}: {spec.path} is reserved for Backworks itself "
                                 f"({reserved}); choose another path")
     if problems:
         raise ConfigError(problems)

@@ -45,6 +45,11 @@ class Mode:
     block_required = True
     reads_body = True  # False for modes that stream the body through untouched (proxy)
 
+    @classmethod
+    def routes(cls, path: str, methods: tuple, block: dict) -> list[tuple[str, tuple]]:
+        """Return the (path, methods) URL rules this endpoint answers: one rule by default."""
+        return [(path, methods)]
+
     def __init__(self, spec: EndpointSpec, ctx: LoadContext):
         self.spec = spec
         self.ctx = ctx
@@ -59,4 +64,4 @@ class Mode:
 
     def problem(self, field_path: str, message: str) -> ConfigError:
         """Build a load-time error that names this endpoint's field."""
-        return ConfigError([f"{self.spec.where}.{self.spec.mode}.{field_path}: {message}"])
+        return ConfigError([f"{self.spec.at(self.spec.mode, *field_path.split('.'))}: {message}"])

@@ -95,35 +95,37 @@ def _compile(text: str, where: str, enabled):
 class Canned:
     """One response compiled at load: static bytes, or templates rendered per request."""
 
-    def __init__(self, spec: dict, mode: "MockMode", where: str):
+    def __init__(self, spec: dict, mode: "MockMode", parts: tuple):
+        at = mode.spec.at
         self.status = spec.get("status", 200)
         self.delay = (spec.get("delay_ms") or 0) / 1000
         self.delay_max = max(self.delay, (spec.get("delay_max_ms") or 0) / 1000)
         enabled = spec.get("template")
-        content_type, body, self.body_template, self.json_template = self._body(spec, mode, where, enabled)
+        content_type, body, self.body_template, self.json_template = self._body(spec, mode, parts, enabled)
         self.body = body
         headers = dict(spec.get("headers") or {})
         if not any(k.lower() == "content-type" for k in headers):
             headers["Content-Type"] = spec.get("content_type") or content_type
         self.headers = [(str(k), str(v)) for k, v in headers.items()]
-        self.header_templates = [(k, _compile(v, f"{where}.headers.{k}", enabled)) for k, v in self.headers]
+        self.header_templates = [(k, _compile(v, at(*parts, "headers", k), enabled)) for k, v in self.headers]
         if not any(t for _, t in self.header_templates):
             self.header_templates = None
 
-    def _body(self, spec, mode, where, enabled):
+    def _body(self, spec, mode, parts, enabled):
+        at = mode.spec.at
         if "json" in spec:
             value = spec["json"]
-            template = _compile_json(value, f"{where}.json", enabled)
+            template = _compile_json(value, lambda *sub: at(*parts, "json", *sub), enabled)
             return JSON_TYPE, _dump(value), None, template
         if "file" in spec:
             path = mode.ctx.config.resolve(spec["file"])
             try:
                 data = path.read_bytes()
             except OSError as exc:
-                raise ConfigError([f"{where}.file: cannot read {path}: {exc.strerror or exc}"])
+                raise ConfigError([f"{at(*parts, 'file')}: cannot read {path}: {exc.strerror or exc}"])
             return mimetypes.guess_type(str(path))[0] or "application/octet-stream", data, None, None
         text = spec.get("body", "")
-        return TEXT_TYPE, text.encode(), _compile(text, f"{where}.body", enabled), None
+        return TEXT_TYPE, text.encode(), _compile(text, at(*parts, "body"), enabled), None
 
     def reply(self, request: RequestData) -> Reply:
         """Build the reply (rendering templates when there are any)."""
@@ -154,25 +156,25 @@ def _dump(value) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _compile_json(value, where: str, enabled):
+def _compile_json(value, where, enabled):
     """Return a structure with compiled templates in place of template strings, or None if static."""
     found = False
 
-    def walk(item, path):
+    def walk(item, path: tuple):
         nonlocal found
         if isinstance(item, str):
-            template = _compile(item, path, enabled)
+            template = _compile(item, where(*path), enabled)
             if template is not None:
                 found = True
                 return template
             return item
         if isinstance(item, dict):
-            return {k: walk(v, f"{path}.{k}") for k, v in item.items()}
+            return {k: walk(v, path + (k,)) for k, v in item.items()}
         if isinstance(item, list):
-            return [walk(v, f"{path}[{i}]") for i, v in enumerate(item)]
+            return [walk(v, path + (i,)) for i, v in enumerate(item)]
         return item
 
-    compiled = walk(value, where)
+    compiled = walk(value, ())
     return compiled if found else None
 
 
@@ -203,23 +205,23 @@ def template_context(request: RequestData) -> dict:
 class Choice:
     """A response source: one canned response, a sequence, or a weighted random choice."""
 
-    def __init__(self, spec: dict, mode: "MockMode", where: str):
+    def __init__(self, spec: dict, mode: "MockMode", parts: tuple):
         self.single = None
         self.items = []
         if "sequence" in spec:
-            self.items = [Canned(item, mode, f"{where}.sequence[{i}]") for i, item in enumerate(spec["sequence"])]
+            self.items = [Canned(item, mode, parts + ("sequence", i)) for i, item in enumerate(spec["sequence"])]
             self.kind = "sequence"
             self.cycle = spec.get("sequence_end", "cycle") == "cycle"
             self.counter = itertools.count()
             self.lock = threading.Lock()
         elif "random" in spec:
-            self.items = [Canned(item, mode, f"{where}.random[{i}]") for i, item in enumerate(spec["random"])]
+            self.items = [Canned(item, mode, parts + ("random", i)) for i, item in enumerate(spec["random"])]
             self.weights = [item.get("weight", 1) for item in spec["random"]]
             if not any(self.weights):
-                raise ConfigError([f"{where}.random: at least one weight must be above 0"])
+                raise ConfigError([f"{mode.spec.at(*parts, 'random')}: at least one weight must be above 0"])
             self.kind = "random"
         else:
-            self.single = Canned(spec, mode, where)
+            self.single = Canned(spec, mode, parts)
             self.kind = "single"
 
     def pick(self) -> Canned:
@@ -292,11 +294,10 @@ class MockMode(Mode):
 
     def __init__(self, spec, ctx: LoadContext):
         super().__init__(spec, ctx)
-        where = f"{spec.where}.mock"
         block = self.block
-        self.routes = [(Condition(item.get("when") or {}), Choice(item, self, f"{where}.responses[{i}]"))
+        self.routes = [(Condition(item.get("when") or {}), Choice(item, self, ("mock", "responses", i)))
                        for i, item in enumerate(block.get("responses") or [])]
-        self.default = Choice(block, self, where)
+        self.default = Choice(block, self, ("mock",))
         self.fault = block.get("fault") or {}
         self.fault_probability = self.fault.get("probability", 0)
         self.reads_body = bool(self.routes) or self._templated()

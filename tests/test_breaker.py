@@ -1,0 +1,122 @@
+"""The circuit breaker: consecutive failures open it, one half-open trial decides, thread-safe."""
+from __future__ import annotations
+
+import threading
+
+from backworks.breaker import CLOSED, HALF_OPEN, OPEN, Breaker
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(threshold=3, recovery=10.0):
+    clock = Clock()
+    changes = []
+    return Breaker(threshold, recovery, on_change=changes.append, clock=clock), clock, changes
+
+
+def test_breaker_opens_after_threshold_consecutive_failures():
+    breaker, _, changes = make()
+    for _ in range(2):
+        assert breaker.allow()
+        breaker.record(False)
+    assert breaker.state == CLOSED
+    breaker.record(False)
+    assert breaker.state == OPEN
+    assert not breaker.allow()
+    assert changes == [OPEN]
+
+
+def test_breaker_success_resets_the_consecutive_count():
+    breaker, _, _ = make()
+    breaker.record(False)
+    breaker.record(False)
+    breaker.record(True)
+    breaker.record(False)
+    breaker.record(False)
+    assert breaker.state == CLOSED
+
+
+def test_breaker_half_open_lets_exactly_one_trial_through():
+    breaker, clock, _ = make()
+    for _ in range(3):
+        breaker.record(False)
+    clock.now += 9.9
+    assert not breaker.allow()
+    assert round(breaker.retry_in(), 6) == 0.1
+    clock.now += 0.1
+    assert breaker.allow()
+    assert breaker.state == HALF_OPEN
+    assert not breaker.allow()
+    assert not breaker.allow()
+
+
+def test_breaker_trial_success_closes_it():
+    breaker, clock, changes = make()
+    for _ in range(3):
+        breaker.record(False)
+    clock.now += 10
+    assert breaker.allow()
+    breaker.record(True)
+    assert breaker.state == CLOSED
+    assert breaker.allow()
+    assert changes == [OPEN, HALF_OPEN, CLOSED]
+
+
+def test_breaker_trial_failure_reopens_for_another_recovery_period():
+    breaker, clock, _ = make()
+    for _ in range(3):
+        breaker.record(False)
+    clock.now += 10
+    assert breaker.allow()
+    breaker.record(False)
+    assert breaker.state == OPEN
+    clock.now += 9
+    assert not breaker.allow()
+    clock.now += 1
+    assert breaker.allow()
+
+
+def test_breaker_trial_that_never_reports_does_not_wedge_it():
+    breaker, clock, _ = make(recovery=2.0)
+    for _ in range(3):
+        breaker.record(False)
+    clock.now += 2
+    assert breaker.allow()
+    assert not breaker.allow()
+    clock.now += 2
+    assert breaker.allow()
+
+
+def test_breaker_reset_closes_it():
+    breaker, _, _ = make()
+    for _ in range(3):
+        breaker.record(False)
+    breaker.reset()
+    assert breaker.state == CLOSED and breaker.failures == 0 and breaker.allow()
+
+
+def test_breaker_grants_one_trial_among_concurrent_callers():
+    breaker, clock, _ = make(threshold=1)
+    breaker.record(False)
+    clock.now += 10
+    granted = []
+    barrier = threading.Barrier(8)
+
+    def call():
+        barrier.wait(5)
+        granted.append(breaker.allow())
+
+    threads = [threading.Thread(target=call) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+    assert granted.count(True) == 1
