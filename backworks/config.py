@@ -605,7 +605,8 @@ def endpoint_matches(patterns, name: str) -> bool:
 def masked(value, key: str = ""):
     """Return a copy of config data with secret-looking values replaced by '***'."""
     lowered = key.lower()
-    if not isinstance(value, dict) and value not in (None, "", []) and any(w == lowered or lowered.endswith("_" + w) for w in SECRET_WORDS):
+    secret = any(w == lowered or lowered.endswith("_" + w) for w in SECRET_WORDS)
+    if secret and not isinstance(value, dict) and value not in (None, "", []):
         return "***"
     if isinstance(value, dict):
         return {k: masked(v, str(k)) for k, v in value.items()}
