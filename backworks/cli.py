@@ -75,6 +75,21 @@ def serve(config, host, port):
     app.run(host=host, port=port, threaded=False, use_reloader=False)
 
 
+@cli.command()
+@click.option("--write", "readme", type=click.Path(dir_okay=False), help="Update this README in place.")
+def reference(readme):
+    """Print the config reference generated from the schema (or write it into a README)."""
+    from pathlib import Path
+
+    from backworks.docs import config_reference, write_reference
+
+    if readme:
+        write_reference(Path(readme))
+        click.echo(f"updated the config reference in {readme}")
+    else:
+        click.echo(config_reference(), nl=False)
+
+
 def main():
     """Console-script entry point."""
     cli()

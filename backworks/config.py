@@ -222,12 +222,14 @@ class Config:
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: dict | None = None,
-                environ: dict | None = None) -> Config:
-    """Read, substitute, override and validate a config file; raise ConfigError listing every problem."""
+                environ: dict | None = None, text: str | None = None) -> Config:
+    """Read, substitute, override and validate a config file; raise ConfigError listing every problem.
+
+    `text`, when given, is used instead of the file's current content (a last good copy)."""
     environ = os.environ if environ is None else environ
     path = Path(path or environ.get("BACKWORKS_CONFIG") or DEFAULT_CONFIG)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8") if text is None else text
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read config file: {exc.strerror or exc}"])
     data, lines = parse_yaml(text, str(path))

@@ -135,7 +135,14 @@ class RequestData:
     @property
     def query_string(self) -> str:
         """The raw query string, as the client sent it."""
-        return self.wz.query_string.decode("latin-1") if self._query is None else _encode_query(self._query)
+        if self._query is None or self._query is self.wz.args:
+            return self.wz.query_string.decode("latin-1")
+        return _encode_query(self._query)
+
+    @property
+    def body_loaded(self) -> bool:
+        """True once the body has been read (by the gateway, a plugin or a mode)."""
+        return self._body is not None
 
     @property
     def body(self) -> bytes:
@@ -151,8 +158,8 @@ class RequestData:
             self._json = parse_json_body(self.headers.get("Content-Type"), self.body)
         return self._json
 
-    def to_dict(self) -> dict:
-        """Return the plain-data request plugins receive."""
+    def to_dict(self, include_body: bool = True) -> dict:
+        """Return the plain-data request plugins receive (body and json None unless include_body)."""
         query: dict = {}
         for key, values in self.query.lists():
             query[key] = values[0] if len(values) == 1 else list(values)
@@ -160,7 +167,7 @@ class RequestData:
         for key, value in self.headers.items():
             lkey = key.lower()
             headers[lkey] = f"{headers[lkey]}, {value}" if lkey in headers else value
-        body = self.body
+        body = self.body if include_body else b""
         return {
             "method": self.method,
             "path": self.path,
@@ -168,13 +175,16 @@ class RequestData:
             "query": query,
             "headers": headers,
             "body": body.decode("utf-8", "replace") if body else None,
-            "json": self.json,
+            "json": self.json if include_body else None,
             "client_ip": self.client_ip,
             "endpoint": self.endpoint,
         }
 
-    def replaced(self, data: dict) -> "RequestData":
-        """Return a copy of this request with the fields of a plugin's request dict applied."""
+    def replaced(self, data: dict, keep_body: bool = False) -> "RequestData":
+        """Return a copy of this request with the fields of a plugin's request dict applied.
+
+        keep_body: keep this request's body (bytes, or the unread stream) and ignore the dict's.
+        """
         new = RequestData(self.wz, self.endpoint, dict(data.get("path_params") or {}),
                           self.request_id, self.max_body_bytes, self.client_ip)
         new.method = str(data.get("method") or self.method).upper()
@@ -185,14 +195,16 @@ class RequestData:
                 query.add(str(key), str(item))
         new._query = query
         new._headers = Headers([(str(k), str(v)) for k, v in (data.get("headers") or {}).items()])
-        if data.get("json") is not None and data.get("json") != self.json:
+        if keep_body:
+            new._body, new._json = self._body, self._json
+        elif data.get("json") is not None and data.get("json") != self.json:
             new._json = data["json"]
             new._body = json.dumps(data["json"]).encode()
             new._headers["Content-Type"] = JSON_TYPE
         else:
             body = data.get("body")
             new._body = body.encode() if isinstance(body, str) else (body or b"")
-        if "content-length" in new._headers or new._body:
+        if not keep_body and ("content-length" in new._headers or new._body):
             new._headers["Content-Length"] = str(len(new._body))
         return new
 

@@ -1,6 +1,15 @@
 """Production gunicorn settings for Backworks: `gunicorn -c config/gunicorn.conf.py wsgi:app`."""
 import multiprocessing
 import os
+import shutil
+import tempfile
+
+# Workers must see PROMETHEUS_MULTIPROC_DIR before they import backworks.metrics, so it is set here,
+# when the master reads this file, before anything imports prometheus_client.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(tempfile.gettempdir(),
+                                                          f"backworks-metrics-{os.getpid()}")
+    os.environ["BACKWORKS_OWNS_METRICS_DIR"] = "1"
 
 bind = os.environ.get("BACKWORKS_BIND", "127.0.0.1:8000")
 # Sync workers run plugins inline with signal timers; gthread workers use sandbox children.
@@ -15,5 +24,48 @@ accesslog = os.environ.get("BACKWORKS_GUNICORN_ACCESS_LOG") or None
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms "%(a)s"'
 errorlog = "-"
 loglevel = os.environ.get("BACKWORKS_LOG_LEVEL", "info")
-forwarded_allow_ips = os.environ.get("BACKWORKS_FORWARDED_ALLOW_IPS", "127.0.0.1")
+# Keep equal to the config's server.trusted_proxies: gunicorn sets wsgi.url_scheme from them.
+forwarded_allow_ips = os.environ.get("BACKWORKS_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 limit_request_fields = 100
+
+
+def on_starting(server):
+    """Prepare the metrics directory and refuse to start on a broken config."""
+    from backworks import lifecycle
+
+    lifecycle.reset_metrics_dir(lifecycle.Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
+    problems = lifecycle.validate()
+    if problems:
+        raise SystemExit("Backworks config is broken, not starting:\n" + "\n".join(problems))
+
+
+def on_reload(server):
+    """On HUP: validate the config; when broken, the new workers keep serving the last good one."""
+    from backworks import lifecycle
+
+    problems = lifecycle.validate()
+    if problems:
+        server.log.error("HUP: config %s is broken; new workers keep the last good config:\n%s",
+                         lifecycle.config_path(), "\n".join(problems))
+    else:
+        server.log.info("HUP: config %s is valid; replacing workers", lifecycle.config_path())
+
+
+def pre_fork(server, worker):
+    """Remember the newest good config before each fork (the file may have changed since the last HUP)."""
+    from backworks import lifecycle
+
+    lifecycle.validate_if_changed()
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges from the aggregated metrics."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the metrics directory when Backworks created it."""
+    if os.environ.get("BACKWORKS_OWNS_METRICS_DIR"):
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

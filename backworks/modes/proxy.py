@@ -1,0 +1,253 @@
+"""Proxy mode: forward to an upstream with a pooled client, streaming both bodies."""
+from __future__ import annotations
+
+import logging
+from urllib.parse import quote
+
+from urllib3.util import SKIP_HEADER
+
+from backworks.errors import HTTPError
+from backworks.http import Reply, RequestData
+from backworks.modes.base import LoadContext, Mode
+from backworks.schema import HTTP_METHODS, field, listof, string_map
+from backworks.upstreams import UpstreamFailure, UpstreamSet
+
+logger = logging.getLogger(__name__)
+
+HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+                        "trailer", "trailers", "transfer-encoding", "upgrade", "proxy-connection"))
+FORWARDED = frozenset(("x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"))
+CHUNK = 64 * 1024
+INLINE_LIMIT = 256 * 1024  # bodies up to this size are read whole (fast path); larger ones stream
+
+SCHEMA = {
+    "upstream": field("string", "Name of the upstream (under `upstreams:`) requests go to.", required=True),
+    "strip_prefix": field("string", "Remove this prefix from the path before forwarding.", regex=r"^/.*"),
+    "add_prefix": field("string", "Put this prefix before the path when forwarding.", regex=r"^/.*"),
+    "set_headers": string_map("Request headers set (replaced) before forwarding.", default={}),
+    "remove_headers": listof("Request headers removed before forwarding.", {"type": "string"}, default=[]),
+}
+
+
+def upstreams_of(ctx: LoadContext) -> UpstreamSet:
+    """Return the load's shared UpstreamSet (one per config load)."""
+    return ctx.shared("upstreams", lambda: UpstreamSet(ctx.config.data["upstreams"]))
+
+
+class ProxyMode(Mode):
+    """Forward to an upstream: prefixes, header rules, X-Forwarded-*, streamed bodies, clear failures."""
+
+    schema = SCHEMA
+    default_methods = tuple(HTTP_METHODS)
+    reads_body = False
+
+    def __init__(self, spec, ctx: LoadContext, block: dict | None = None):
+        super().__init__(spec, ctx)
+        if block is not None:
+            self.block = block
+        block = self.block
+        self.upstream_name = block["upstream"]
+        self.upstreams = upstreams_of(ctx)
+        self.client_host = self.upstreams.upstreams[self.upstream_name].client_host
+        self.strip_prefix = (block.get("strip_prefix") or "").rstrip("/")
+        self.add_prefix = (block.get("add_prefix") or "").rstrip("/")
+        self.set_headers = [(str(k), str(v)) for k, v in (block.get("set_headers") or {}).items()]
+        self.removed = HOP_BY_HOP | {h.lower() for h in block.get("remove_headers") or []} | \
+            {k.lower() for k, _ in self.set_headers} | {"host", "content-length"}
+        server = ctx.config.data["server"]
+        self.trusted = frozenset(server["trusted_proxies"])
+        self.max_body = server["max_body_bytes"]
+
+    def handle(self, request: RequestData) -> Reply:
+        """Forward the request and stream the upstream's answer back."""
+        return self.forward(request, None)
+
+    def forward(self, request: RequestData, tap) -> Reply:
+        """Forward the request; `tap` (or None) sees the bytes both ways, for recording."""
+        upstream = self.upstreams.get(self.upstream_name)
+        body, replayable, length = self.request_body(request, tap)
+        headers = self.request_headers(request, length)
+        try:
+            response, target = upstream.send(request.method, self.upstream_path(request), headers, body,
+                                             replayable)
+        except UpstreamFailure:
+            if isinstance(body, BodyReader) and body.over_limit:
+                raise body.too_large()
+            raise
+        reply_headers = response_headers(response.headers)
+        if tap is not None:
+            tap.answered(target, response.status, reply_headers)
+        length_header = response.headers.get("content-length")
+        if request.method == "HEAD" or response.status in (204, 304) or \
+                (length_header and length_header.isdigit() and int(length_header) <= INLINE_LIMIT):
+            return Reply(response.status, reply_headers, self.read_whole(request, response, upstream, target, tap))
+        return Reply(response.status, reply_headers, StreamedBody(response, upstream, target, tap))
+
+    def read_whole(self, request, response, upstream, target, tap) -> bytes:
+        """Read a small (or empty) response body at once and give the connection back."""
+        try:
+            data = b"" if request.method == "HEAD" else response.read(decode_content=False)
+        except Exception as exc:
+            response.close()
+            upstream.done(target)
+            if tap is not None:
+                tap.finish(error=str(exc))
+            raise upstream.failed(target, exc) from None
+        response.release_conn()
+        upstream.done(target)
+        if tap is not None:
+            tap.response_chunk(data)
+            tap.finish()
+        return data
+
+    def upstream_path(self, request: RequestData) -> str:
+        """Return the path and query sent upstream, byte-exact when no plugin changed them."""
+        environ = request.wz.environ
+        raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
+        if request.path == request.wz.path and raw.startswith("/"):
+            path = raw.split("?", 1)[0]
+        else:
+            path = quote(request.path, safe="/:@!$&'()*+,;=-._~%")
+        if self.strip_prefix and (path == self.strip_prefix or path.startswith(self.strip_prefix + "/")):
+            path = path[len(self.strip_prefix):] or "/"
+        if self.add_prefix:
+            path = self.add_prefix + path
+        query = request.query_string if request.query is not request.wz.args else \
+            environ.get("QUERY_STRING", "")
+        return f"{path}?{query}" if query else path
+
+    def request_headers(self, request: RequestData, length: int | None) -> dict:
+        """Return the headers sent upstream: end-to-end ones, X-Forwarded-*, the configured rules."""
+        headers = request.headers
+        removed = self.removed | _connection_tokens(headers.get("Connection"))
+        out = {}
+        for key, value in headers.items():
+            lkey = key.lower()
+            if lkey in removed or lkey in FORWARDED:
+                continue
+            out[key] = f"{out[key]}, {value}" if key in out else value
+        environ = request.wz.environ
+        trusted = environ.get("REMOTE_ADDR") in self.trusted
+        peer = environ.get("REMOTE_ADDR") or ""
+        prior = headers.get("X-Forwarded-For") if trusted else None
+        out["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
+        out["X-Forwarded-Proto"] = (trusted and headers.get("X-Forwarded-Proto")) or environ["wsgi.url_scheme"]
+        out["X-Forwarded-Host"] = (trusted and headers.get("X-Forwarded-Host")) or headers.get("Host", "")
+        if self.client_host and headers.get("Host"):
+            out["Host"] = headers["Host"]
+        if length is not None:
+            out["Content-Length"] = str(length)
+        for name in ("User-Agent", "Accept-Encoding"):
+            if name not in headers:
+                out[name] = SKIP_HEADER  # send exactly what the client sent: nothing
+        out.update(self.set_headers)
+        return out
+
+    def request_body(self, request: RequestData, tap):
+        """Return (body, replayable, declared length): bytes when small or already read, else a reader."""
+        if request.body_loaded:
+            data = request.body
+            if tap is not None:
+                tap.request_chunk(data)
+            return (data or None), True, None
+        wz = request.wz
+        length = wz.content_length
+        chunked = bool(wz.environ.get("wsgi.input_terminated")) and length is None and \
+            "chunked" in wz.environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        if length is not None and length > self.max_body:
+            raise HTTPError(413, "payload_too_large", f"request body is {length} bytes; the limit is "
+                            f"{self.max_body} (server.max_body_bytes)")
+        if not length and not chunked:
+            return None, True, (0 if length == 0 else None)
+        if length is not None and length <= INLINE_LIMIT:
+            data = wz.stream.read(length)
+            if tap is not None:
+                tap.request_chunk(data)
+            return data, True, None
+        return BodyReader(wz.stream, length, self.max_body, tap), False, length
+
+
+def _connection_tokens(value: str | None) -> set:
+    if not value:
+        return set()
+    return {token.strip().lower() for token in value.split(",") if token.strip()}
+
+
+def response_headers(headers) -> list:
+    """Return the upstream's headers without hop-by-hop ones, repeated headers kept."""
+    removed = HOP_BY_HOP | _connection_tokens(headers.get("connection"))
+    return [(k, v) for k, v in headers.items() if k.lower() not in removed]
+
+
+class BodyReader:
+    """Reads the client's body in chunks while it is sent upstream, enforcing server.max_body_bytes."""
+
+    def __init__(self, stream, length: int | None, limit: int, tap):
+        self.stream = stream
+        self.length = length
+        self.limit = limit
+        self.tap = tap
+        self.read = 0
+        self.over_limit = False
+
+    def __iter__(self):
+        while True:
+            chunk = self.stream.read(CHUNK)
+            if not chunk:
+                return
+            self.read += len(chunk)
+            if self.read > self.limit:
+                self.over_limit = True
+                raise OSError("request body over server.max_body_bytes")
+            if self.tap is not None:
+                self.tap.request_chunk(chunk)
+            yield chunk
+
+    def too_large(self) -> HTTPError:
+        """The 413 answered when a streamed body went over the limit."""
+        return HTTPError(413, "payload_too_large",
+                         f"request body is over the limit of {self.limit} bytes (server.max_body_bytes)")
+
+
+class StreamedBody:
+    """A response body streamed from the upstream; the connection goes back to the pool when done."""
+
+    def __init__(self, response, upstream, target, tap):
+        self.response = response
+        self.upstream = upstream
+        self.target = target
+        self.tap = tap
+        self.complete = False
+        self.closed = False
+
+    def __iter__(self):
+        error = None
+        try:
+            for chunk in self.response.stream(CHUNK, decode_content=False):
+                if self.tap is not None:
+                    self.tap.response_chunk(chunk)
+                yield chunk
+            self.complete = True
+        except Exception as exc:
+            error = exc
+            logger.warning("upstream %s (%s) failed while streaming the response: %s", self.upstream.name,
+                           self.target.name, exc)
+            raise
+        finally:
+            self._finish(error)
+
+    def close(self) -> None:
+        """Called by the WSGI server when the client is done (or gone)."""
+        self._finish(None if self.complete else "client went away before the end of the response")
+
+    def _finish(self, error) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.complete:
+            self.response.release_conn()
+        else:
+            self.response.close()  # a half-read connection cannot be reused
+        self.upstream.done(self.target)
+        if self.tap is not None:
+            self.tap.finish(error=str(error) if error else None)

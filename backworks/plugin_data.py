@@ -1,0 +1,139 @@
+"""Turn requests and replies into the plain data plugin hooks see, and hook results back into them."""
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+from backworks.http import JSON_TYPE, Reply, RequestData, is_json_type
+
+logger = logging.getLogger(__name__)
+
+RESPONSE_BODY_CAP = 1024 * 1024  # larger, streamed or binary bodies are not given to after_response
+TEXT_TYPE = "text/plain; charset=utf-8"
+TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+RECOMPUTED = ("content-length", "transfer-encoding")
+
+
+def request_data(request: RequestData, with_body: bool) -> dict:
+    """The request as hooks see it; streaming endpoints' hooks get no body (it stays unread)."""
+    return request.to_dict(include_body=with_body)
+
+
+def apply_request(request: RequestData, original: dict, final: dict, with_body: bool) -> RequestData:
+    """Return `request` when hooks changed nothing, else a request rebuilt from their dict."""
+    if final is original or final == original:
+        return request
+    merged = {**original, **final}
+    same_body = merged.get("body") == original["body"] and merged.get("json") == original["json"]
+    headers = merged.get("headers") or {}
+    for name, value in headers.items():
+        check_header(name, value)
+    return request.replaced(merged, keep_body=not with_body or same_body)
+
+
+def response_data(reply: Reply) -> dict:
+    """The reply as after_response hooks see it: body as text when it is small UTF-8 bytes, else None."""
+    headers: dict = {}
+    for key, value in reply.headers:
+        lkey = key.lower()
+        headers[lkey] = f"{headers[lkey]}, {value}" if lkey in headers else value
+    body = json_value = None
+    raw = reply.body
+    if isinstance(raw, (bytes, bytearray)) and raw and len(raw) <= RESPONSE_BODY_CAP:
+        try:
+            body = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            body = None
+        if body is not None and is_json_type(headers.get("content-type")):
+            try:
+                json_value = json.loads(body)
+            except ValueError:
+                json_value = None
+    return {"status": reply.status, "headers": headers, "body": body, "json": json_value}
+
+
+def apply_response(reply: Reply, original: dict, final: dict) -> Reply:
+    """Return `reply` when hooks changed nothing, else the reply their dict describes.
+
+    A body the hooks were not given (binary, streamed, too large) is kept unless they set a new one.
+    """
+    if final is original or final == original:
+        return reply
+    merged = {**original, **final}
+    status = check_status(merged.get("status", reply.status))
+    headers = _merge_headers(reply.headers, original["headers"], merged.get("headers") or {})
+    body = reply.body
+    if merged.get("json") is not None and merged.get("json") != original["json"]:
+        body = _dump(merged["json"])
+        headers = _set_header(headers, "Content-Type", JSON_TYPE, only_if_missing=not original["json"] is None)
+    elif merged.get("body") is not None and merged.get("body") != original["body"]:
+        body = _encode(merged["body"])
+    if body is not reply.body:
+        headers = [(k, v) for k, v in headers if k.lower() not in RECOMPUTED]
+    return Reply(status, headers, body, reply.meta)
+
+
+def reply_from_response(response: dict) -> Reply:
+    """Build the reply a before_request hook answered with ({"response": {...}})."""
+    if not isinstance(response, dict):
+        raise ValueError(f"response must be a dict, not {type(response).__name__}")
+    status = check_status(response.get("status", 200))
+    headers = []
+    for name, value in (response.get("headers") or {}).items():
+        headers.append(check_header(name, value))
+    if response.get("json") is not None:
+        body = _dump(response["json"])
+        headers = _set_header(headers, "Content-Type", JSON_TYPE, only_if_missing=True)
+    else:
+        body = _encode(response.get("body") or "")
+        if body:
+            headers = _set_header(headers, "Content-Type", TEXT_TYPE, only_if_missing=True)
+    headers = [(k, v) for k, v in headers if k.lower() not in RECOMPUTED]
+    return Reply(status, headers, body)
+
+
+def check_status(status) -> int:
+    """Return a valid HTTP status (100-599) or raise ValueError."""
+    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+        raise ValueError(f"status must be an integer from 100 to 599, not {status!r}")
+    return status
+
+
+def check_header(name, value) -> tuple[str, str]:
+    """Return a safe (name, value) header pair or raise ValueError (no CR/LF, names are tokens)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"header {name!r} must have a text value, not {type(value).__name__}")
+    value = str(value)
+    if not isinstance(name, str) or not TOKEN.match(name):
+        raise ValueError(f"invalid header name {name!r}")
+    if any(c in value for c in "\r\n\0"):
+        raise ValueError(f"header {name} contains a line break")
+    return name, value
+
+
+def _merge_headers(raw: list, original: dict, new: dict) -> list:
+    # Keep the reply's own pairs (case, repeated Set-Cookie) for every header a hook left alone.
+    kept = {k for k, v in new.items() if original.get(str(k).lower()) == v}
+    headers = [(k, v) for k, v in raw if k.lower() in kept]
+    for name, value in new.items():
+        if name not in kept:
+            headers.append(check_header(name, value))
+    return headers
+
+
+def _set_header(headers: list, name: str, value: str, only_if_missing: bool) -> list:
+    lname = name.lower()
+    if only_if_missing and any(k.lower() == lname for k, _ in headers):
+        return headers
+    return [(k, v) for k, v in headers if k.lower() != lname] + [(name, value)]
+
+
+def _dump(value) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _encode(body) -> bytes:
+    if isinstance(body, str):
+        return body.encode()
+    raise ValueError(f"body must be a string, not {type(body).__name__}")

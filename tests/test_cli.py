@@ -1,0 +1,58 @@
+"""The backworks command: check, print-config, reference."""
+from __future__ import annotations
+
+import re
+
+from click.testing import CliRunner
+
+from backworks.cli import cli
+from tests.conftest import ROOT, write_config
+
+
+def test_check_valid_config_prints_summary_and_exits_0():
+    result = CliRunner().invoke(cli, ["check", str(ROOT / "config/backworks.yaml")])
+    assert result.exit_code == 0
+    assert re.fullmatch(r".*config/backworks\.yaml: OK \(\d+ endpoints, \d+ plugins\)", result.output.strip())
+
+
+def test_check_invalid_config_lists_every_problem_and_exits_1(tmp_path):
+    path = write_config(tmp_path, """
+        mode: mok
+        endpoints:
+          a: {path: a}
+    """)
+    result = CliRunner().invoke(cli, ["check", str(path)])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        f"{path}:2: mode: unallowed value 'mok' (did you mean 'mock'?)",
+        f"{path}:4: endpoints.a.path: value 'a' does not match the expected form (must start with '/')",
+        f"2 problem(s) in {path}",
+    ]
+
+
+def test_print_config_resolves_defaults_and_masks_secrets(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHOP_TOKEN", "s3cret")
+    path = write_config(tmp_path, """
+        admin: {token: "${SHOP_TOKEN}"}
+        endpoints:
+          a: {path: /a}
+    """)
+    result = CliRunner().invoke(cli, ["print-config", str(path)])
+    assert result.exit_code == 0
+    assert "s3cret" not in result.output
+    assert "token: '***'" in result.output
+    assert "max_body_bytes: 10485760" in result.output
+
+
+def test_print_config_json_form(tmp_path):
+    path = write_config(tmp_path, "endpoints:\n  a: {path: /a}\n")
+    result = CliRunner().invoke(cli, ["print-config", str(path), "--json"])
+    assert result.exit_code == 0
+    assert '"path": "/a"' in result.output
+
+
+def test_serve_refuses_broken_config_with_exit_1(tmp_path):
+    path = write_config(tmp_path, "endpoints:\n  a: {path: /a, mode: nope}\n")
+    result = CliRunner().invoke(cli, ["serve", str(path)])
+    assert result.exit_code == 1
+    assert "endpoints.a.mode: unallowed value 'nope'" in result.output
