@@ -7,7 +7,6 @@ import os
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 from flask import Flask, jsonify
@@ -50,7 +49,7 @@ class Backworks:
             return self.flask_wsgi(environ, start_response)
         runtime = self.runtime
         started = time.perf_counter()
-        request_id = environ.get(runtime.request_id_key) or uuid.uuid4().hex
+        request_id = environ.get(runtime.request_id_key) or os.urandom(16).hex()
         endpoint = None
         try:
             reply, endpoint = runtime.dispatch(environ, request_id)

@@ -74,6 +74,8 @@ CAPTURE = section("Where `capture` endpoints record exchanges and `replay` endpo
     "exclude": listof("Never record paths matching these globs.", {"type": "string"}, default=[]),
     "methods": listof("Only record these methods (default: all).",
                       {"type": "string", "allowed": HTTP_METHODS}, default=[]),
+    "table": field("string", "Table the exchanges are stored in.", default="backworks_captures",
+                   regex=r"^[A-Za-z_][A-Za-z0-9_]*$"),
 }, default={})
 
 UPSTREAM = section("One upstream service: targets, balancing, timeouts, retries, health.", {

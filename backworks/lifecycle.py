@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from pathlib import Path
 
 from backworks.config import DEFAULT_CONFIG, load_config
@@ -87,8 +86,3 @@ def reset_metrics_dir(directory: Path) -> None:
     for stale in directory.glob("*.db"):
         stale.unlink()
     logger.info("Prometheus multiprocess directory: %s", directory)
-
-
-def remove_metrics_dir(directory: Path) -> None:
-    """Remove a multiprocess directory Backworks created."""
-    shutil.rmtree(directory, ignore_errors=True)

@@ -66,7 +66,7 @@ def apply_response(reply: Reply, original: dict, final: dict) -> Reply:
     body = reply.body
     if merged.get("json") is not None and merged.get("json") != original["json"]:
         body = _dump(merged["json"])
-        headers = _set_header(headers, "Content-Type", JSON_TYPE, only_if_missing=not original["json"] is None)
+        headers = _set_header(headers, "Content-Type", JSON_TYPE, only_if_missing=original["json"] is not None)
     elif merged.get("body") is not None and merged.get("body") != original["body"]:
         body = _encode(merged["body"])
     if body is not reply.body:
@@ -114,10 +114,10 @@ def check_header(name, value) -> tuple[str, str]:
 
 def _merge_headers(raw: list, original: dict, new: dict) -> list:
     # Keep the reply's own pairs (case, repeated Set-Cookie) for every header a hook left alone.
-    kept = {k for k, v in new.items() if original.get(str(k).lower()) == v}
+    kept = {str(k).lower() for k, v in new.items() if original.get(str(k).lower()) == v}
     headers = [(k, v) for k, v in raw if k.lower() in kept]
     for name, value in new.items():
-        if name not in kept:
+        if str(name).lower() not in kept:
             headers.append(check_header(name, value))
     return headers
 

@@ -95,6 +95,15 @@ class Runtime:
                 return hop
         return peer
 
+    def scheme(self, environ) -> str:
+        """The client's scheme, taken from X-Forwarded-Proto only when the peer is a trusted proxy."""
+        forwarded = environ.get("HTTP_X_FORWARDED_PROTO")
+        if forwarded and (environ.get("REMOTE_ADDR") or "") in self.trusted:
+            proto = forwarded.split(",", 1)[0].strip().lower()
+            if proto in ("http", "https"):
+                return proto
+        return environ.get("wsgi.url_scheme") or "http"
+
     def close(self) -> None:
         """Release pools, stores and sandbox children of this load."""
         for endpoint in self.endpoints.values():

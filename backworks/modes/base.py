@@ -25,6 +25,10 @@ class LoadContext:
             self._shared[key] = factory()
         return self._shared[key]
 
+    def peek(self, key: str) -> object | None:
+        """Return the resource named `key` if this load created it, without creating it."""
+        return self._shared.get(key)
+
     def close(self) -> None:
         """Release every shared resource that has a close() method."""
         for key, resource in list(self._shared.items()):

@@ -1,0 +1,21 @@
+"""The dashboard and the JSON admin API, mounted under `admin.path` (default /_backworks)."""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Flask
+
+from backworks.admin import api, views
+from backworks.admin.auth import require_admin
+
+logger = logging.getLogger(__name__)
+
+
+def init_app(app: Flask, backworks) -> None:
+    """Register the admin blueprint on the Flask app at the configured admin path."""
+    blueprint = Blueprint("admin", __name__, url_prefix=backworks.runtime.admin_path,
+                          template_folder="templates", static_folder="static")
+    blueprint.before_request(lambda: require_admin(backworks))
+    api.register(blueprint, backworks)
+    views.register(blueprint, backworks)
+    app.register_blueprint(blueprint)

@@ -1,0 +1,100 @@
+"""Per-request bookkeeping on the hot path: Prometheus counters and a bounded ring of recent requests.
+
+Recording stores raw values only (a tuple per request); redaction and formatting happen when the
+admin API reads the ring, so serving a request pays for a deque append and two metric updates.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from urllib.parse import parse_qsl, urlencode
+
+from backworks.metrics import REQUEST_LATENCY, REQUESTS
+
+logger = logging.getLogger(__name__)
+
+REDACTED = "[REDACTED]"
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key",
+                            "x-auth-token", "x-csrf-token"})
+SECRET_WORDS = ("token", "secret", "password", "passwd", "apikey", "api_key", "api-key", "auth", "signature",
+                "session")
+SECRET_NAMES = frozenset({"key", "sig", "pw", "pass"})
+
+
+class RequestRecorder:
+    """Counts requests into Prometheus and keeps the last `size` of them for the admin API (per worker)."""
+
+    def __init__(self, size: int):
+        self.recent: deque = deque(maxlen=size)
+        self._children: dict = {}
+
+    def resize(self, size: int) -> None:
+        """Keep the most recent `size` requests from now on."""
+        if size != self.recent.maxlen:
+            self.recent = deque(self.recent, maxlen=size)
+
+    def record(self, environ, status: int, started: float, endpoint, request_id: str) -> None:
+        """Count one answered request and remember it."""
+        duration = time.perf_counter() - started
+        if endpoint is None:
+            name = mode = "-"
+        else:
+            name, mode = endpoint.spec.name, endpoint.spec.mode
+        key = (name, mode, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (REQUESTS.labels(name, mode, str(status or "reset")),
+                                               REQUEST_LATENCY.labels(name, mode))
+        children[0].inc()
+        children[1].observe(duration)
+        if self.recent.maxlen:
+            self.recent.append((time.time(), environ.get("REQUEST_METHOD"), environ.get("PATH_INFO") or "/",
+                                environ.get("QUERY_STRING", ""), status, duration, name, mode, request_id,
+                                environ.get("REMOTE_ADDR", ""), environ.get("wsgi.url_scheme", "http"),
+                                [(k, v) for k, v in environ.items() if k[:5] == "HTTP_"]))
+
+    def snapshot(self, runtime, limit: int | None = None) -> list[dict]:
+        """Return recent requests, newest first, with secrets redacted."""
+        rows = list(self.recent)[::-1][:limit]
+        return [describe(row, runtime) for row in rows]
+
+
+def describe(row: tuple, runtime) -> dict:
+    """Turn one recorded tuple into the admin API's plain dict, secrets redacted."""
+    ts, method, path, query, status, duration, name, mode, request_id, peer, scheme, raw_headers = row
+    environ = {"REMOTE_ADDR": peer, "wsgi.url_scheme": scheme, **dict(raw_headers)}
+    headers = {key[5:].lower().replace("_", "-"): value for key, value in raw_headers}
+    return {
+        "time": ts,
+        "method": method,
+        "path": path,
+        "query": redact_query(query),
+        "status": status or "reset",
+        "duration_ms": round(duration * 1000, 2),
+        "endpoint": name,
+        "mode": mode,
+        "request_id": request_id,
+        "client_ip": runtime.client_ip(environ),
+        "scheme": runtime.scheme(environ),
+        "headers": {key: REDACTED if is_secret_header(key) else value for key, value in headers.items()},
+    }
+
+
+def is_secret_header(name: str) -> bool:
+    """Return True for headers that carry credentials."""
+    return name in SECRET_HEADERS or is_secret_name(name)
+
+
+def is_secret_name(name: str) -> bool:
+    """Return True for parameter names that look like credentials (api_key, token, password...)."""
+    lowered = name.lower()
+    return lowered in SECRET_NAMES or any(word in lowered for word in SECRET_WORDS)
+
+
+def redact_query(query: str) -> str:
+    """Return the query string with credential-looking parameters replaced by [REDACTED]."""
+    if not query:
+        return ""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return urlencode([(k, REDACTED if is_secret_name(k) else v) for k, v in pairs], safe="[]")

@@ -1,0 +1,228 @@
+"""The capture store: recorded exchanges in SQLite or PostgreSQL, written off the request path."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+from urllib.parse import parse_qsl
+
+import sqlalchemy as sa
+
+from backworks import metrics
+
+logger = logging.getLogger(__name__)
+
+QUEUE_SIZE = 10000
+BATCH = 200
+COLUMNS = ("recorded_at", "endpoint", "method", "url", "path", "query", "request_headers", "request_body",
+           "request_body_size", "request_body_hash", "status", "response_headers", "response_body",
+           "response_body_size", "duration_ms", "upstream")
+
+
+def make_table(metadata: sa.MetaData, name: str) -> sa.Table:
+    """Declare the captures table."""
+    return sa.Table(
+        name, metadata,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("recorded_at", sa.Float, nullable=False),
+        sa.Column("endpoint", sa.String(200), nullable=False, default=""),
+        sa.Column("method", sa.String(16), nullable=False),
+        sa.Column("url", sa.Text, nullable=False, default=""),
+        sa.Column("path", sa.Text, nullable=False),
+        sa.Column("query", sa.Text, nullable=False, default=""),
+        sa.Column("request_headers", sa.Text, nullable=False, default="[]"),
+        sa.Column("request_body", sa.LargeBinary, nullable=False, default=b""),
+        sa.Column("request_body_size", sa.Integer, nullable=False, default=0),
+        sa.Column("request_body_hash", sa.String(64), nullable=False, default=""),
+        sa.Column("status", sa.Integer, nullable=False),
+        sa.Column("response_headers", sa.Text, nullable=False, default="[]"),
+        sa.Column("response_body", sa.LargeBinary, nullable=False, default=b""),
+        sa.Column("response_body_size", sa.Integer, nullable=False, default=0),
+        sa.Column("duration_ms", sa.Float, nullable=False, default=0.0),
+        sa.Column("upstream", sa.Text, nullable=False, default=""),
+        sa.Index(f"ix_{name}_method_path", "method", "path"),
+    )
+
+
+def engine_url(store: str, base_dir=None) -> str:
+    """Turn `capture.store` into an SQLAlchemy URL (relative SQLite files are next to the config)."""
+    if store.startswith("postgresql://") or store.startswith("postgres://"):
+        return "postgresql+psycopg://" + store.split("://", 1)[1]
+    if store.startswith("sqlite:///") and base_dir is not None:
+        path = store[len("sqlite:///"):]
+        if path and path != ":memory:" and not os.path.isabs(path):
+            return "sqlite:///" + os.path.join(str(base_dir), path)
+    return store
+
+
+def query_key(query: str) -> tuple:
+    """Return a query string in a canonical, order-free form for matching."""
+    return tuple(sorted(parse_qsl(query or "", keep_blank_values=True)))
+
+
+class CaptureStore:
+    """Recorded exchanges: `record()` queues (never blocks), a writer thread per process stores them."""
+
+    def __init__(self, url: str, table: str = "backworks_captures"):
+        self.url = url
+        self.table = make_table(sa.MetaData(), table)
+        self._engine = None
+        self._pid = None
+        self._queue: queue.Queue | None = None
+        self._writer: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    def from_config(cls, config) -> "CaptureStore":
+        """Build the store named by a config's `capture` section."""
+        capture = config.data["capture"]
+        return cls(engine_url(capture["store"], config.base_dir), capture.get("table", "backworks_captures"))
+
+    @property
+    def engine(self) -> sa.Engine:
+        """This process's engine, created on first use (never shared across a fork); table ensured."""
+        if self._pid != os.getpid() or self._engine is None:
+            with self._lock:
+                if self._pid != os.getpid():
+                    self._reset_for_process()
+                if self._engine is None:
+                    self._engine = self._create_engine()
+        return self._engine
+
+    def _reset_for_process(self) -> None:
+        self._pid = os.getpid()
+        self._engine = None
+        self._queue = None
+        self._writer = None
+
+    def _create_engine(self) -> sa.Engine:
+        if self.url.startswith("sqlite"):
+            engine = sa.create_engine(self.url, connect_args={"timeout": 30, "check_same_thread": False})
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = sa.create_engine(self.url, pool_pre_ping=True, pool_size=2)
+        try:
+            self.table.metadata.create_all(engine)
+        except sa.exc.SQLAlchemyError:
+            # another worker may have created it at the same moment; check once more
+            self.table.metadata.create_all(engine)
+        return engine
+
+    def record(self, row: dict, prepare=None) -> None:
+        """Queue one exchange for writing (`prepare(row)` runs in the writer); never blocks the caller."""
+        if self._closed:
+            return
+        if self._pid != os.getpid() or self._writer is None:
+            self._start_writer()
+        try:
+            self._queue.put_nowait((row, prepare))
+        except queue.Full:
+            metrics.CAPTURE_WRITES.labels("dropped").inc()
+            logger.warning("capture queue full (%d exchanges); one exchange not recorded", QUEUE_SIZE)
+
+    def _start_writer(self) -> None:
+        with self._lock:
+            if self._pid != os.getpid():
+                self._reset_for_process()
+            if self._writer is not None:
+                return
+            self._queue = queue.Queue(QUEUE_SIZE)
+            self._writer = threading.Thread(target=self._drain, args=(self._queue,), name="backworks-capture",
+                                            daemon=True)
+            self._writer.start()
+
+    def _drain(self, rows: queue.Queue) -> None:
+        while True:
+            first = rows.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < BATCH:
+                try:
+                    item = rows.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._write(batch)
+                    return
+                batch.append(item)
+            self._write(batch)
+
+    def _write(self, batch: list) -> None:
+        try:
+            self.insert([prepare(row) if prepare else row for row, prepare in batch])
+            metrics.CAPTURE_WRITES.labels("ok").inc(len(batch))
+        except Exception as exc:
+            metrics.CAPTURE_WRITES.labels("failed").inc(len(batch))
+            logger.warning("capture store %s: could not record %d exchange(s): %s", safe_url(self.url),
+                           len(batch), exc)
+
+    def insert(self, rows: list, engine: sa.Engine | None = None) -> None:
+        """Store rows now (import, tests); prepared rows only (see capture.prepare_row)."""
+        with (engine or self.engine).begin() as conn:
+            conn.execute(self.table.insert(), [{k: row.get(k) for k in COLUMNS if k in row} for row in rows])
+
+    def flush(self, timeout: float = 10.0) -> None:
+        """Wait until every queued exchange of this process is written."""
+        if self._queue is None or self._pid != os.getpid():
+            return
+        self._queue.put(None)
+        self._writer.join(timeout)
+        self._writer = None
+
+    def candidates(self, method: str | None, path: str | None, limit: int = 500) -> list:
+        """Return recorded exchanges for a method and path (None: any), newest first."""
+        t = self.table
+        query = sa.select(t).order_by(t.c.id.desc()).limit(limit)
+        if method is not None:
+            query = query.where(t.c.method == method)
+        if path is not None:
+            query = query.where(t.c.path == path)
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def rows(self, endpoint: str | None = None) -> list:
+        """Return every recorded exchange, oldest first (optionally of one endpoint)."""
+        t = self.table
+        query = sa.select(t).order_by(t.c.id)
+        if endpoint:
+            query = query.where(t.c.endpoint == endpoint)
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def drop(self) -> None:
+        """Drop the table (tests and maintenance)."""
+        self.table.drop(self.engine, checkfirst=True)
+
+    def close(self) -> None:
+        """Write what is queued, stop the writer and release connections."""
+        self._closed = True
+        self.flush()
+        if self._engine is not None and self._pid == os.getpid():
+            self._engine.dispose()
+        self._engine = None
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def safe_url(url: str) -> str:
+    """Return a store URL without its password."""
+    return sa.engine.make_url(url).render_as_string(hide_password=True) if "://" in url else url
+
+
+def headers_json(pairs) -> str:
+    """Serialise a header list as JSON text."""
+    return json.dumps([[str(k), str(v)] for k, v in pairs])
+
+
+def headers_from_json(text: str) -> list:
+    """Parse a stored header list."""
+    return [tuple(pair) for pair in json.loads(text or "[]")]

@@ -1,0 +1,298 @@
+"""Load plugin scripts into their sandboxes, order them per endpoint, and call their hooks safely."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from backworks.breaker import OPEN, Breaker
+from backworks.config import Config, endpoint_matches
+from backworks.errors import ConfigError
+from backworks.http import Reply, RequestData, error_reply
+from backworks.metrics import PLUGIN_BREAKER_OPEN, PLUGIN_CALLS, PLUGIN_LATENCY
+from backworks.modes.base import LoadContext
+from backworks.plugin_data import apply_request, apply_response, reply_from_response, request_data, \
+    response_data
+from backworks.plugin_stats import PluginStats
+
+logger = logging.getLogger(__name__)
+
+BEFORE, AFTER = "before_request", "after_response"
+
+
+class Plugin:
+    """One loaded plugin: its compiled script, its sandbox, budget, breaker and counters."""
+
+    def __init__(self, name: str, settings: dict, script, isolation: str, sandbox, display: str):
+        from backworks.sandbox import Budget, Step
+
+        self.name = name
+        self.settings = settings
+        self.script = script
+        self.isolation = isolation
+        self.sandbox = sandbox
+        self.display = display
+        self.key = f"plugin:{name}"
+        self.on_error = settings["on_error"]
+        self.critical = settings["critical"]
+        self.budget = Budget(timeout_ms=settings["timeout_ms"], memory_mb=settings["memory_mb"])
+        self.step = Step(self.key, self.budget, self.on_error)
+        breaker = settings["circuit_breaker"]
+        self.breaker = Breaker(breaker["failure_threshold"], breaker["recovery_s"], on_change=self._breaker_changed)
+        self.stats = PluginStats()
+        self._latency = {hook: PLUGIN_LATENCY.labels(name, hook) for hook in (BEFORE, AFTER, "health_check")}
+        self._calls: dict = {}
+        PLUGIN_BREAKER_OPEN.labels(name).set(0)
+
+    def record(self, hook: str, kind: str, duration_ms: float, outcome=None, count_breaker: bool = True) -> None:
+        """Count one hook call in stats, metrics and the breaker; log failures and the script's log lines."""
+        self.stats.record(hook, kind, duration_ms)
+        counter = self._calls.get((hook, kind))
+        if counter is None:
+            counter = self._calls[(hook, kind)] = PLUGIN_CALLS.labels(self.name, hook, kind)
+        counter.inc()
+        self._latency[hook].observe(duration_ms / 1000.0)
+        if count_breaker:
+            self.breaker.record(kind == "ok")
+        if outcome is not None:
+            for line in outcome.logs or ():
+                logger.info("plugin %s: %s", self.name, line)
+            if kind != "ok":
+                logger.warning("plugin %s %s: %s", self.name, hook, describe(outcome))
+
+    def _breaker_changed(self, state: str) -> None:
+        PLUGIN_BREAKER_OPEN.labels(self.name).set(0 if state == "closed" else 1)
+        logger.warning("plugin %s: circuit breaker %s", self.name, state.replace("_", "-"))
+
+
+def describe(outcome) -> str:
+    """One failure as the log shows it: kind, message and the script's own frames."""
+    text = f"{outcome.kind}: {outcome.message}"
+    if outcome.traceback:
+        text += "\n" + str(outcome.traceback).rstrip()
+    return text
+
+
+class PluginSet:
+    """Every enabled plugin of one config load, compiled and loaded, ordered by (order, name)."""
+
+    def __init__(self, config: Config, ctx: LoadContext):
+        self.config = config
+        self.ctx = ctx
+        self.plugins: dict[str, Plugin] = {}
+        problems: list[str] = []
+        enabled = [(s["order"], name, s) for name, s in config.data["plugins"].items() if s["enabled"]]
+        for _, name, settings in sorted(enabled, key=lambda item: item[:2]):
+            try:
+                self.plugins[name] = load_plugin(name, settings, config, ctx)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+        if problems:
+            raise ConfigError(problems)
+
+    def chain_for(self, endpoint: str) -> "PluginChain | None":
+        """The plugins that apply to an endpoint and define a request hook (None when there are none)."""
+        plugins = [p for p in self.plugins.values() if endpoint_matches(p.settings["endpoints"], endpoint)
+                   and (BEFORE in p.script.hooks or AFTER in p.script.hooks)]
+        if not plugins:
+            return None
+        return PluginChain(plugins, with_body=_reads_body(self.config, endpoint))
+
+    def status(self) -> list[dict]:
+        """Per-plugin status for the admin API: settings, breaker, calls, failures, latency percentiles."""
+        return [{
+            "name": p.name, "script": p.display, "digest": p.script.digest, "isolation": p.isolation,
+            "order": p.settings["order"], "endpoints": list(p.settings["endpoints"]), "on_error": p.on_error,
+            "critical": p.critical, "hooks": sorted(p.script.hooks),
+            "breaker": {"state": p.breaker.state, "consecutive_failures": p.breaker.failures,
+                        "retry_in_s": p.breaker.retry_in()},
+            **p.stats.snapshot(),
+        } for p in self.plugins.values()]
+
+    def reset_breaker(self, name: str) -> bool:
+        """Close a plugin's breaker; False when there is no such plugin."""
+        plugin = self.plugins.get(name)
+        if plugin is None:
+            return False
+        plugin.breaker.reset()
+        return True
+
+    def readiness(self) -> dict:
+        """{"ok": bool, "plugins": {...}}: ok unless a critical plugin is unhealthy or its breaker open."""
+        report = {}
+        for plugin in self.plugins.values():
+            report[plugin.name] = check_health(plugin)
+        ok = all(item["healthy"] for item in report.values() if item["critical"])
+        return {"ok": ok, "plugins": report}
+
+    def close(self) -> None:
+        """Nothing to release here: the sandboxes belong to the load context, which closes them."""
+
+
+def check_health(plugin: Plugin) -> dict:
+    """Run a plugin's health_check (when it has one) and look at its breaker."""
+    item = {"critical": plugin.critical, "breaker": plugin.breaker.state}
+    healthy = plugin.breaker.state != OPEN
+    if "health_check" in plugin.script.hooks:
+        try:
+            outcome = plugin.sandbox.call(plugin.key, "health_check", (), plugin.budget)
+        except Exception:
+            logger.exception("plugin %s health_check could not run", plugin.name)
+            item.update(healthy=False, health_check="crash")
+            return item
+        plugin.record("health_check", outcome.kind, outcome.duration_ms, outcome, count_breaker=False)
+        passed = outcome.ok and bool(outcome.value)
+        item["health_check"] = ("ok" if passed else "unhealthy") if outcome.ok else outcome.kind
+        healthy = healthy and passed
+    item["healthy"] = healthy
+    return item
+
+
+def load_plugin(name: str, settings: dict, config: Config, ctx: LoadContext) -> Plugin:
+    """Compile a plugin's script, pick its isolation and load it (module body + on_load) in its sandbox."""
+    from backworks.sandbox import Budget, Sandbox, ScriptError, choose_isolation, compile_script
+
+    where = f"{config.where('plugins', name, 'script')}: plugins.{name}.script"
+    path = config.resolve(settings["script"])
+    display = display_path(path)
+    try:
+        source = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{where}: cannot read {display}: {exc}"])
+    try:
+        script = compile_script(source, display)
+    except ScriptError as exc:
+        raise ConfigError([f"{where}: {problem}" for problem in exc.problems])
+    if not set(script.hooks) & {BEFORE, AFTER, "health_check"}:
+        logger.warning("plugin %s: %s defines no before_request, after_response or health_check hook; "
+                       "it does nothing", name, display)
+    isolation = choose_isolation(settings["isolation"])
+    sandbox = ctx.shared(f"sandbox:{isolation}", lambda: Sandbox(isolation, ctx.config.data["state"]))
+    budget = Budget(timeout_ms=settings["timeout_ms"], memory_mb=settings["memory_mb"])
+    outcome = sandbox.load(f"plugin:{name}", script, settings["config"], budget)
+    if not outcome.ok:
+        raise ConfigError([f"{where}: {display} failed to load: {describe(outcome)}"])
+    logger.info("plugin %s loaded from %s (%s isolation)", name, display, isolation)
+    return Plugin(name, settings, script, isolation, sandbox, display)
+
+
+def display_path(path: Path) -> str:
+    """A script's path as messages show it: relative to the working directory when inside it."""
+    try:
+        return os.path.relpath(path) if not os.path.relpath(path).startswith("..") else str(path)
+    except ValueError:
+        return str(path)
+
+
+def _reads_body(config: Config, endpoint: str) -> bool:
+    from backworks.modes import MODES
+
+    for spec in config.endpoints:
+        if spec.name == endpoint:
+            return MODES[spec.mode].reads_body
+    return True
+
+
+class PluginChain:
+    """The plugins of one endpoint: before_request in order, after_response in reverse order."""
+
+    def __init__(self, plugins: list[Plugin], with_body: bool = True):
+        self.before = [p for p in plugins if BEFORE in p.script.hooks]
+        self.after = [p for p in reversed(plugins) if AFTER in p.script.hooks]
+        self.with_body = with_body
+
+    def before_request(self, request: RequestData) -> RequestData | Reply:
+        """Run before_request hooks; return the (possibly replaced) request or a reply that answers now."""
+        plugins = [p for p in self.before if p.breaker.allow()]
+        if not plugins:
+            return request
+        original = current = request_data(request, self.with_body)
+        notes: list = []
+        for sandbox, group in _groups(plugins):
+            result, closed = _run(sandbox, BEFORE, group, current, None, notes)
+            if closed is not None:
+                return _closed_reply(closed, request, notes)
+            if result is None:
+                continue
+            if result.short_circuit:
+                try:
+                    reply = reply_from_response(result.response)
+                except ValueError as exc:
+                    logger.warning("plugin answer in before_request ignored: %s", exc)
+                    continue
+                reply.meta = {"plugins": _notes(notes)}
+                return reply
+            current = result.request
+        try:
+            new = apply_request(request, original, current, self.with_body)
+        except ValueError as exc:
+            logger.warning("plugin request change ignored: %s", exc)
+            new = request
+        new.plugin_notes = notes
+        return new
+
+    def after_response(self, request: RequestData, reply: Reply) -> Reply:
+        """Run after_response hooks in reverse order; return the (possibly replaced) reply."""
+        notes = list(getattr(request, "plugin_notes", ()))
+        plugins = [p for p in self.after if p.breaker.allow()]
+        if plugins:
+            request_dict = request_data(request, self.with_body)
+            original = current = response_data(reply)
+            for sandbox, group in _groups(plugins):
+                result, closed = _run(sandbox, AFTER, group, request_dict, current, notes)
+                if closed is not None:
+                    return _closed_reply(closed, request, notes)
+                if result is not None:
+                    current = result.response
+            try:
+                reply = apply_response(reply, original, current)
+            except ValueError as exc:
+                logger.warning("plugin response change ignored: %s", exc)
+        if notes:
+            reply.meta = {**(reply.meta or {}), "plugins": _notes(notes)}
+        return reply
+
+
+def _groups(plugins: list[Plugin]):
+    # Consecutive plugins sharing a sandbox run in one run_phase call (one round trip for a child).
+    group: list[Plugin] = []
+    for plugin in plugins:
+        if group and plugin.sandbox is not group[0].sandbox:
+            yield group[0].sandbox, group
+            group = []
+        group.append(plugin)
+    if group:
+        yield group[0].sandbox, group
+
+
+def _run(sandbox, hook: str, group: list[Plugin], request: dict, response: dict | None, notes: list):
+    """Run one group's phase; return (PhaseResult or None, the plugin that failed closed or None)."""
+    try:
+        result = sandbox.run_phase(hook, [p.step for p in group], request, response)
+    except Exception:
+        logger.exception("plugin sandbox failed to run %s for %s", hook, ", ".join(p.name for p in group))
+        for plugin in group:
+            plugin.record(hook, "crash", 0.0)
+            notes.append((plugin.name, "crash"))
+        closed = next((p for p in group if p.on_error == "closed"), None)
+        return None, ((closed, "crash") if closed else None)
+    by_key = {p.key: p for p in group}
+    for key, outcome in result.outcomes:
+        plugin = by_key[key]
+        plugin.record(hook, outcome.kind, outcome.duration_ms, outcome)
+        notes.append((plugin.name, outcome.kind))
+    if result.failed_closed is not None:
+        key, outcome = result.failed_closed
+        return result, (by_key[key], outcome.kind)
+    return result, None
+
+
+def _closed_reply(closed: tuple, request: RequestData, notes: list) -> Reply:
+    plugin, kind = closed
+    reply = error_reply(503, "plugin_failed", f"plugin {plugin.name} failed: {kind}", request_id=request.request_id)
+    reply.meta = {"plugins": _notes(notes)}
+    return reply
+
+
+def _notes(notes: list) -> str:
+    return ",".join(f"{name}:{kind}" for name, kind in notes)

@@ -1,0 +1,93 @@
+"""Shared benchmark plumbing: locate/install wrk, start gunicorn servers, run wrk and parse its output."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def ensure_wrk() -> str:
+    """Return the wrk binary, installing Debian's package when it is missing."""
+    found = shutil.which("wrk")
+    if found:
+        return found
+    subprocess.run(["apt-get", "update", "-qq"], check=False, stdout=subprocess.DEVNULL)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, stdout=subprocess.DEVNULL)
+    return shutil.which("wrk") or sys.exit("wrk could not be installed")
+
+
+def free_port() -> int:
+    """Return a free loopback port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """A gunicorn process serving `app_spec` (module:variable) on a free loopback port."""
+
+    def __init__(self, app_spec: str, env: dict | None = None, workers: int = 2, worker_class: str = "sync",
+                 chdir: Path = ROOT, ready_path: str = "/"):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", worker_class, "-b",
+               f"127.0.0.1:{self.port}", "--chdir", str(chdir), "--log-level", "warning", app_spec]
+        self.proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        self._wait(ready_path)
+
+    def _wait(self, path: str) -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(self.url + path, timeout=1).read()
+                return
+            except Exception:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"server {self.url} exited with {self.proc.returncode}")
+                time.sleep(0.1)
+        raise RuntimeError(f"server {self.url} did not start")
+
+    def stop(self) -> None:
+        """Stop the server and its workers."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def _ms(value: str, unit: str) -> float:
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(url: str, connections: int, seconds: int = 5, threads: int = 1) -> dict:
+    """Run wrk against url; return {"rps", "p50_ms", "p99_ms", "errors"}."""
+    wrk = ensure_wrk()
+    threads = max(1, min(threads, connections))
+    out = subprocess.run([wrk, "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency", url],
+                         capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {"rps": rps, "p50_ms": _ms(*p50.groups()), "p99_ms": _ms(*p99.groups()),
+            "errors": int(errors.group(1)) if errors else 0 + (sum(map(int, socket_errors.groups()))
+                                                                 if socket_errors else 0)}
+
+
+def print_row(label: str, result: dict) -> None:
+    """Print one result line."""
+    print(f"  {label:<34} {result['rps']:>9.0f} req/s   p50 {result['p50_ms']:7.3f} ms   "
+          f"p99 {result['p99_ms']:7.3f} ms   errors {result['errors']}")
