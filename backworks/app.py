@@ -9,11 +9,13 @@ import threading
 import time
 from pathlib import Path
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 
+from backworks import health, lifecycle
+from backworks.admin.recorder import RequestRecorder
 from backworks.errors import ConfigError, HTTPError
 from backworks.http import error_reply, reply_from_http_error
-from backworks.runtime import RESERVED_PATHS, Runtime, load_runtime
+from backworks.runtime import Runtime, load_runtime
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("backworks.access")
@@ -39,15 +41,15 @@ class Backworks:
         self._retired: list = []
         self._watch_pid: int | None = None
         self._mtimes = watched_mtimes(runtime)
-        self.reserved = RESERVED_PATHS + (runtime.admin_path,)
+        self.recorder = RequestRecorder(runtime.config.data["admin"]["recent_requests"])
 
     def __call__(self, environ, start_response):
         if self._watch_pid != os.getpid():
             self._start_watcher()
         path = environ.get("PATH_INFO") or "/"
-        if path.startswith(self.reserved):
-            return self.flask_wsgi(environ, start_response)
         runtime = self.runtime
+        if path.startswith(runtime.reserved):
+            return self.flask_wsgi(environ, start_response)
         started = time.perf_counter()
         request_id = environ.get(runtime.request_id_key) or os.urandom(16).hex()
         endpoint = None
@@ -56,6 +58,7 @@ class Backworks:
         except HTTPError as exc:
             reply = reply_from_http_error(exc, request_id if exc.status >= 500 else None)
         except ConnectionResetError:
+            self.recorder.record(environ, 0, started, endpoint, request_id)
             self._log(environ, 0, started, endpoint, request_id, None)
             raise
         except Exception:
@@ -64,6 +67,7 @@ class Backworks:
             reply = error_reply(500, "internal_error", "the server failed to answer this request",
                                 request_id=request_id)
         reply.headers.append((runtime.request_id_header, request_id))
+        self.recorder.record(environ, reply.status, started, endpoint, request_id)
         if runtime.config.data["server"]["access_log"]:
             self._log(environ, reply.status, started, endpoint, request_id, reply.meta)
         return reply(environ, start_response)
@@ -100,6 +104,7 @@ class Backworks:
             self.last_reload = time.time()
             self.reloads += 1
             self._retired.append((time.monotonic(), old))
+            self.recorder.resize(new.config.data["admin"]["recent_requests"])
             logger.info("config reloaded (%s): %d endpoints", reason, len(new.endpoints))
             return True
 
@@ -199,11 +204,12 @@ def configure_logging(as_json: bool) -> None:
 def create_app(config_path=None, overrides: dict | None = None, options: dict | None = None) -> Flask:
     """Build the Backworks Flask app for a config file (BACKWORKS_CONFIG or config/backworks.yaml)."""
     options = dict(options or {})
-    runtime = load_runtime(config_path, overrides, options)
+    runtime, boot_error = lifecycle.load_or_fallback(config_path, overrides, options)
     configure_logging(runtime.config.data["server"]["log_json"])
     app = Flask("backworks")
     app.json.sort_keys = False
     backworks = Backworks(app, runtime, config_path, overrides, options)
+    backworks.last_error = boot_error
     app.extensions["backworks"] = backworks
     register_ops_routes(app, backworks)
     app.wsgi_app = backworks
@@ -220,13 +226,17 @@ def register_ops_routes(app: Flask, backworks: Backworks) -> None:
 
     @app.get("/readyz")
     def readyz():
-        runtime = backworks.runtime
-        checks = {"config": {"ok": True, "endpoints": len(runtime.endpoints),
-                             "last_reload_error": backworks.last_error}}
-        if runtime.plugins is not None:
-            checks["plugins"] = runtime.plugins.readiness()
-        ready = all(check.get("ok") for check in checks.values())
-        return jsonify(status="ready" if ready else "not_ready", checks=checks), 200 if ready else 503
+        report, ready = health.readiness(backworks)
+        return jsonify(report), 200 if ready else 503
+
+    @app.get("/metrics")
+    def metrics():
+        payload, content_type = health.metrics_payload(request.headers.get("Accept"))
+        return payload, 200, {"Content-Type": content_type}
+
+    from backworks.admin import init_app as init_admin
+
+    init_admin(app, backworks)
 
     for status, code in ((404, "not_found"), (405, "method_not_allowed"), (500, "internal_error")):
         app.register_error_handler(status, _json_error(status, code))

@@ -6,6 +6,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from urllib.parse import parse_qsl
 
 import sqlalchemy as sa
@@ -104,11 +105,15 @@ class CaptureStore:
             sa.event.listen(engine, "connect", _sqlite_pragmas)
         else:
             engine = sa.create_engine(self.url, pool_pre_ping=True, pool_size=2)
-        try:
-            self.table.metadata.create_all(engine)
-        except sa.exc.SQLAlchemyError:
-            # another worker may have created it at the same moment; check once more
-            self.table.metadata.create_all(engine)
+        for attempt in range(3):
+            try:
+                self.table.metadata.create_all(engine)
+                return engine
+            except sa.exc.SQLAlchemyError:
+                # another process may be creating it at the same moment: look again
+                if attempt == 2:
+                    raise
+                time.sleep(0.1)
         return engine
 
     def record(self, row: dict, prepare=None) -> None:

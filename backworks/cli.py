@@ -90,6 +90,17 @@ def reference(readme):
         click.echo(config_reference(), nl=False)
 
 
+from backworks import capture_cli  # noqa: E402  (commands on the capture store)
+
+for _command in capture_cli.COMMANDS:
+    cli.add_command(_command)
+
+from backworks import cli_plugins  # noqa: E402  (plugin developer kit)
+
+for _command in cli_plugins.COMMANDS:
+    cli.add_command(_command)
+
+
 def main():
     """Console-script entry point."""
     cli()

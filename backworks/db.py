@@ -13,6 +13,8 @@ from backworks.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
+APPLICATION_NAME = "backworks-database"  # how PostgreSQL lists these connections (pg_stat_activity)
+
 # Declared field type -> (column type factory, SQLAlchemy type classes an existing column may have).
 COLUMN_TYPES = {
     "string": (lambda f: sa.String(f.get("max_length")), (sa.String,)),
@@ -48,9 +50,12 @@ class Database:
         if self.dialect not in ("sqlite", "postgresql"):
             raise ConfigError([f"database.url: unsupported database '{self.dialect}' (use sqlite:/// or "
                                f"postgresql://)"])
-        kwargs: dict = {"echo": echo, "pool_pre_ping": self.dialect == "postgresql"}
+        # No pre-ping (a round trip per request): a dropped connection invalidates the whole pool, and
+        # reads are retried once on a fresh connection (DatabaseMode.handle).
+        kwargs: dict = {"echo": echo}
         if self.dialect == "postgresql":
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size)
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size,
+                          connect_args={"application_name": APPLICATION_NAME})
         self.engine = sa.create_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -140,7 +145,7 @@ def shape_problems(table: sa.Table, fields: dict, existing: dict) -> list[str]:
     problems = []
     for column in table.columns:
         found = existing.get(column.name)
-        declared = fields[column.name]["type"] if column.name in fields else "integer"
+        declared = fields[column.name].type
         if found is None:
             problems.append(f"column '{column.name}' is missing (declared {declared})")
             continue

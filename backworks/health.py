@@ -5,7 +5,8 @@ import functools
 import logging
 import os
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
+from prometheus_client.exposition import choose_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -20,9 +21,10 @@ def registry() -> CollectorRegistry:
     return aggregated
 
 
-def metrics_payload() -> tuple[bytes, str]:
-    """Return the Prometheus text exposition and its content type."""
-    return generate_latest(registry()), CONTENT_TYPE_LATEST
+def metrics_payload(accept: str | None) -> tuple[bytes, str]:
+    """Return the exposition in the format the scraper accepts (Prometheus text by default)."""
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(registry()), content_type
 
 
 def readiness(backworks) -> tuple[dict, bool]:

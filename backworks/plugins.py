@@ -54,11 +54,8 @@ class Plugin:
         self._latency[hook].observe(duration_ms / 1000.0)
         if count_breaker:
             self.breaker.record(kind == "ok")
-        if outcome is not None:
-            for line in outcome.logs or ():
-                logger.info("plugin %s: %s", self.name, line)
-            if kind != "ok":
-                logger.warning("plugin %s %s: %s", self.name, hook, describe(outcome))
+        if outcome is not None and kind != "ok":
+            logger.warning("plugin %s %s: %s", self.name, hook, describe(outcome))
 
     def _breaker_changed(self, state: str) -> None:
         PLUGIN_BREAKER_OPEN.labels(self.name).set(0 if state == "closed" else 1)

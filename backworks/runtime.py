@@ -39,6 +39,7 @@ class Runtime:
         self.request_id_header = server["request_id_header"]
         self.request_id_key = "HTTP_" + self.request_id_header.upper().replace("-", "_")
         self.admin_path = config.data["admin"]["path"]
+        self.reserved = RESERVED_PATHS + (self.admin_path,)
         check_reserved(config, self.admin_path)
         self.router = Router(config.endpoints)
         self.ctx = LoadContext(config, options)

@@ -228,20 +228,21 @@ class Upstream:
         """Record a transport failure on `target` and return the client-facing error for it."""
         if isinstance(exc, UpstreamFailure):
             return exc
-        timeout = isinstance(exc, (ReadTimeoutError, ConnectTimeoutError, TimeoutError))
+        timeout = isinstance(exc, (ReadTimeoutError, ConnectTimeoutError, TimeoutError)) and \
+            not isinstance(exc, NewConnectionError)
         target.count("timeout" if timeout else "error")
         if target.breaker.failure(time.monotonic()):
             logger.warning("upstream %s target %s: circuit breaker opened after %d failures", self.name,
                            target.name, target.breaker.failures)
+        if isinstance(exc, NewConnectionError) or isinstance(getattr(exc, "reason", None), NewConnectionError):
+            return UpstreamFailure("unreachable", f"upstream '{self.name}' ({target.name}) is unreachable: "
+                                   f"{_reason(exc)}")
         if isinstance(exc, ConnectTimeoutError):
             return UpstreamFailure("timeout", f"upstream '{self.name}' ({target.name}) did not accept a "
                                    f"connection within {self.settings['connect_timeout_ms']} ms")
         if timeout:
             return UpstreamFailure("timeout", f"upstream '{self.name}' ({target.name}) did not answer within "
                                    f"{self.settings['read_timeout_ms']} ms")
-        if isinstance(exc, NewConnectionError) or isinstance(getattr(exc, "reason", None), NewConnectionError):
-            return UpstreamFailure("unreachable", f"upstream '{self.name}' ({target.name}) is unreachable: "
-                                   f"{_reason(exc)}")
         if not isinstance(exc, (Urllib3Error, OSError)):
             logger.exception("upstream %s target %s: unexpected failure", self.name, target.name)
         return UpstreamFailure("error", f"upstream '{self.name}' ({target.name}) failed: {_reason(exc)}")

@@ -49,7 +49,7 @@ def bearer_token(req) -> str | None:
 
 def is_direct_loopback(environ) -> bool:
     """True for a client on this machine talking to us directly (no proxy in between)."""
-    if environ.get("HTTP_X_FORWARDED_FOR") or environ.get("HTTP_FORWARDED"):
+    if any(environ.get(k) for k in ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP")):
         return False
     try:
         return ipaddress.ip_address(environ.get("REMOTE_ADDR") or "").is_loopback

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import time
+from urllib.parse import quote
 
 from backworks.capture_store import CaptureStore, headers_json
 from backworks.errors import ConfigError
@@ -120,7 +121,7 @@ class Exchange:
         """See the upstream's status line and headers."""
         self.target = target.name
         self.status = status
-        self.response_headers = headers
+        self.response_headers = list(headers)  # the gateway appends its own headers to the reply's list
 
     def response_chunk(self, data: bytes) -> None:
         """See a piece of the response body."""
@@ -139,7 +140,7 @@ class Exchange:
             "recorded_at": self.recorded_at,
             "endpoint": request.endpoint,
             "method": request.method,
-            "url": f"{environ['wsgi.url_scheme']}://{request.headers.get('Host', '')}{request.path}"
+            "url": f"{environ['wsgi.url_scheme']}://{request.headers.get('Host', '')}{quote(request.path)}"
                    + (f"?{query}" if query else ""),
             "path": request.path,
             "query": query,

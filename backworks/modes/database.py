@@ -114,14 +114,13 @@ class DatabaseMode(Mode):
         """Answer one request: list/create on the collection, get/update/patch/delete on an item."""
         method = "GET" if request.method == "HEAD" else request.method
         try:
-            if ITEM_PARAM not in request.path_params:
-                return self.list(request) if method == "GET" else self.create(request)
-            key = self.parse_key(request.path_params[ITEM_PARAM])
-            if method == "GET":
-                return self.get(key)
-            if method == "DELETE":
-                return self.delete(key)
-            return self.update(request, key, partial=method == "PATCH")
+            try:
+                return self.answer(request, method)
+            except DBAPIError as exc:
+                if not (exc.connection_invalidated and method == "GET"):
+                    raise
+                logger.warning("endpoint %s: database connection lost; retrying the read once", self.spec.name)
+                return self.answer(request, method)
         except HTTPError:
             raise
         except DataError as exc:
@@ -135,6 +134,17 @@ class DatabaseMode(Mode):
         except SQLAlchemyError:
             logger.exception("endpoint %s: database error", self.spec.name)
             raise HTTPError(500, "database_error", "the database failed to answer this request")
+
+    def answer(self, request: RequestData, method: str) -> Reply:
+        """Run the operation the method and path name."""
+        if ITEM_PARAM not in request.path_params:
+            return self.list(request) if method == "GET" else self.create(request)
+        key = self.parse_key(request.path_params[ITEM_PARAM])
+        if method == "GET":
+            return self.get(key)
+        if method == "DELETE":
+            return self.delete(key)
+        return self.update(request, key, partial=method == "PATCH")
 
     def parse_key(self, text: str):
         """Turn the {id} path segment into a key value; a malformed id is simply not found."""

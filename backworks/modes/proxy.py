@@ -187,7 +187,7 @@ class BodyReader:
         self.length = length
         self.limit = limit
         self.tap = tap
-        self.read = 0
+        self.received = 0
         self.over_limit = False
 
     def __iter__(self):
@@ -195,8 +195,8 @@ class BodyReader:
             chunk = self.stream.read(CHUNK)
             if not chunk:
                 return
-            self.read += len(chunk)
-            if self.read > self.limit:
+            self.received += len(chunk)
+            if self.received > self.limit:
                 self.over_limit = True
                 raise OSError("request body over server.max_body_bytes")
             if self.tap is not None:

@@ -1,0 +1,138 @@
+"""The sandbox child: a process that only runs scripts, under setrlimit, talking to its parent over pipes.
+
+Parent -> child frames are marshal (they carry compiled code); child -> parent frames are JSON, so a
+child that misbehaves can at worst send data the parent rejects.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import marshal
+import math
+import os
+import resource
+import signal
+import struct
+import sys
+
+from backworks.sandbox.limits import Budget
+from backworks.sandbox.phases import run_phase
+from backworks.sandbox.policy import Script
+from backworks.sandbox.runner import Runner
+
+logger = logging.getLogger(__name__)
+
+HEADER = struct.Struct(">I")
+MAX_OPEN_FILES = 32
+
+
+def read_exact(fd: int, size: int) -> bytes:
+    """Read exactly `size` bytes from fd, or b"" at end of file."""
+    chunks, missing = [], size
+    while missing:
+        chunk = os.read(fd, missing)
+        if not chunk:
+            return b""
+        chunks.append(chunk)
+        missing -= len(chunk)
+    return b"".join(chunks)
+
+
+def write_frame(fd: int, payload: bytes) -> None:
+    """Write one length-prefixed frame."""
+    data = HEADER.pack(len(payload)) + payload
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _confine() -> None:
+    for limit, value in ((resource.RLIMIT_CORE, 0), (resource.RLIMIT_NOFILE, MAX_OPEN_FILES),
+                         (resource.RLIMIT_NPROC, 0), (resource.RLIMIT_FSIZE, 0)):
+        try:
+            resource.setrlimit(limit, (value, value))
+        except (ValueError, OSError):
+            logger.debug("cannot set rlimit %s", limit)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+
+
+def _cpu_backstop(budget_ms: int) -> None:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    used = usage.ru_utime + usage.ru_stime
+    soft = int(math.ceil(used + budget_ms / 1000.0)) + 1
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, resource.RLIM_INFINITY))
+
+
+class Child:
+    """The message loop: load, call, phase, drop."""
+
+    def __init__(self, state_settings: dict):
+        self.runner = Runner(state_settings)
+        self.last = (None, None)
+
+    def send(self, message) -> None:
+        """Send one JSON frame to the parent."""
+        write_frame(1, json.dumps(message, separators=(",", ":")).encode())
+
+    def handle(self, message: tuple) -> None:
+        """Answer one request from the parent."""
+        kind = message[0]
+        if kind == "load":
+            _, key, filename, source, digest, hooks, code, config, budget = message
+            script = Script(filename, source, digest, frozenset(hooks), code)
+            _cpu_backstop(budget[0])
+            self.send(["load", self.runner.load(key, script, config, Budget(*budget)).to_wire()])
+        elif kind == "call":
+            _, key, hook, args, budget = message
+            _cpu_backstop(budget[0])
+            outcome = self.runner.call(key, hook, tuple(args), Budget(*budget))
+            self.send(["call", _plain_outcome(outcome)])
+        elif kind == "phase":
+            _, phase, steps, request, response = message
+            _cpu_backstop(sum(step[1][0] for step in steps))
+            steps = [(key, Budget(*budget), on_error) for key, budget, on_error in steps]
+            self.last = (request, response)
+            run_phase(self.runner, phase, steps, request, response, emit=self.emit_step)
+            self.send(["end"])
+        elif kind == "drop":
+            self.runner.drop(message[1])
+        elif kind == "ping":
+            self.send(["ready"])
+
+    def emit_step(self, index, key, outcome, result) -> None:
+        """Report one finished step with the request/response as they stand after it."""
+        request = None if result.request is self.last[0] else result.request
+        response = None if result.response is self.last[1] else result.response
+        self.last = (result.request, result.response)
+        self.send(["step", index, key, outcome.to_wire(), request, response, result.short_circuit])
+
+
+def _plain_outcome(outcome):
+    from backworks.sandbox import values
+
+    if outcome.ok:
+        try:
+            outcome.value = values.plain(outcome.value, "return value")
+        except values.InvalidValue as exc:
+            outcome.kind, outcome.value, outcome.message = "invalid", None, f"invalid return: {exc}"
+    return outcome.to_wire()
+
+
+def main() -> None:
+    """Serve the parent until it closes the pipe."""
+    _confine()
+    sys.stdout = sys.stderr
+    child = None
+    while True:
+        header = read_exact(0, HEADER.size)
+        if not header:
+            return
+        message = marshal.loads(read_exact(0, HEADER.unpack(header)[0]))
+        if message[0] == "init":
+            child = Child(message[1])
+            continue
+        child.handle(message)
+
+
+if __name__ == "__main__":
+    main()

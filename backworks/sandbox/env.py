@@ -1,0 +1,151 @@
+"""What a script's globals hold: safe builtins, read-only module facades, `log`, `state`, and the guards."""
+from __future__ import annotations
+
+import base64
+import builtins
+import collections
+import datetime
+import hashlib
+import hmac
+import json
+import logging
+import math
+import random
+import string
+import time
+import types
+import urllib.parse
+import uuid
+
+import _strptime  # noqa: F401  (datetime.strptime imports it lazily through __import__)
+import re2
+from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
+
+from backworks.sandbox import guards, rules
+
+logger = logging.getLogger(__name__)
+
+
+class Facade:
+    """A read-only view of an allowed module: only the listed names, no writes."""
+
+    __slots__ = ("_name", "_names")
+
+    def __init__(self, name: str, names: dict):
+        object.__setattr__(self, "_name", name)
+        object.__setattr__(self, "_names", dict(names))
+
+    def __getattr__(self, attr: str):
+        try:
+            return self._names[attr]
+        except KeyError:
+            raise AttributeError(f"module '{self._name}' has no attribute '{attr}' in plugin scripts") from None
+
+    def __setattr__(self, attr, value):
+        raise TypeError(f"module '{self._name}' is read-only")
+
+    __delattr__ = __setattr__
+
+    def __repr__(self) -> str:
+        return f"<module '{self._name}'>"
+
+
+def _pick(module, names: str) -> dict:
+    return {name: getattr(module, name) for name in names.split()}
+
+
+def _json_dumps(obj, *, indent=None, sort_keys=False, separators=None, default=None, ensure_ascii=True):
+    if indent is not None and (not isinstance(indent, int) or indent > rules.MAX_JSON_INDENT):
+        raise ValueError(f"indent must be an integer up to {rules.MAX_JSON_INDENT}")
+    return json.dumps(obj, indent=indent, sort_keys=sort_keys, separators=separators, default=default,
+                      ensure_ascii=ensure_ascii)
+
+
+def _json_loads(text, *, object_hook=None, parse_float=None, parse_int=None):
+    return json.loads(text, object_hook=object_hook, parse_float=parse_float, parse_int=parse_int)
+
+
+def _factorial(n):
+    if isinstance(n, int) and n > 5000:
+        raise guards.LimitError("factorial argument over 5000 exceeds the sandbox limit")
+    return math.factorial(n)
+
+
+def _capped(function, limit: int):
+    def capped(*args):
+        if any(isinstance(a, int) and a > limit for a in args):
+            raise guards.LimitError(f"{function.__name__} argument over {limit} exceeds the sandbox limit")
+        return function(*args)
+    capped.__name__ = function.__name__
+    return capped
+
+
+def _prod(iterable, *, start=1):
+    result = start
+    for item in iterable:
+        result = guards.guarded_mul(result, item)
+    return result
+
+
+def _pbkdf2_hmac(name, password, salt, iterations, dklen=None):
+    if iterations > 100_000:
+        raise guards.LimitError("pbkdf2_hmac over 100000 iterations exceeds the sandbox limit")
+    return hashlib.pbkdf2_hmac(name, password, salt, iterations, dklen)
+
+
+_MATH = {name: getattr(math, name) for name in dir(math) if not name.startswith("_")}
+_MATH.update(factorial=_factorial, prod=_prod, comb=_capped(math.comb, 10_000), perm=_capped(math.perm, 10_000))
+_HASHLIB = _pick(hashlib, "md5 sha1 sha224 sha256 sha384 sha512 sha3_256 sha3_512 blake2b blake2s new "
+                          "algorithms_available algorithms_guaranteed")
+_HASHLIB["pbkdf2_hmac"] = _pbkdf2_hmac
+_RE = _pick(re2, "compile search match fullmatch finditer findall split sub subn escape error")
+_PARSE = _pick(urllib.parse, "quote quote_plus unquote unquote_plus urlencode urlparse urlsplit urlunparse "
+                             "urlunsplit urljoin parse_qs parse_qsl urldefrag")
+_PARSE_FACADE = Facade("urllib.parse", _PARSE)
+
+FACADES = {
+    "base64": Facade("base64", _pick(base64, "b64encode b64decode urlsafe_b64encode urlsafe_b64decode "
+                                             "b32encode b32decode b16encode b16decode standard_b64encode "
+                                             "standard_b64decode")),
+    "collections": Facade("collections", _pick(collections, "OrderedDict defaultdict Counter deque")),
+    "datetime": Facade("datetime", _pick(datetime, "date datetime time timedelta timezone MINYEAR MAXYEAR")),
+    "hashlib": Facade("hashlib", _HASHLIB),
+    "hmac": Facade("hmac", _pick(hmac, "new compare_digest digest")),
+    "json": Facade("json", {"dumps": _json_dumps, "loads": _json_loads, "JSONDecodeError": json.JSONDecodeError}),
+    "math": Facade("math", _MATH),
+    "re": Facade("re", _RE),  # google-re2: linear time; flags are written inline, e.g. "(?i)"
+    "string": Facade("string", _pick(string, "ascii_letters ascii_lowercase ascii_uppercase digits hexdigits "
+                                             "octdigits punctuation printable whitespace capwords")),
+    "time": Facade("time", _pick(time, "time time_ns monotonic monotonic_ns perf_counter perf_counter_ns gmtime "
+                                       "localtime mktime strftime strptime struct_time timezone")),
+    "types": Facade("types", {"SimpleNamespace": types.SimpleNamespace}),
+    "urllib": Facade("urllib", {"parse": _PARSE_FACADE}),
+    "urllib.parse": _PARSE_FACADE,
+    "uuid": Facade("uuid", _pick(uuid, "uuid4 uuid5 uuid3 UUID NAMESPACE_DNS NAMESPACE_URL NAMESPACE_OID "
+                                       "NAMESPACE_X500")),
+}
+EXPORTS = {name: frozenset(object.__getattribute__(facade, "_names")) for name, facade in FACADES.items()}
+
+
+def random_facade() -> Facade:
+    """A fresh random generator per call: no seed shared with other calls or the host."""
+    rng = random.Random()
+    return Facade("random", {name: getattr(rng, name) for name in
+                             ("random", "randint", "randrange", "choice", "choices", "shuffle", "sample",
+                              "uniform", "gauss", "getrandbits")})
+
+
+def make_import(random_module: Facade):
+    """Return the __import__ scripts use: allowed modules only, as facades."""
+    def guarded_import(name, globals=None, locals=None, fromlist=(), level=0):
+        if level or name not in rules.ALLOWED_MODULES:
+            raise ImportError(f"import of '{name}' is not allowed")
+        if name == "random":
+            return random_module
+        if name == "urllib.parse" and not fromlist:
+            return FACADES["urllib"]
+        return FACADES[name]
+    return guarded_import
+
+
+EXPORTS["random"] = frozenset(object.__getattribute__(random_facade(), "_names"))

@@ -1,0 +1,73 @@
+"""One request phase: every plugin's before_request (or after_response) in order, with fail-open semantics."""
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+from backworks.sandbox import values
+from backworks.sandbox.runner import Outcome, PhaseResult, Runner, Step
+
+logger = logging.getLogger(__name__)
+
+PHASES = ("before_request", "after_response")
+
+
+def check_phase(phase: str) -> None:
+    """Refuse an unknown phase name."""
+    if phase not in PHASES:
+        raise ValueError(f"unknown phase {phase!r} (before_request or after_response)")
+
+
+def apply(phase: str, outcome: Outcome, request: dict, response: dict | None, name: str) -> tuple:
+    """Fold one ok outcome into (request, response, short_circuit), or turn it into an "invalid" outcome."""
+    value = outcome.value
+    if value is None:
+        return outcome, request, response, False
+    try:
+        if phase == "before_request":
+            if type(value) is dict and "response" in value:
+                if len(value) != 1:
+                    raise values.InvalidValue("a short-circuit answer is {\"response\": {...}} alone")
+                return _ok(outcome), request, values.response(value["response"], None), True
+            return _ok(outcome), values.request(value, request), response, False
+        return _ok(outcome), request, values.response(value, response), False
+    except values.InvalidValue as exc:
+        return Outcome("invalid", None, f"{name}: invalid return from {phase}: {exc}", "", outcome.duration_ms,
+                       outcome.logs), request, response, False
+
+
+def _ok(outcome: Outcome) -> Outcome:
+    outcome.value = None  # the validated copy travels in the PhaseResult, not twice
+    return outcome
+
+
+def run_phase(runner: Runner, phase: str, steps: list, request: dict, response: dict | None = None,
+              emit: Callable | None = None) -> PhaseResult:
+    """Run the steps in order in this process; `emit(index, key, outcome, result)` sees each step as it ends."""
+    check_phase(phase)
+    result = PhaseResult(request=request, response=response)
+    for index, step in enumerate(steps):
+        step = Step(*step)
+        loaded = runner.loaded.get(step.key)
+        if loaded is not None and phase not in loaded.script.hooks:
+            continue
+        args = (result.request,) if phase == "before_request" else (result.request, result.response)
+        outcome = runner.call(step.key, phase, args, step.budget)
+        if outcome.ok:
+            outcome, result.request, result.response, short = apply(phase, outcome, result.request,
+                                                                     result.response, _name(runner, step.key))
+            result.short_circuit = short
+        result.outcomes.append((step.key, outcome))
+        if emit is not None:
+            emit(index, step.key, outcome, result)
+        if not outcome.ok and step.on_error == "closed":
+            result.failed_closed = (step.key, outcome)
+            break
+        if result.short_circuit:
+            break
+    return result
+
+
+def _name(runner: Runner, key: str) -> str:
+    loaded = runner.loaded.get(key)
+    return loaded.script.filename.rsplit("/", 1)[-1] if loaded else key

@@ -1,0 +1,222 @@
+"""compile_script(): check a script against the policy, rewrite it for the guards, compile it once at load."""
+from __future__ import annotations
+
+import ast
+import hashlib
+import logging
+import operator
+from dataclasses import dataclass, field
+from types import CodeType
+
+from RestrictedPython.transformer import RestrictingNodeTransformer
+
+from backworks.sandbox import env, guards, rules
+from backworks.sandbox.checks import PolicyChecker
+
+logger = logging.getLogger(__name__)
+
+HOOK_NAMES = ("before_request", "after_response", "handle", "on_load", "health_check")
+
+
+class ScriptError(Exception):
+    """A script breaks the policy or does not compile; `problems` lists every "file:line: message"."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+@dataclass(frozen=True)
+class Script:
+    """A script compiled under the policy: immutable, shareable, sent as is to sandbox children."""
+
+    filename: str
+    source: str
+    digest: str
+    hooks: frozenset
+    code: CodeType | None = field(default=None, compare=False, repr=False)
+
+
+_GUARDED_OPS = {ast.Mult: "_bw_mul", ast.Pow: "_bw_pow", ast.LShift: "_bw_lshift", ast.Mod: "_bw_mod"}
+_CONST_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: guards.guarded_mul,
+              ast.Pow: guards.guarded_pow, ast.LShift: guards.guarded_lshift, ast.Mod: guards.guarded_mod,
+              ast.FloorDiv: operator.floordiv, ast.RShift: operator.rshift, ast.BitOr: operator.or_,
+              ast.BitAnd: operator.and_}
+_IOPS = {ast.Add: "+=", ast.Sub: "-=", ast.Mult: "*=", ast.Div: "/=", ast.FloorDiv: "//=", ast.Mod: "%=",
+         ast.Pow: "**=", ast.LShift: "<<=", ast.RShift: ">>=", ast.BitAnd: "&=", ast.BitOr: "|=",
+         ast.BitXor: "^=", ast.MatMult: "@="}
+
+
+class _NotConstant(Exception):
+    pass
+
+
+def _constant(node: ast.AST):
+    """Evaluate a constant expression with the run-time caps, or raise _NotConstant."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str, bytes)):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return -_constant(node.operand)
+    if isinstance(node, ast.BinOp) and type(node.op) in _CONST_OPS:
+        left, right = _constant(node.left), _constant(node.right)
+        try:
+            return _CONST_OPS[type(node.op)](left, right)
+        except guards.LimitError:
+            raise
+        except Exception:
+            raise _NotConstant() from None
+    raise _NotConstant()
+
+
+def _call(name: str, *args: ast.AST) -> ast.Call:
+    return ast.Call(func=ast.Name(name, ast.Load()), args=list(args), keywords=[])
+
+
+class Rewriter(ast.NodeTransformer):
+    """Route risky operations through guards and add timeout checkpoints; records oversized constants."""
+
+    def __init__(self):
+        self.problems: list[tuple[int, str]] = []
+        self.counter = 0
+
+    def temp(self) -> str:
+        """Return a fresh name for a temporary (scripts cannot use `_bw` names)."""
+        self.counter += 1
+        return f"_bw_t{self.counter}"
+
+    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
+        if type(node.op) in _GUARDED_OPS:
+            try:
+                _constant(node)
+            except guards.LimitError as exc:
+                self.problems.append((node.lineno, _constant_message(exc)))
+                return node
+            except _NotConstant:
+                pass
+            else:
+                return node  # small constant: let the compiler fold it
+        self.generic_visit(node)
+        if type(node.op) not in _GUARDED_OPS:
+            return node
+        return ast.copy_location(_call(_GUARDED_OPS[type(node.op)], node.left, node.right), node)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST | list:
+        self.generic_visit(node)
+        target = node.target
+        if isinstance(target, ast.Name):
+            return node
+        holder = self.temp()
+        statements = [ast.Assign(targets=[ast.Name(holder, ast.Store())], value=target.value)]
+        if isinstance(target, ast.Subscript):
+            key = self.temp()
+            statements.append(ast.Assign(targets=[ast.Name(key, ast.Store())], value=target.slice))
+            make = lambda ctx: ast.Subscript(value=ast.Name(holder, ast.Load()), slice=ast.Name(key, ast.Load()),
+                                             ctx=ctx)
+        else:
+            make = lambda ctx: ast.Attribute(value=ast.Name(holder, ast.Load()), attr=target.attr, ctx=ctx)
+        value = _call("_bw_inplace", ast.Constant(_IOPS[type(node.op)]), make(ast.Load()), node.value)
+        statements.append(ast.Assign(targets=[make(ast.Store())], value=value))
+        return [ast.fix_missing_locations(ast.copy_location(s, node)) for s in statements]
+
+    def visit_FormattedValue(self, node: ast.FormattedValue) -> ast.AST:
+        self.generic_visit(node)
+        if node.format_spec is None:
+            return node
+        value = _call("_bw_format", node.value, node.format_spec, ast.Constant(node.conversion))
+        return ast.copy_location(ast.FormattedValue(value=value, conversion=-1, format_spec=None), node)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        self.generic_visit(node)
+        node.returns = None
+        for arg in node.args.posonlyargs + node.args.args + node.args.kwonlyargs + [node.args.vararg,
+                                                                                    node.args.kwarg]:
+            if arg is not None:
+                arg.annotation = None
+        node.body.insert(0, self.checkpoint(node))
+        return node
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> ast.AST:
+        self.generic_visit(node)
+        node.body.insert(0, self.checkpoint(node))
+        return node
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST:
+        self.generic_visit(node)
+        if node.value is None:
+            return ast.copy_location(ast.Pass(), node)
+        return ast.copy_location(ast.Assign(targets=[node.target], value=node.value), node)
+
+    @staticmethod
+    def checkpoint(node: ast.AST) -> ast.stmt:
+        """`_bw_tick()`: raises the timeout again once it has fired, so no handler can resume the script."""
+        return ast.fix_missing_locations(ast.copy_location(ast.Expr(_call("_bw_tick")), node))
+
+
+def _constant_message(exc: Exception) -> str:
+    text = str(exc)
+    return text if text.startswith("this expression") else f"this expression is too large ({text})"
+
+
+class Transformer(RestrictingNodeTransformer):
+    """RestrictedPython's transformer, allowing local names with one leading `_`, our temporaries, nonlocal."""
+
+    def check_name(self, node, name, allow_magic_methods=False):
+        if name and name.startswith("_") and (name.startswith("_bw_") or not (
+                name.startswith("__") or name.endswith("_"))):
+            return
+        super().check_name(node, name, allow_magic_methods)
+
+    def visit_Nonlocal(self, node: ast.Nonlocal) -> ast.AST:
+        return self.node_contents_visit(node)
+
+    def error(self, node: ast.AST, info: str) -> None:
+        self.errors.append((getattr(node, "lineno", None) or 1, info))
+
+
+def compile_script(source: str, filename: str) -> Script:
+    """Compile `source` under the policy at load time, or raise ScriptError listing every refusal."""
+    size = len(source.encode("utf-8", "surrogatepass"))
+    if size > rules.MAX_SOURCE_BYTES:
+        raise ScriptError([f"{filename}: script is {size} bytes; the limit is {rules.MAX_SOURCE_BYTES}"])
+    tree = _parse(source, filename)
+    problems = _check(tree)
+    if not problems:
+        rewriter = Rewriter()
+        tree = ast.fix_missing_locations(rewriter.visit(tree))
+        problems = rewriter.problems
+    if not problems:
+        errors: list = []
+        Transformer(errors, [], {}).visit(tree)
+        problems = [e if isinstance(e, tuple) else (1, str(e)) for e in errors]
+    if problems:
+        raise ScriptError([f"{filename}:{line}: {message}" for line, message in sorted(set(problems),
+                                                                                    key=lambda p: p[0])])
+    code = compile(tree, filename, "exec", dont_inherit=True)
+    hooks = frozenset(node.name for node in tree.body
+                      if isinstance(node, ast.FunctionDef) and node.name in HOOK_NAMES)
+    digest = hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
+    return Script(filename, source, digest, hooks, code)
+
+
+def _parse(source: str, filename: str) -> ast.Module:
+    try:
+        return ast.parse(source, filename)
+    except SyntaxError as exc:
+        return _raise(f"{filename}:{exc.lineno or 1}: {exc.msg} ({type(exc).__name__})")
+    except (RecursionError, MemoryError):
+        return _raise(f"{filename}:1: expression nested too deeply (more than {rules.MAX_NESTING} levels)")
+    except ValueError as exc:
+        return _raise(f"{filename}:1: {exc}")
+
+
+def _raise(problem: str):
+    raise ScriptError([problem])
+
+
+def _check(tree: ast.Module) -> list[tuple[int, str]]:
+    checker = PolicyChecker(env.EXPORTS)
+    try:
+        checker.visit(tree)
+    except RecursionError:
+        return [(1, f"expression nested too deeply (more than {rules.MAX_NESTING} levels)")]
+    return checker.problems

@@ -1,0 +1,252 @@
+"""The parent side of a sandbox child: spawn by exec, send work, enforce hard deadlines, kill and respawn."""
+from __future__ import annotations
+
+import json
+import logging
+import marshal
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from backworks.sandbox import values
+from backworks.sandbox.child import HEADER, write_frame
+from backworks.sandbox.limits import Budget
+from backworks.sandbox.policy import Script
+from backworks.sandbox.runner import Outcome, PhaseResult, Step
+
+logger = logging.getLogger(__name__)
+
+GRACE_S = 0.030       # past the budget, the child's own timer has had its chance: SIGKILL
+STARTUP_S = 10.0      # a fresh child must answer its first ping within this
+MAX_FRAME = 64 * 1024 * 1024
+
+
+class ChildGone(Exception):
+    """The child died, overran its hard deadline, or sent garbage; it has been killed."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+class ChildProcess:
+    """One persistent sandbox child; every method is thread-safe and returns within budget + grace."""
+
+    def __init__(self, state_settings: dict):
+        self.state_settings = state_settings
+        self.lock = threading.Lock()
+        self.proc: subprocess.Popen | None = None
+        self.buffer = b""
+        self.scripts: dict[str, tuple] = {}  # key -> (script, config, budget): replayed after a respawn
+        self.ready = False
+        self.spawns = 0
+
+    # process management
+
+    def spawn(self) -> None:
+        """Start a fresh child by exec (safe from threaded processes); it is waited for on first use."""
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-c", "from backworks.sandbox.child import main; main()"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True, start_new_session=True,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "random"})
+        self.buffer = b""
+        self.ready = False
+        self.spawns += 1
+        self.send(("init", self.state_settings))
+
+    def kill(self) -> int | None:
+        """SIGKILL the child and reap it; return its exit status."""
+        proc, self.proc = self.proc, None
+        self.ready = False
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            try:
+                os.kill(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for stream in (proc.stdin, proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        return proc.wait()
+
+    def ensure(self) -> None:
+        """Make sure a child is running, ready, and holds every loaded script."""
+        if self.proc is None or self.proc.poll() is not None:
+            if self.proc is not None:
+                self.kill()
+            self.spawn()
+        if self.ready:
+            return
+        self.send(("ping",))
+        self.receive(time.monotonic() + STARTUP_S, "startup")
+        self.ready = True
+        for key, (script, config, budget) in list(self.scripts.items()):
+            outcome = self.exchange(self.load_message(key, script, config, budget), budget)
+            if not outcome.ok:
+                logger.warning("plugin %s failed to reload in a new sandbox process: %s", key, outcome.message)
+
+    def close(self) -> None:
+        """Stop the child."""
+        with self.lock:
+            self.kill()
+
+    # wire
+
+    def send(self, message) -> None:
+        """Write one marshal frame to the child."""
+        try:
+            write_frame(self.proc.stdin.fileno(), marshal.dumps(message))
+        except (OSError, ValueError) as exc:
+            self.fail("crash", f"sandbox process is gone ({exc})")
+
+    def receive(self, deadline: float, what: str) -> list:
+        """Read one JSON frame before `deadline`, or kill the child."""
+        fd = self.proc.stdout.fileno()
+        while True:
+            if len(self.buffer) >= HEADER.size:
+                size = HEADER.unpack(self.buffer[:HEADER.size])[0]
+                if size > MAX_FRAME:
+                    self.fail("crash", "sandbox process sent an oversized frame")
+                if len(self.buffer) >= HEADER.size + size:
+                    payload = self.buffer[HEADER.size:HEADER.size + size]
+                    self.buffer = self.buffer[HEADER.size + size:]
+                    try:
+                        return json.loads(payload)
+                    except ValueError:
+                        self.fail("crash", "sandbox process sent an unreadable frame")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.fail("timeout", f"sandbox process overran its deadline ({what}); killed")
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    status = self.proc.wait()
+                    self.fail("crash", f"sandbox process died ({_describe_status(status)})")
+                self.buffer += chunk
+
+    def fail(self, kind: str, message: str):
+        """Kill the child and raise ChildGone."""
+        self.kill()
+        raise ChildGone(kind, message)
+
+    @staticmethod
+    def load_message(key: str, script: Script, config: dict, budget: Budget) -> tuple:
+        """The frame that (re)defines a script in the child."""
+        return ("load", key, script.filename, script.source, script.digest, sorted(script.hooks), script.code,
+                config, tuple(budget))
+
+    def exchange(self, message: tuple, budget: Budget) -> Outcome:
+        """Send one load/call and wait for its outcome until budget + grace."""
+        started = time.monotonic()
+        self.send(message)
+        reply = self.receive(started + budget.timeout_ms / 1000.0 + GRACE_S, message[0])
+        return Outcome.from_wire(reply[1])
+
+    # operations
+
+    def load(self, key: str, script: Script, config: dict, budget: Budget) -> Outcome:
+        """(Re)define `key` in the child and remember it for respawns."""
+        with self.lock:
+            started = time.monotonic()
+            try:
+                self.ensure()
+                outcome = self.exchange(self.load_message(key, script, config, budget), budget)
+            except ChildGone as gone:
+                return _gone_outcome(gone, script, started)
+            if outcome.ok:
+                self.scripts[key] = (script, values.copy(config), budget)
+            return outcome
+
+    def call(self, key: str, hook: str, args: tuple, budget: Budget) -> Outcome:
+        """Run one hook in the child."""
+        with self.lock:
+            started = time.monotonic()
+            script = self.scripts.get(key, (None,))[0]
+            try:
+                self.ensure()
+                outcome = self.exchange(("call", key, hook, list(args), tuple(budget)), budget)
+            except ChildGone as gone:
+                return _gone_outcome(gone, script, started)
+            return outcome
+
+    def run_phase(self, phase: str, steps: list, request: dict, response: dict | None) -> PhaseResult:
+        """Run a whole phase in one round trip; if the child dies mid-phase, go on in a fresh one."""
+        with self.lock:
+            result = PhaseResult(request=request, response=response)
+            pending = [Step(*s) for s in steps]
+            while pending:
+                pending = self.phase_round(phase, pending, result)
+            return result
+
+    def phase_round(self, phase: str, steps: list, result: PhaseResult) -> list:
+        """One round trip; return the steps still to run (after a child failure), else []."""
+        index = 0
+        step_started = time.monotonic()
+        try:
+            self.ensure()
+            step_started = time.monotonic()
+            self.send(("phase", phase, [(s.key, tuple(s.budget), s.on_error) for s in steps], result.request,
+                       result.response))
+            while True:
+                deadline = step_started + (steps[index].budget.timeout_ms / 1000.0 if index < len(steps) else 0)
+                reply = self.receive(deadline + GRACE_S, phase)
+                if reply[0] == "end":
+                    return []
+                index = self.fold_step(reply, steps, result)
+                step_started = time.monotonic()
+                if result.failed_closed or result.short_circuit:
+                    self.receive(time.monotonic() + GRACE_S, phase)  # the "end" frame
+                    return []
+        except ChildGone as gone:
+            if index >= len(steps):
+                return []
+            step = steps[index]
+            outcome = _gone_outcome(gone, self.scripts.get(step.key, (None,))[0], step_started)
+            result.outcomes.append((step.key, outcome))
+            if step.on_error == "closed":
+                result.failed_closed = (step.key, outcome)
+                return []
+            return steps[index + 1:]
+
+    def fold_step(self, reply: list, steps: list, result: PhaseResult) -> int:
+        """Apply one "step" frame to the result; return the index of the next step."""
+        _, index, key, wire, request, response, short = reply
+        outcome = Outcome.from_wire(wire)
+        if request is not None:
+            result.request = values.request(request, result.request)
+        if response is not None:
+            result.response = values.response(response, None)
+        result.short_circuit = bool(short)
+        result.outcomes.append((key, outcome))
+        if not outcome.ok and steps[index].on_error == "closed":
+            result.failed_closed = (key, outcome)
+        return index + 1
+
+
+def _gone_outcome(gone: ChildGone, script: Script | None, started: float) -> Outcome:
+    name = os.path.basename(script.filename) if script is not None else "sandbox"
+    if gone.kind == "timeout":
+        message = f"{name}: timed out (sandbox process killed at its hard deadline)"
+    else:
+        message = f"{name}: {gone.message}"
+    return Outcome(gone.kind, None, message, "", round((time.monotonic() - started) * 1000.0, 3), [])
+
+
+def _describe_status(status: int | None) -> str:
+    if status is None:
+        return "unknown status"
+    if status < 0:
+        try:
+            return f"signal {signal.Signals(-status).name}"
+        except ValueError:
+            return f"signal {-status}"
+    return f"exit status {status}"

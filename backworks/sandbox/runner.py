@@ -1,0 +1,248 @@
+"""Runs scripts in this process under budgets: load, one hook call, or a whole request phase."""
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import reprlib
+import time
+import traceback
+import types
+from dataclasses import dataclass, field
+from typing import Callable, NamedTuple
+
+from backworks.sandbox import env, guards, limits, values
+from backworks.sandbox.limits import Budget, Clock, Timeout
+from backworks.sandbox.logs import ScriptLog, make_print
+from backworks.sandbox.policy import Script
+from backworks.sandbox.safe_builtins import SAFE_BUILTINS
+
+logger = logging.getLogger(__name__)
+
+_repr = reprlib.Repr()
+_repr.maxstring = 200
+_repr.maxother = 200
+
+
+@dataclass
+class Outcome:
+    """What one script call produced: a value, or the kind of failure and the script's own traceback."""
+
+    kind: str            # "ok" | "error" | "timeout" | "memory" | "invalid" | "crash"
+    value: object = None
+    message: str = ""
+    traceback: str = ""
+    duration_ms: float = 0.0
+    logs: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when the call returned a valid value."""
+        return self.kind == "ok"
+
+    def to_wire(self) -> list:
+        """Plain-data form for the pipe between a sandbox child and its parent."""
+        return [self.kind, self.value, self.message, self.traceback, self.duration_ms, self.logs]
+
+    @classmethod
+    def from_wire(cls, data: list) -> "Outcome":
+        """Rebuild an Outcome sent by a sandbox child."""
+        kind, value, message, trace, duration, logs = data
+        return cls(str(kind), value, str(message), str(trace), float(duration), [str(x) for x in logs])
+
+
+class Step(NamedTuple):
+    """One plugin's hook in a phase: which script, its budget, and what a failure does."""
+
+    key: str
+    budget: Budget
+    on_error: str  # "open" | "closed"
+
+
+@dataclass
+class PhaseResult:
+    """The request/response after a phase, and what each step did."""
+
+    request: dict
+    response: dict | None
+    short_circuit: bool = False
+    outcomes: list = field(default_factory=list)
+    failed_closed: tuple | None = None
+
+
+class Loaded:
+    """A script whose module body (and on_load) ran: the globals every call starts from."""
+
+    def __init__(self, script: Script, snapshot: dict, state):
+        self.script = script
+        self.snapshot = snapshot
+        self.state = state
+        self.functions = [k for k, v in snapshot.items() if isinstance(v, types.FunctionType)]
+        self.mutable = [k for k, v in snapshot.items() if type(v) in (dict, list, set, types.SimpleNamespace)]
+
+
+class StateFacade:
+    """What scripts see as `state`: get, set and incr of their own namespace, nothing else."""
+
+    __slots__ = ("get", "set", "incr")
+
+    def __init__(self, store):
+        self.get, self.set, self.incr = store.get, store.set, store.incr
+
+
+class Runner:
+    """Loads scripts and runs their hooks in the calling process (inline, or inside a sandbox child)."""
+
+    def __init__(self, state_settings: dict | None = None, memory: bool = True):
+        self.state_settings = state_settings or {}
+        self.memory = memory
+        self.loaded: dict[str, Loaded] = {}
+
+    def make_state(self, key: str):
+        """Build the `state` facade of the script loaded under `key` (lazily imports backworks.state)."""
+        from backworks.state import make_state
+
+        return StateFacade(make_state(self.state_settings, key))
+
+    def globals_for(self, script: Script, config: dict, state, log: ScriptLog) -> dict:
+        """Fresh globals: builtins, guards, config copy, log, state, a private random generator."""
+        rng = env.random_facade()
+        return {
+            "__builtins__": {**SAFE_BUILTINS, "__import__": env.make_import(rng)},
+            "__name__": "plugin", "__metaclass__": None,
+            "_getattr_": guards.guarded_getattr, "_getitem_": guards.guarded_getitem,
+            "_getiter_": guards.guarded_iter, "_write_": guards.guarded_write,
+            "_inplacevar_": guards.inplace, "_bw_inplace": guards.inplace,
+            "_iter_unpack_sequence_": env.guarded_iter_unpack_sequence,
+            "_unpack_sequence_": env.guarded_unpack_sequence,
+            "_bw_mul": guards.guarded_mul, "_bw_pow": guards.guarded_pow, "_bw_lshift": guards.guarded_lshift,
+            "_bw_mod": guards.guarded_mod, "_bw_format": guards.guarded_format, "_bw_tick": limits.tick,
+            "_print_": make_print(log),
+            "config": values.copy(config), "log": log, "state": state,
+        }
+
+    def load(self, key: str, script: Script, config: dict, budget: Budget) -> Outcome:
+        """Run the module body, then on_load(config), within budget; keep the result as `key`."""
+        log = ScriptLog(script.filename)
+        state = self.make_state(key)
+        scope = self.globals_for(script, config, state, log)
+
+        def body():
+            exec(script.code, scope)
+            hook = scope.get("on_load") if "on_load" in script.hooks else None
+            if hook is not None:
+                hook(values.copy(config))
+            return None
+
+        outcome = self.run(script, body, (), budget, log)
+        if outcome.ok:
+            self.loaded[key] = Loaded(script, scope, state)
+        return outcome
+
+    def fresh(self, loaded: Loaded, log: ScriptLog) -> dict:
+        """Per-call globals: the loaded snapshot with functions rebound and mutable values copied."""
+        scope = dict(loaded.snapshot)
+        scope["log"] = log
+        scope["_print_"] = make_print(log)
+        rng = env.random_facade()
+        scope["__builtins__"] = {**SAFE_BUILTINS, "__import__": env.make_import(rng)}
+        for name in loaded.mutable:
+            scope[name] = _copy_value(scope[name])
+        for name in loaded.functions:
+            fn = scope[name]
+            rebound = types.FunctionType(fn.__code__, scope, fn.__name__, fn.__defaults__, fn.__closure__)
+            rebound.__kwdefaults__ = fn.__kwdefaults__
+            scope[name] = rebound
+        return scope
+
+    def call(self, key: str, hook: str, args: tuple, budget: Budget) -> Outcome:
+        """Call one hook of the script loaded as `key` with copies of `args`."""
+        loaded = self.loaded.get(key)
+        if loaded is None:
+            return Outcome("error", message=f"{key}: no script is loaded under this name")
+        if hook not in loaded.script.hooks:
+            return Outcome("error", message=f"{_short(loaded.script.filename)}: defines no {hook}()")
+        log = ScriptLog(loaded.script.filename)
+        function = self.fresh(loaded, log)[hook]
+        return self.run(loaded.script, function, tuple(values.copy(a) for a in args), budget, log)
+
+    def run(self, script: Script, function: Callable, args: tuple, budget: Budget, log: ScriptLog) -> Outcome:
+        """Call `function(*args)` under the budget and classify what happened."""
+        started = time.perf_counter()
+        old_limit = None
+        try:
+            old_limit = limits.arm(budget, self.memory)
+            try:
+                value = function(*args)
+            finally:
+                Clock.active = False
+                limits.disarm(old_limit)
+            if Clock.expired:
+                raise Timeout()
+        except (Timeout, Exception) as exc:
+            if Clock.expired or isinstance(exc, Timeout):
+                kind = "timeout"
+            else:
+                kind = "memory" if isinstance(exc, MemoryError) else "error"
+            return self.failure(kind, script, exc, started, log, budget)
+        return Outcome("ok", value, "", "", _ms(started), log.lines)
+
+    def failure(self, kind, script, exc, started, log, budget) -> Outcome:
+        """Build a failed Outcome with the script's own frames only."""
+        duration = _ms(started)
+        frames = _script_frames(exc, script) if exc is not None else []
+        where = f"{_short(script.filename)}:{frames[-1].lineno}" if frames else _short(script.filename)
+        if kind == "timeout":
+            message = f"{where}: timed out after {budget.timeout_ms} ms"
+        elif kind == "memory" and not isinstance(exc, guards.LimitError):
+            message = f"{where}: MemoryError: memory budget of {budget.memory_mb} MB exceeded"
+        else:
+            message = f"{where}: {type(exc).__name__}: {_describe(exc)}"
+        trace = "".join(traceback.format_list(frames)) if frames else ""
+        if exc is not None:
+            exc.__traceback__ = None
+        if kind in ("memory", "timeout"):
+            gc.collect()
+        return Outcome(kind, None, message, trace, duration, log.lines)
+
+    def drop(self, key: str) -> None:
+        """Forget the script loaded as `key`."""
+        self.loaded.pop(key, None)
+
+
+def _copy_value(value):
+    if type(value) is types.SimpleNamespace:
+        return types.SimpleNamespace(**{k: _copy_value(v) for k, v in vars(value).items()})
+    try:
+        return values.copy(value)
+    except ValueError:
+        import copy as copy_module
+        return copy_module.deepcopy(value)
+
+
+def _script_frames(exc, script: Script) -> list:
+    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+    lines = script.source.splitlines()
+    mine = [f for f in frames if f.filename == script.filename]
+    for frame in mine:
+        if frame.lineno and 0 < frame.lineno <= len(lines):
+            frame._line = lines[frame.lineno - 1]
+    return mine
+
+
+def _describe(exc: BaseException) -> str:
+    args = exc.args
+    if len(args) == 1 and isinstance(args[0], str):
+        text = args[0]
+    else:
+        text = ", ".join(_repr.repr(a) for a in args)
+    text = text.replace("\n", " ")
+    return text[:300] + ("..." if len(text) > 300 else "")
+
+
+def _short(filename: str) -> str:
+    return os.path.basename(filename)
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000.0, 3)

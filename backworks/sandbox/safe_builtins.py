@@ -1,0 +1,176 @@
+"""The builtins scripts see: everyday functions, with caps where a C loop could run past the timer."""
+from __future__ import annotations
+
+import builtins
+import logging
+
+from backworks.sandbox import guards, rules
+
+logger = logging.getLogger(__name__)
+
+_SIZED = (list, tuple, dict, set, frozenset, str, bytes, range)
+_SMALL = 10_000
+
+
+def interruptible(iterable):
+    """Return `iterable` itself when small, else a Python-level iterator the timer can interrupt."""
+    if type(iterable) in _SIZED and len(iterable) <= _SMALL:
+        return iterable
+    return _step(iterable)
+
+
+def _step(iterable):
+    for item in iterable:
+        yield item
+
+
+def _wrap_iterable(function):
+    def wrapped(iterable=(), *args, **kwargs):
+        return function(interruptible(iterable), *args, **kwargs)
+    wrapped.__name__ = function.__name__
+    wrapped.__doc__ = function.__doc__
+    return wrapped
+
+
+def _wrap_all_args(function):
+    def wrapped(*iterables, **kwargs):
+        return function(*(interruptible(it) for it in iterables), **kwargs)
+    wrapped.__name__ = function.__name__
+    return wrapped
+
+
+def safe_range(*args):
+    """range() of at most MAX_RANGE items."""
+    result = range(*args)
+    if len(result) > rules.MAX_RANGE:
+        raise guards.LimitError(f"range of {len(result)} items exceeds the sandbox limit of {rules.MAX_RANGE}")
+    return result
+
+
+def safe_sorted(iterable, *, key=None, reverse=False):
+    """sorted() of at most MAX_SORT items."""
+    items = list(interruptible(iterable))
+    if len(items) > rules.MAX_SORT:
+        raise guards.LimitError(f"sorting {len(items)} items exceeds the sandbox limit of {rules.MAX_SORT}")
+    items.sort(key=key, reverse=reverse)
+    return items
+
+
+def _min_max(function):
+    def wrapped(*args, **kwargs):
+        if len(args) == 1:
+            args = (interruptible(args[0]),)
+        return function(*args, **kwargs)
+    wrapped.__name__ = function.__name__
+    return wrapped
+
+
+def safe_getattr(obj, name, *default):
+    """getattr() through the attribute guard."""
+    return guards.guarded_getattr(obj, name, *default)
+
+
+def safe_hasattr(obj, name):
+    """hasattr() through the attribute guard."""
+    try:
+        guards.guarded_getattr(obj, name)
+    except AttributeError:
+        return False
+    return True
+
+
+def safe_format(value, spec=""):
+    """format() with a checked spec."""
+    guards.check_spec(value, spec)
+    return format(value, spec)
+
+
+def safe_bytes(source=b"", *args):
+    """bytes() that refuses huge zero-filled buffers."""
+    if isinstance(source, int):
+        guards._check_length(source)
+    return bytes(source, *args)
+
+
+def safe_bytearray(source=b"", *args):
+    """bytearray() that refuses huge zero-filled buffers."""
+    if isinstance(source, int):
+        guards._check_length(source)
+    return bytearray(source, *args)
+
+
+def safe_str(*args, **kwargs):
+    """str() (decoding bytes included)."""
+    return str(*args, **kwargs)
+
+
+def safe_dict(*args, **kwargs):
+    """dict() from a mapping or an iterable of pairs."""
+    if args and not isinstance(args[0], dict):
+        args = (interruptible(args[0]),)
+    return dict(*args, **kwargs)
+
+
+def _map(function, *iterables):
+    return map(function, *(interruptible(it) for it in iterables))
+
+
+def _filter(function, iterable):
+    return filter(function, interruptible(iterable))
+
+
+def _fromkeys(iterable, value=None):
+    return dict.fromkeys(interruptible(iterable), value)
+
+
+class _TypeProxy(type):
+    """Metaclass of the names `list`, `dict`, ...: isinstance works, calls go through a capped factory."""
+
+    def __instancecheck__(cls, obj):
+        return isinstance(obj, cls._real)
+
+    def __subclasscheck__(cls, other):
+        return issubclass(other, cls._real)
+
+    def __call__(cls, *args, **kwargs):
+        return cls._factory(*args, **kwargs)
+
+    def __getattr__(cls, name):
+        if cls._real is dict and name == "fromkeys":
+            return _fromkeys
+        return guards.guarded_getattr(cls._real, name)
+
+    def __repr__(cls):
+        return f"<class '{cls._real.__name__}'>"
+
+
+def type_proxy(real: type, factory) -> type:
+    """Return a stand-in for the builtin type `real` whose calls go through `factory`."""
+    return _TypeProxy(real.__name__, (), {"_real": real, "_factory": staticmethod(factory), "__slots__": ()})
+
+
+_PLAIN = ("abs bool callable chr complex divmod float frozenset hash hex int isinstance issubclass len oct ord "
+          "repr round slice ascii bin").split()
+_EXCEPTIONS = {name: getattr(builtins, name) for name in rules.EXCEPTION_NAMES}
+
+
+def build() -> dict:
+    """Return the builtins dict every script gets (the same object each time: it holds no state)."""
+    names = {name: getattr(builtins, name) for name in _PLAIN}
+    names.update(_EXCEPTIONS)
+    names.update(
+        range=safe_range, sorted=safe_sorted, min=_min_max(min), max=_min_max(max),
+        sum=_wrap_iterable(sum), any=_wrap_iterable(any), all=_wrap_iterable(all),
+        iter=iter, next=next, reversed=reversed,
+        getattr=safe_getattr, hasattr=safe_hasattr, format=safe_format, pow=guards.guarded_pow,
+    )
+    for real, factory in ((list, _wrap_iterable(list)), (tuple, _wrap_iterable(tuple)),
+                          (set, _wrap_iterable(set)), (frozenset, _wrap_iterable(frozenset)),
+                          (enumerate, _wrap_iterable(enumerate)), (zip, _wrap_all_args(zip)),
+                          (map, _map), (filter, _filter), (dict, safe_dict), (str, str),
+                          (bytes, safe_bytes), (bytearray, safe_bytearray)):
+        names[real.__name__] = type_proxy(real, factory)
+    return names
+
+
+SAFE_BUILTINS = build()

@@ -1,0 +1,102 @@
+"""Plugin overhead: a mock endpoint with 5 trivial before_request plugins vs the same endpoint without plugins.
+
+Run: .venv/bin/python bench/bench_plugins.py [--seconds 5] [--rounds 2]
+Throughput: one gunicorn (sync, 2 workers) serves both endpoints; wrk at 32 connections alternates between
+them. Target: with plugins / without >= 0.75.
+Per-phase cost (in process, no HTTP): median time of a before_request phase with 1 and 5 trivial plugins,
+inline and in a sandbox child. Targets: inline <= 20 us per hook; process <= 150 us per phase.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import Server, print_row, run_wrk  # noqa: E402
+
+PLUGINS = 5
+TRIVIAL = "def before_request(request):\n    return None\n"
+BODY = '{"id": 1, "name": "Kettle", "price": 29.5}'
+
+
+def write_config(work: Path, isolation: str = "auto", plugins: int = PLUGINS) -> Path:
+    """A config with /plain (no plugins) and /plugged (`plugins` trivial before_request plugins)."""
+    (work / "trivial.py").write_text(TRIVIAL)
+    lines = ["server: {access_log: false, watch: false}", "plugins:"]
+    for index in range(plugins):
+        lines += [f"  p{index}:", "    script: trivial.py", "    endpoints: [plugged]", f"    isolation: {isolation}"]
+    lines += ["endpoints:"]
+    for name in ("plain", "plugged"):
+        lines += [f"  {name}:", f"    path: /{name}", f"    mock: {{body: '{BODY}', content_type: application/json}}"]
+    path = work / f"bench-{isolation}-{plugins}.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def throughput(work: Path, seconds: int, rounds: int) -> float:
+    """Print req/s with and without plugins; return the ratio of the best rounds."""
+    server = Server("wsgi:app", env={"BACKWORKS_CONFIG": str(write_config(work))}, workers=2,
+                    worker_class="sync", ready_path="/healthz")
+    try:
+        run_wrk(server.url + "/plain", 32, 1)  # warm up both workers
+        run_wrk(server.url + "/plugged", 32, 1)
+        plain, plugged = [], []
+        for _ in range(rounds):
+            plain.append(run_wrk(server.url + "/plain", 32, seconds, threads=2))
+            plugged.append(run_wrk(server.url + "/plugged", 32, seconds, threads=2))
+    finally:
+        server.stop()
+    best_plain = max(plain, key=lambda r: r["rps"])
+    best_plugged = max(plugged, key=lambda r: r["rps"])
+    print(f"Throughput, gunicorn sync x2, wrk 32 connections, best of {rounds} x {seconds}s:")
+    print_row("mock endpoint, no plugins", best_plain)
+    print_row(f"mock endpoint, {PLUGINS} trivial plugins", best_plugged)
+    ratio = best_plugged["rps"] / best_plain["rps"]
+    print(f"  ratio with/without plugins: {ratio:.3f} (target >= 0.75)")
+    return ratio
+
+
+def phase_cost(work: Path, isolation: str, plugins: int, calls: int = 2000) -> float:
+    """Median microseconds of one before_request phase (request to dict, hooks, back) in process."""
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wrappers import Request
+
+    from backworks.http import RequestData
+    from backworks.runtime import load_runtime
+
+    runtime = load_runtime(write_config(work, isolation, plugins))
+    try:
+        chain = runtime.endpoints["plugged"].plugins
+        environ = EnvironBuilder(path="/plugged", headers={"Accept": "*/*", "User-Agent": "bench"}).get_environ()
+        samples = []
+        for _ in range(calls):
+            request = RequestData(Request(environ), "plugged", {}, "id", 1024, "127.0.0.1")
+            started = time.perf_counter_ns()
+            chain.before_request(request)
+            samples.append((time.perf_counter_ns() - started) / 1000)
+        return statistics.median(samples[calls // 10:])
+    finally:
+        runtime.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-plugins-"))
+    print("Per before_request phase, in process (median us):")
+    for isolation in ("inline", "process"):
+        one, five = phase_cost(work, isolation, 1), phase_cost(work, isolation, PLUGINS)
+        print(f"  {isolation:<8} 1 plugin {one:8.1f} us   {PLUGINS} plugins {five:8.1f} us   "
+              f"per extra hook {(five - one) / (PLUGINS - 1):6.1f} us")
+    throughput(work, args.seconds, args.rounds)
+
+
+if __name__ == "__main__":
+    main()

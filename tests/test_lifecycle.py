@@ -1,0 +1,142 @@
+"""Reload and shutdown under real gunicorn: HUP with good and broken configs, respawns, SIGTERM drain."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import write_config
+from ops_helpers import GUNICORN_CONF, TOKEN, Load, admin, wait_for
+
+CONFIG = f"""
+    name: lifecycle
+    server: {{watch: false, access_log: false}}
+    admin: {{token: {TOKEN}}}
+    endpoints:
+      version: {{path: /version, mock: {{json: {{v: VERSION}}}}}}
+      slow: {{path: /slow, mock: {{json: {{slow: true}}, delay_ms: 1500}}}}
+"""
+BROKEN = CONFIG.replace("mock: {json: {v: VERSION}}", "mode: mok")
+
+
+def write_version(path: Path, version: int) -> None:
+    write_config(path.parent, CONFIG.replace("VERSION", str(version)))
+
+
+def serves(url: str, version: int, times: int = 8) -> bool:
+    """True when `times` requests in a row (each on a new connection) see this version."""
+    return all(requests.get(url + "/version", timeout=5).json() == {"v": version} for _ in range(times))
+
+
+def all_workers_report(url: str, predicate, times: int = 8) -> bool:
+    """True when `times` admin status calls in a row satisfy `predicate`."""
+    return all(predicate(admin(url, "status").json()) for _ in range(times))
+
+
+def worker_pids(master_pid: int) -> list[int]:
+    """The gunicorn master's child processes."""
+    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    return [int(pid) for pid in children]
+
+
+def test_hup_applies_good_configs_and_never_a_broken_one_without_failed_requests(tmp_path, gunicorn):
+    config = tmp_path / "backworks.yaml"
+    write_version(config, 1)
+    server = gunicorn(config, workers=2, extra=GUNICORN_CONF)
+    load = Load(server.url + "/version", total=3000, threads=2, pause_s=0.005).start()
+    wait_for(lambda: load.done() >= 20, what="the load to start")
+
+    write_version(config, 2)
+    server.signal(signal.SIGHUP)
+    wait_for(lambda: serves(server.url, 2), what="version 2 after HUP")
+
+    write_config(tmp_path, BROKEN)
+    server.signal(signal.SIGHUP)
+    wait_for(lambda: all_workers_report(server.url, lambda s: s["last_reload_error"]),
+             what="new workers booted on the last good config")
+    status = admin(server.url, "status").json()
+    assert "endpoints.version.mode: unallowed value 'mok' (did you mean 'mock'?)" in status["last_reload_error"]
+    assert serves(server.url, 2)
+    assert "HUP: config" in server.output() and "is broken; new workers keep the last good config" in server.output()
+
+    write_version(config, 3)
+    server.signal(signal.SIGHUP)
+    wait_for(lambda: serves(server.url, 3), what="version 3 after HUP")
+    assert load.done() < 3000, "the load must still be running during the last reload"
+    load.stop()
+    results = load.join()
+    failures = [r for r in results if r[0] != 200]
+    assert failures == []
+    versions = {r[1] for r in results}
+    assert versions <= {'{"v":1}', '{"v":2}', '{"v":3}'}
+    assert '{"v":3}' in versions and '{"v":2}' in versions
+
+
+def test_worker_respawned_while_the_config_is_broken_serves_the_last_good_one(tmp_path, gunicorn):
+    config = tmp_path / "backworks.yaml"
+    write_version(config, 1)
+    server = gunicorn(config, workers=1, extra=GUNICORN_CONF)
+    write_config(tmp_path, BROKEN)
+    (old_worker,) = worker_pids(server.proc.pid)
+    os.kill(old_worker, signal.SIGKILL)
+    wait_for(lambda: worker_pids(server.proc.pid) not in ([], [old_worker]), what="a new worker")
+    server.wait_ready()
+    assert serves(server.url, 1)
+    assert "unallowed value 'mok'" in admin(server.url, "status").json()["last_reload_error"]
+    assert server.proc.poll() is None
+
+
+def test_broken_config_at_start_stops_gunicorn_with_the_problems(tmp_path, gunicorn):
+    config = write_config(tmp_path, BROKEN)
+    with pytest.raises(RuntimeError) as failure:
+        gunicorn(config, workers=1, extra=GUNICORN_CONF)
+    assert "Backworks config is broken, not starting:" in str(failure.value)
+    assert "endpoints.version.mode: unallowed value 'mok' (did you mean 'mock'?)" in str(failure.value)
+
+
+def test_admin_reload_restarts_every_worker_on_the_new_config(tmp_path, gunicorn):
+    config = tmp_path / "backworks.yaml"
+    write_version(config, 1)
+    server = gunicorn(config, workers=2, extra=GUNICORN_CONF)
+    write_config(tmp_path, BROKEN)
+    refused = admin(server.url, "reload", method="POST")
+    assert refused.status_code == 422
+    assert serves(server.url, 1)
+    write_version(config, 2)
+    resp = admin(server.url, "reload", method="POST")
+    assert resp.status_code == 200
+    assert resp.json()["workers"] == "restarting"
+    wait_for(lambda: serves(server.url, 2), what="every worker on version 2")
+
+
+def test_sigterm_drains_in_flight_requests(tmp_path, gunicorn):
+    config = tmp_path / "backworks.yaml"
+    write_version(config, 1)
+    server = gunicorn(config, workers=2, extra=GUNICORN_CONF)
+    results = []
+
+    def slow_request():
+        try:
+            resp = requests.get(server.url + "/slow", timeout=10)
+            results.append((resp.status_code, resp.json()))
+        except requests.RequestException as exc:
+            results.append((type(exc).__name__, None))
+
+    threads = [threading.Thread(target=slow_request) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)  # both requests are now inside the 1.5 s mock delay
+    started = time.monotonic()
+    server.signal(signal.SIGTERM)
+    for thread in threads:
+        thread.join(10)
+    server.proc.wait(10)
+    assert results == [(200, {"slow": True}), (200, {"slow": True})]
+    assert time.monotonic() - started < 5  # within gunicorn's graceful timeout
+    with pytest.raises(requests.ConnectionError):
+        requests.get(server.url + "/version", timeout=2)

@@ -1,0 +1,110 @@
+"""/metrics: Prometheus text, aggregated across gunicorn workers through the multiprocess directory."""
+from __future__ import annotations
+
+import json
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+from prometheus_client.mmap_dict import MmapedDict
+
+from backworks.app import create_app
+from conftest import write_config
+from ops_helpers import GUNICORN_CONF, sample
+
+CONFIG = """
+    name: metrics-test
+    server: {access_log: false, watch: false}
+    endpoints:
+      hello: {path: /hello, mock: {json: {ok: true}}}
+      slow: {path: /slow, mock: {json: {ok: true}, delay_ms: 300}}
+      down: {path: /down, mock: {status: 503, json: {down: true}}}
+"""
+FAILING = "def before_request(request):\n    raise ValueError('always')\n"
+
+
+def per_worker_counts(directory: Path, endpoint: str) -> dict:
+    """{pid: requests counted for `endpoint`} read from each worker's own counter file."""
+    counts = {}
+    for path in directory.glob("counter_*.db"):
+        pid = int(path.stem.split("_")[1])
+        for key, value, _timestamp, _pos in MmapedDict.read_all_values_from_file(str(path)):
+            metric, name, labels, _help = json.loads(key)
+            if name == "backworks_requests_total" and labels.get("endpoint") == endpoint:
+                counts[pid] = counts.get(pid, 0) + value
+    return counts
+
+
+def test_metrics_add_up_across_two_gunicorn_workers(tmp_path, gunicorn):
+    metrics_dir = tmp_path / "prometheus"
+    metrics_dir.mkdir()
+    (metrics_dir / "counter_999999.db").write_bytes(b"stale file from a previous run")
+    server = gunicorn(write_config(tmp_path, CONFIG), workers=2, extra=GUNICORN_CONF,
+                      env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
+    assert not (metrics_dir / "counter_999999.db").exists()
+    with ThreadPoolExecutor(4) as pool:  # four 300 ms requests at once: both sync workers must serve
+        slow = list(pool.map(lambda _: requests.get(server.url + "/slow", timeout=10).status_code, range(8)))
+    hello = [requests.get(server.url + "/hello", timeout=10).status_code for _ in range(12)]
+    down = [requests.get(server.url + "/down", timeout=10).status_code for _ in range(3)]
+    assert slow == [200] * 8 and hello == [200] * 12 and down == [503] * 3
+
+    text = requests.get(server.url + "/metrics", timeout=10).text
+    assert sample(text, "backworks_requests_total", endpoint="slow", mode="mock", status="200") == 8
+    assert sample(text, "backworks_requests_total", endpoint="hello", mode="mock", status="200") == 12
+    assert sample(text, "backworks_requests_total", endpoint="down", mode="mock", status="503") == 3
+    assert sample(text, "backworks_request_duration_seconds_count", endpoint="slow") == 8
+    assert sample(text, "backworks_request_duration_seconds_bucket", endpoint="slow", le="0.25") == 0
+    assert sample(text, "backworks_request_duration_seconds_bucket", endpoint="slow", le="+Inf") == 8
+    workers = per_worker_counts(metrics_dir, "slow")
+    assert len([pid for pid, n in workers.items() if n]) == 2, workers
+    assert sum(workers.values()) == 8
+
+
+def test_metrics_content_type_is_prometheus_text(tmp_path, gunicorn):
+    server = gunicorn(write_config(tmp_path, CONFIG), workers=1, extra=GUNICORN_CONF)
+    resp = requests.get(server.url + "/metrics", timeout=10)
+    assert resp.status_code == 200
+    assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+
+
+def test_gunicorn_config_creates_and_removes_its_own_metrics_dir(tmp_path, gunicorn):
+    server = gunicorn(write_config(tmp_path, CONFIG), workers=1, extra=GUNICORN_CONF,
+                      env={"PROMETHEUS_MULTIPROC_DIR": ""})
+    directory = Path(tempfile.gettempdir()) / f"backworks-metrics-{server.proc.pid}"
+    assert requests.get(server.url + "/hello", timeout=10).status_code == 200
+    assert directory.is_dir() and list(directory.glob("counter_*.db"))
+    server.stop()
+    assert not directory.exists()
+
+
+def test_metrics_without_gunicorn_count_this_process(tmp_path):
+    client = create_app(write_config(tmp_path, """
+        server: {access_log: false}
+        endpoints:
+          ping: {path: /ping, mock: {json: {ok: true}}}
+    """)).test_client()
+    before = sample(client.get("/metrics").text, "backworks_requests_total", endpoint="ping", status="200")
+    client.get("/ping")
+    client.get("/ping")
+    after = sample(client.get("/metrics").text, "backworks_requests_total", endpoint="ping", status="200")
+    assert after - before == 2
+    assert sample(client.get("/metrics").text, "backworks_requests_total", endpoint="-", status="404") >= 0
+
+
+def test_plugin_failures_are_counted_by_kind_across_workers(tmp_path, gunicorn):
+    (tmp_path / "failing.py").write_text(FAILING)
+    config = write_config(tmp_path, CONFIG + """
+    plugins:
+      failing:
+        script: failing.py
+        endpoints: [hello]
+        circuit_breaker: {failure_threshold: 1000}
+    """)
+    server = gunicorn(config, workers=2, extra=GUNICORN_CONF, env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "m")})
+    with ThreadPoolExecutor(4) as pool:
+        statuses = list(pool.map(lambda _: requests.get(server.url + "/hello", timeout=10).status_code, range(12)))
+    assert statuses == [200] * 12  # fail-open: the request goes on without the plugin
+    text = requests.get(server.url + "/metrics", timeout=10).text
+    assert sample(text, "backworks_plugin_calls_total", plugin="failing", hook="before_request", kind="error") == 12
+    assert sample(text, "backworks_plugin_breaker_open", plugin="failing") == 0

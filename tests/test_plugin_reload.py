@@ -1,0 +1,129 @@
+"""Hot reload of plugin scripts and config under real gunicorn, with concurrent clients, both worker classes."""
+from __future__ import annotations
+
+import os
+import textwrap
+import threading
+import time
+
+import pytest
+import requests
+import yaml
+
+from tests.conftest import ROOT
+
+SCRIPT = """
+def after_response(request, response):
+    return dict(response, json=dict(response["json"], version=str(config["version"]) + "/" + "{tag}"))
+"""
+BROKEN_SCRIPT = "def after_response(request, response:\n    return None\n"
+FAILING_ON_LOAD = SCRIPT + "\n\ndef on_load(config):\n    raise ValueError('refuse this version')\n"
+VISIBLE_WITHIN_S = 1.0
+THREADS = 4
+
+
+def write_atomically(path, text: str) -> None:
+    """Replace a file in one step, as editors that save through a temporary file do."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def config_text(version, broken: str = "") -> str:
+    data = {"name": "reload", "server": {"access_log": False},
+            "plugins": {"versioned": {"script": "versioned.py", "config": {"version": version}}},
+            "endpoints": {"item": {"path": "/item", "mock": {"json": {"id": 1}}}}}
+    if broken == "unknown_field":
+        data["plugins"]["versioned"]["colour"] = "blue"
+    text = yaml.safe_dump(data, sort_keys=False)
+    return text + "endpoints: [\n" if broken == "yaml" else text
+
+
+class Clients:
+    """Threads that request /item back to back and record (start, end, status or error, version)."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.results: list = []
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(THREADS)]
+
+    def _run(self) -> None:
+        session = requests.Session()
+        while not self.stop.is_set():
+            started = time.monotonic()
+            try:
+                response = session.get(self.url + "/item", timeout=5)
+                outcome = (response.status_code, response.json().get("version"))
+            except Exception as exc:  # a dropped or failed request is what this test looks for
+                outcome = (repr(exc), None)
+            self.results.append((started, time.monotonic(), *outcome))
+
+    def __enter__(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(10)
+
+
+@pytest.mark.parametrize("worker_class", ["sync", "gthread"])
+def test_edits_reach_every_worker_within_a_second_with_no_failed_request(tmp_path, gunicorn, worker_class):
+    script = tmp_path / "versioned.py"
+    config = tmp_path / "backworks.yaml"
+    script.write_text(SCRIPT.format(tag="a"))
+    config.write_text(config_text(1))
+    extra = ("--threads", "4") if worker_class == "gthread" else ()
+    server = gunicorn(config, workers=2, worker_class=worker_class, extra=extra)
+    assert requests.get(server.url + "/item", timeout=5).json() == {"id": 1, "version": "1/a"}
+    steps = [  # (file, new text, version expected afterwards, good change)
+        (script, SCRIPT.format(tag="b"), "1/b", True),
+        (script, BROKEN_SCRIPT, "1/b", False),
+        (config, config_text(2), "2/b", True),
+        (config, config_text(3, broken="yaml"), "2/b", False),
+        (script, FAILING_ON_LOAD.format(tag="c"), "2/b", False),
+        (config, config_text(3, broken="unknown_field"), "2/b", False),
+        (script, SCRIPT.format(tag="c"), "2/c", True),
+    ]
+    timeline = []
+    with Clients(server.url) as clients:
+        time.sleep(0.3)
+        for path, text, expected, good in steps:
+            written = time.monotonic()
+            write_atomically(path, text)
+            time.sleep(VISIBLE_WITHIN_S + 0.2 if good else 0.7)
+            timeline.append((written, expected, good))
+    results = clients.results
+    failed = [r for r in results if r[2] != 200]
+    assert failed == [], f"{len(failed)} of {len(results)} requests failed, first: {failed[:3]}\n{server.output()[-3000:]}"
+    assert len(results) > 100
+    for index, (written, expected, good) in enumerate(timeline):
+        until = timeline[index + 1][0] if index + 1 < len(timeline) else float("inf")
+        settled = written + VISIBLE_WITHIN_S if good else written
+        seen = {r[3] for r in results if settled <= r[0] and r[1] < until}
+        assert seen == {expected}, f"step {index}: expected only {expected!r} after the change, saw {seen}"
+    log = server.output()
+    assert "reload (files changed) refused, still serving the previous config" in log
+    assert "versioned.py:1: " in log  # the broken script's own line
+    assert "refuse this version" in log
+    isolation = "inline" if worker_class == "sync" else "process"
+    assert f"plugin versioned loaded from" in log and f"({isolation} isolation)" in log
+
+
+def test_check_reports_a_broken_script_that_reload_refused(tmp_path):
+    from click.testing import CliRunner
+
+    from backworks.cli import cli
+
+    (tmp_path / "versioned.py").write_text(BROKEN_SCRIPT)
+    config = tmp_path / "backworks.yaml"
+    config.write_text(config_text(1))
+    result = CliRunner().invoke(cli, ["check", str(config)])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[0].startswith(f"{config}:6: plugins.versioned.script: ")
+    assert "versioned.py:1: " in lines[0]
+    assert lines[-1] == f"1 problem(s) in {config}"
