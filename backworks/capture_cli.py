@@ -98,8 +98,16 @@ def mocks_from_capture(config, out_path, endpoint):
     out = Path(out_path)
     data = build_mocks(rows, out.parent / f"{out.stem}_files")
     text = "# Written by `backworks mocks-from-capture`: one mock endpoint per recorded method and path.\n"
-    out.write_text(text + yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    out.write_text(text + yaml.dump(data, Dumper=_PlainDumper, sort_keys=False, allow_unicode=True),
+                   encoding="utf-8")
     click.echo(f"wrote {len(data['endpoints'])} endpoint(s) from {len(rows)} exchange(s) to {out_path}")
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """Writes repeated values in full instead of YAML anchors, for a config people read."""
+
+    def ignore_aliases(self, data) -> bool:
+        return True
 
 
 COMMANDS = (capture, mocks_from_capture)

@@ -17,6 +17,7 @@ logger = logging.getLogger(__name__)
 
 QUEUE_SIZE = 10000
 BATCH = 200
+BATCH_WAIT_S = 0.05
 COLUMNS = ("recorded_at", "endpoint", "method", "url", "path", "query", "request_headers", "request_body",
            "request_body_size", "request_body_hash", "status", "response_headers", "response_body",
            "response_body_size", "duration_ms", "upstream")
@@ -145,9 +146,11 @@ class CaptureStore:
             if first is None:
                 return
             batch = [first]
+            # gather what arrives shortly after: one transaction for many exchanges under load
+            deadline = time.monotonic() + BATCH_WAIT_S
             while len(batch) < BATCH:
                 try:
-                    item = rows.get_nowait()
+                    item = rows.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     break
                 if item is None:

@@ -26,7 +26,9 @@ def sample_request(**fields) -> dict:
 
 def sample_response(**fields) -> dict:
     """A complete plain-data response (200, empty JSON object), with `fields` replacing the defaults."""
-    response = {"status": 200, "headers": {"content-type": "application/json"}, "body": "{}", "json": {}}
+    response = {"status": 200, "headers": {"content-type": "application/json"}, "json": {}}
+    if "body" in fields:
+        response.pop("json")
     response.update(fields)
     return response
 
@@ -172,9 +174,9 @@ block), `log.info("text")` (also log.debug/warning/error: lines go to the server
 """
 
 
-def on_load(config):
-    """Once per (re)load, with this plugin's config block. Raise to refuse a bad config."""
-    if not isinstance(config.get("greeting", ""), str):
+def on_load(settings):
+    """Once per (re)load, with this plugin's config block (the same as `config`). Raise to refuse a bad one."""
+    if not isinstance(settings.get("greeting", ""), str):
         raise ValueError("config.greeting must be a string")
 
 
@@ -216,9 +218,10 @@ def test_NAME_loads():
 
 
 def test_NAME_before_request_keeps_ordinary_requests():
-    run = run_hook(SCRIPT, "before_request", {"headers": {}}, config=CONFIG)
+    run = run_hook(SCRIPT, "before_request", {"path": "/a", "headers": {}}, config=CONFIG)
     assert run.ok, run.outcome.message
-    assert run.outcome.value is None
+    assert "response" not in run.result
+    assert (run.result["path"], run.result["headers"]) == ("/a", {})
 
 
 def test_NAME_before_request_blocks_when_asked():

@@ -222,14 +222,29 @@ def read_body(wz: Request, limit: int) -> bytes:
     """Read a request body, answering 413 once it is larger than `limit` bytes."""
     length = wz.content_length
     if length is not None and length > limit:
+        discard_body(wz.stream)
         raise HTTPError(413, "payload_too_large",
                         f"request body is {length} bytes; the limit is {limit} (server.max_body_bytes)")
     stream = wz.stream
     data = stream.read(limit + 1) if length is None else stream.read(length)
     if len(data) > limit:
+        discard_body(stream)
         raise HTTPError(413, "payload_too_large",
                         f"request body is over the limit of {limit} bytes (server.max_body_bytes)")
     return data
+
+
+DISCARD_MAX_BYTES = 64 * 1024 * 1024
+
+
+def discard_body(stream, most: int = DISCARD_MAX_BYTES) -> None:
+    """Read and drop a refused body (up to `most` bytes) so a proxy in front sees the 413, not a reset."""
+    left = most
+    while left > 0:
+        chunk = stream.read(min(65536, left))
+        if not chunk:
+            return
+        left -= len(chunk)
 
 
 def parse_json_body(content_type: str | None, body: bytes) -> object:

@@ -33,42 +33,48 @@ def apply_request(request: RequestData, original: dict, final: dict, with_body: 
 
 
 def response_data(reply: Reply) -> dict:
-    """The reply as after_response hooks see it: body as text when it is small UTF-8 bytes, else None."""
+    """The reply as after_response hooks see it: status, headers and `json` (parsed JSON) or `body` (text).
+
+    Binary, streamed or larger bodies are withheld: the dict then has neither `body` nor `json`.
+    """
     headers: dict = {}
     for key, value in reply.headers:
         lkey = key.lower()
         headers[lkey] = f"{headers[lkey]}, {value}" if lkey in headers else value
-    body = json_value = None
+    data = {"status": reply.status, "headers": headers}
     raw = reply.body
-    if isinstance(raw, (bytes, bytearray)) and raw and len(raw) <= RESPONSE_BODY_CAP:
+    if not isinstance(raw, (bytes, bytearray)) or len(raw) > RESPONSE_BODY_CAP:
+        return data
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+    if text and is_json_type(headers.get("content-type")):
         try:
-            body = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            body = None
-        if body is not None and is_json_type(headers.get("content-type")):
-            try:
-                json_value = json.loads(body)
-            except ValueError:
-                json_value = None
-    return {"status": reply.status, "headers": headers, "body": body, "json": json_value}
+            data["json"] = json.loads(text)
+            return data
+        except ValueError:
+            pass
+    data["body"] = text
+    return data
 
 
 def apply_response(reply: Reply, original: dict, final: dict) -> Reply:
-    """Return `reply` when hooks changed nothing, else the reply their dict describes.
+    """Return `reply` when hooks changed nothing, else the reply their (complete) dict describes.
 
-    A body the hooks were not given (binary, streamed, too large) is kept unless they set a new one.
+    A body the hooks were not given (binary, streamed, too large) is kept unless they set a non-empty one.
     """
     if final is original or final == original:
         return reply
-    merged = {**original, **final}
-    status = check_status(merged.get("status", reply.status))
-    headers = _merge_headers(reply.headers, original["headers"], merged.get("headers") or {})
+    status = check_status(final.get("status", reply.status))
+    headers = _merge_headers(reply.headers, original["headers"], final.get("headers") or {})
     body = reply.body
-    if merged.get("json") is not None and merged.get("json") != original["json"]:
-        body = _dump(merged["json"])
-        headers = _set_header(headers, "Content-Type", JSON_TYPE, only_if_missing=original["json"] is not None)
-    elif merged.get("body") is not None and merged.get("body") != original["body"]:
-        body = _encode(merged["body"])
+    withheld = "body" not in original and "json" not in original
+    if "json" in final and ("json" not in original or final["json"] != original["json"]):
+        body = _dump(final["json"])
+        headers = _set_header(headers, "Content-Type", JSON_TYPE, only_if_missing="json" in original)
+    elif "body" in final and final["body"] != original.get("body") and not (withheld and not final["body"]):
+        body = _encode(final["body"])
     if body is not reply.body:
         headers = [(k, v) for k, v in headers if k.lower() not in RECOMPUTED]
     return Reply(status, headers, body, reply.meta)

@@ -9,6 +9,7 @@ from backworks.breaker import OPEN, Breaker
 from backworks.config import Config, endpoint_matches
 from backworks.errors import ConfigError
 from backworks.http import Reply, RequestData, error_reply
+from backworks.isolation import on_main_thread, pick_isolation
 from backworks.metrics import PLUGIN_BREAKER_OPEN, PLUGIN_CALLS, PLUGIN_LATENCY
 from backworks.modes.base import LoadContext
 from backworks.plugin_data import apply_request, apply_response, reply_from_response, request_data, \
@@ -16,6 +17,7 @@ from backworks.plugin_data import apply_request, apply_response, reply_from_resp
 from backworks.plugin_stats import PluginStats
 
 logger = logging.getLogger(__name__)
+script_logger = logging.getLogger("backworks.plugin")  # the logger scripts' `log` lines go to
 
 BEFORE, AFTER = "before_request", "after_response"
 
@@ -40,6 +42,7 @@ class Plugin:
         breaker = settings["circuit_breaker"]
         self.breaker = Breaker(breaker["failure_threshold"], breaker["recovery_s"], on_change=self._breaker_changed)
         self.stats = PluginStats()
+        self.pending_load: tuple | None = None
         self._latency = {hook: PLUGIN_LATENCY.labels(name, hook) for hook in (BEFORE, AFTER, "health_check")}
         self._calls: dict = {}
         PLUGIN_BREAKER_OPEN.labels(name).set(0)
@@ -54,12 +57,33 @@ class Plugin:
         self._latency[hook].observe(duration_ms / 1000.0)
         if count_breaker:
             self.breaker.record(kind == "ok")
-        if outcome is not None and kind != "ok":
+        if outcome is None:
+            return
+        if self.isolation == "process":  # inline scripts' lines are logged as they are written
+            log_script_lines(self.display, outcome.logs)
+        if kind != "ok":
             logger.warning("plugin %s %s: %s", self.name, hook, describe(outcome))
+
+    def finish_load(self) -> None:
+        """Make the inline copy of a script loaded off the main thread (a no-op elsewhere)."""
+        if self.pending_load is None or not on_main_thread():
+            return
+        pending, self.pending_load = self.pending_load, None
+        outcome = self.sandbox.load(self.key, *pending)
+        if not outcome.ok:
+            logger.warning("plugin %s could not be loaded inline: %s", self.name, describe(outcome))
 
     def _breaker_changed(self, state: str) -> None:
         PLUGIN_BREAKER_OPEN.labels(self.name).set(0 if state == "closed" else 1)
         logger.warning("plugin %s: circuit breaker %s", self.name, state.replace("_", "-"))
+
+
+def log_script_lines(display: str, lines) -> None:
+    """Write a sandbox child's `log` lines ("LEVEL text") to the script log, as inline scripts do."""
+    for line in lines or ():
+        level, _, text = str(line).partition(" ")
+        script_logger.log(logging.getLevelName(level) if level.isupper() else logging.INFO, "%s: %s",
+                          os.path.basename(display), text)
 
 
 def describe(outcome) -> str:
@@ -132,6 +156,7 @@ def check_health(plugin: Plugin) -> dict:
     healthy = plugin.breaker.state != OPEN
     if "health_check" in plugin.script.hooks:
         try:
+            plugin.finish_load()
             outcome = plugin.sandbox.call(plugin.key, "health_check", (), plugin.budget)
         except Exception:
             logger.exception("plugin %s health_check could not run", plugin.name)
@@ -147,7 +172,7 @@ def check_health(plugin: Plugin) -> dict:
 
 def load_plugin(name: str, settings: dict, config: Config, ctx: LoadContext) -> Plugin:
     """Compile a plugin's script, pick its isolation and load it (module body + on_load) in its sandbox."""
-    from backworks.sandbox import Budget, Sandbox, ScriptError, choose_isolation, compile_script
+    from backworks.sandbox import Budget, Sandbox, ScriptError, compile_script
 
     where = f"{config.where('plugins', name, 'script')}: plugins.{name}.script"
     path = config.resolve(settings["script"])
@@ -163,14 +188,22 @@ def load_plugin(name: str, settings: dict, config: Config, ctx: LoadContext) -> 
     if not set(script.hooks) & {BEFORE, AFTER, "health_check"}:
         logger.warning("plugin %s: %s defines no before_request, after_response or health_check hook; "
                        "it does nothing", name, display)
-    isolation = choose_isolation(settings["isolation"])
+    # A check (`backworks check`, gunicorn's master validating before workers) runs module bodies in a
+    # sandbox child: untrusted code never runs in a process that is not serving plugins.
+    check_only = ctx.options.get("check_only")
+    isolation = "process" if check_only else pick_isolation(settings["isolation"])
     sandbox = ctx.shared(f"sandbox:{isolation}", lambda: Sandbox(isolation, ctx.config.data["state"]))
     budget = Budget(timeout_ms=settings["timeout_ms"], memory_mb=settings["memory_mb"])
     outcome = sandbox.load(f"plugin:{name}", script, settings["config"], budget)
     if not outcome.ok:
         raise ConfigError([f"{where}: {display} failed to load: {describe(outcome)}"])
     logger.info("plugin %s loaded from %s (%s isolation)", name, display, isolation)
-    return Plugin(name, settings, script, isolation, sandbox, display)
+    plugin = Plugin(name, settings, script, isolation, sandbox, display)
+    if isolation == "inline" and not on_main_thread():
+        # Loaded (and validated) in the sandbox child from the reload thread; the inline copy is made on
+        # the main thread, where the timer works, before the plugin's first call there.
+        plugin.pending_load = (script, settings["config"], budget)
+    return plugin
 
 
 def display_path(path: Path) -> str:
@@ -265,6 +298,9 @@ def _groups(plugins: list[Plugin]):
 def _run(sandbox, hook: str, group: list[Plugin], request: dict, response: dict | None, notes: list):
     """Run one group's phase; return (PhaseResult or None, the plugin that failed closed or None)."""
     try:
+        for plugin in group:
+            if plugin.pending_load is not None:
+                plugin.finish_load()
         result = sandbox.run_phase(hook, [p.step for p in group], request, response)
     except Exception:
         logger.exception("plugin sandbox failed to run %s for %s", hook, ", ".join(p.name for p in group))

@@ -89,17 +89,21 @@ class Runtime:
         """The client address, taken from X-Forwarded-For only when the peer is a trusted proxy."""
         peer = environ.get("REMOTE_ADDR") or ""
         forwarded = environ.get("HTTP_X_FORWARDED_FOR")
-        if not forwarded or peer not in self.trusted:
+        if not forwarded or not self.trusted_peer(peer):
             return peer
         for hop in reversed([h.strip() for h in forwarded.split(",") if h.strip()]):
             if hop not in self.trusted:
                 return hop
         return peer
 
+    def trusted_peer(self, peer: str) -> bool:
+        """True for a configured trusted proxy, or a unix-socket peer (no address: nginx on this host)."""
+        return not peer or peer in self.trusted
+
     def scheme(self, environ) -> str:
         """The client's scheme, taken from X-Forwarded-Proto only when the peer is a trusted proxy."""
         forwarded = environ.get("HTTP_X_FORWARDED_PROTO")
-        if forwarded and (environ.get("REMOTE_ADDR") or "") in self.trusted:
+        if forwarded and self.trusted_peer(environ.get("REMOTE_ADDR") or ""):
             proto = forwarded.split(",", 1)[0].strip().lower()
             if proto in ("http", "https"):
                 return proto

@@ -30,6 +30,10 @@ class UpstreamFailure(HTTPError):
         self.kind = kind
 
 
+class RequestBodyError(HTTPError):
+    """The client's body could not be sent (too large, cut off): the client's fault, not the upstream's."""
+
+
 def public_url(url: str) -> str:
     """Return a URL without its user:password@ part, safe to show in messages."""
     parts = urlsplit(url)
@@ -210,13 +214,16 @@ class Upstream:
         raise self.unavailable()
 
     def _attempt(self, target: Target, method: str, path: str, headers, body):
-        if target.auth and "authorization" not in headers:
+        if target.auth and not any(k.lower() == "authorization" for k in headers):
             headers["Authorization"] = target.auth
         target.active += 1
         try:
             response = target.pool().urlopen(method, target.base_path + path, body=body, headers=headers,
                                              retries=False, redirect=False, assert_same_host=False,
                                              preload_content=False, decode_content=False)
+        except RequestBodyError:
+            target.active -= 1
+            raise
         except Exception as exc:
             target.active -= 1
             raise self.failed(target, exc) from None

@@ -3,12 +3,14 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 # Workers must see PROMETHEUS_MULTIPROC_DIR before they import backworks.metrics, so it is set here,
-# when the master reads this file, before anything imports prometheus_client.
+# when the master reads this file, before anything imports prometheus_client. Every request writes to
+# the files in it through mmap: keep it on tmpfs (/dev/shm here, /run/backworks under systemd).
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(tempfile.gettempdir(),
-                                                          f"backworks-metrics-{os.getpid()}")
+    _memory_fs = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(_memory_fs, f"backworks-metrics-{os.getpid()}")
     os.environ["BACKWORKS_OWNS_METRICS_DIR"] = "1"
 
 bind = os.environ.get("BACKWORKS_BIND", "127.0.0.1:8000")
@@ -33,7 +35,7 @@ def on_starting(server):
     """Prepare the metrics directory and refuse to start on a broken config."""
     from backworks import lifecycle
 
-    lifecycle.reset_metrics_dir(lifecycle.Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
+    lifecycle.reset_metrics_dir(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
     problems = lifecycle.validate()
     if problems:
         raise SystemExit("Backworks config is broken, not starting:\n" + "\n".join(problems))

@@ -13,7 +13,7 @@ def clean(value, drop):
 
 
 def after_response(request, response):
-    if response["json"] is None:
+    if "json" not in response:
         return None
     body = clean(response["json"], config.get("drop", []))
     envelope = config.get("envelope")

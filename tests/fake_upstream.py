@@ -37,6 +37,10 @@ def echo_app(name: str = "up"):
             response.headers["Connection"] = "X-Secret-Hop"
             response.headers["X-Secret-Hop"] = "hidden"
             return response(environ, start_response)
+        if path.endswith("/counter"):
+            app.count += 1
+            return Response(json.dumps({"count": app.count}), 200, content_type="application/json")(
+                environ, start_response)
         if path.startswith("/status/"):
             return Response(json.dumps({"upstream": name}), int(path.rsplit("/", 1)[1]),
                             content_type="application/json")(environ, start_response)
@@ -57,6 +61,7 @@ def echo_app(name: str = "up"):
 
     app.sick = False
     app.seen = []
+    app.count = 0
     return app
 
 

@@ -1,6 +1,7 @@
 """Helpers for the operations tests: gunicorn with the shipped config file, metric samples, bounded load."""
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -92,3 +93,27 @@ class Load:
         """How many requests finished so far."""
         with self.lock:
             return len(self.results)
+
+
+def ensure_debian_packages(binary: str, packages: list[str]) -> str:
+    """Return the path of `binary`, installing Debian packages first when it is missing (root only)."""
+    import shutil
+    import subprocess
+
+    from conftest import need_service
+
+    found = shutil.which(binary)
+    if found:
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        need_service(f"{binary} is not installed and cannot be installed here (apt-get install {' '.join(packages)})")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    lock = ["-o", "DPkg::Lock::Timeout=300"]
+    for cmd in (["apt-get", *lock, "update", "-q"], ["apt-get", *lock, "install", "-y", "-q", *packages]):
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            need_service(f"{' '.join(cmd)} failed: {done.stderr.strip()[-500:]}")
+    found = shutil.which(binary)
+    if not found:
+        need_service(f"{binary} is still missing after installing {' '.join(packages)}")
+    return found

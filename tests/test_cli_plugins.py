@@ -7,10 +7,14 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from click.testing import CliRunner
 
 from backworks.cli import cli
 from tests.conftest import ROOT
+
+# The inline sandbox times scripts with SIGALRM: pytest-timeout must not take that signal.
+pytestmark = pytest.mark.timeout(120, method="thread")
 
 
 def invoke(*args):
@@ -112,7 +116,7 @@ def test_test_plugin_runs_after_response_with_a_response_file(tmp_path):
         def after_response(request, response):
             return dict(response, status=response["status"] + 1)
     """)
-    response = write(tmp_path / "resp.json", '{"status": 200, "headers": {}, "body": "x", "json": null}')
+    response = write(tmp_path / "resp.json", '{"status": 200, "headers": {}, "body": "x"}')
     result = invoke("test-plugin", script, "--hook", "after_response", "--response", response)
     assert result.exit_code == 0, result.output
     assert '"status": 201' in result.output
@@ -120,8 +124,8 @@ def test_test_plugin_runs_after_response_with_a_response_file(tmp_path):
 
 def test_test_plugin_runs_health_check_and_on_load(tmp_path):
     script = write(tmp_path / "h.py", """
-        def on_load(config):
-            if config.get("broken"):
+        def on_load(settings):
+            if settings.get("broken"):
                 raise ValueError("broken config")
 
         def health_check():

@@ -71,7 +71,8 @@ def test_metrics_content_type_is_prometheus_text(tmp_path, gunicorn):
 def test_gunicorn_config_creates_and_removes_its_own_metrics_dir(tmp_path, gunicorn):
     server = gunicorn(write_config(tmp_path, CONFIG), workers=1, extra=GUNICORN_CONF,
                       env={"PROMETHEUS_MULTIPROC_DIR": ""})
-    directory = Path(tempfile.gettempdir()) / f"backworks-metrics-{server.proc.pid}"
+    parent = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+    directory = parent / f"backworks-metrics-{server.proc.pid}"
     assert requests.get(server.url + "/hello", timeout=10).status_code == 200
     assert directory.is_dir() and list(directory.glob("counter_*.db"))
     server.stop()

@@ -17,7 +17,7 @@ def after_response(request, response):
     return dict(response, json=dict(response["json"], version=str(config["version"]) + "/" + "{tag}"))
 """
 BROKEN_SCRIPT = "def after_response(request, response:\n    return None\n"
-FAILING_ON_LOAD = SCRIPT + "\n\ndef on_load(config):\n    raise ValueError('refuse this version')\n"
+FAILING_ON_LOAD = SCRIPT + "\n\ndef on_load(settings):\n    raise ValueError('refuse this version')\n"
 VISIBLE_WITHIN_S = 1.0
 THREADS = 4
 
@@ -33,8 +33,6 @@ def config_text(version, broken: str = "") -> str:
     data = {"name": "reload", "server": {"access_log": False},
             "plugins": {"versioned": {"script": "versioned.py", "config": {"version": version}}},
             "endpoints": {"item": {"path": "/item", "mock": {"json": {"id": 1}}}}}
-    if broken == "unknown_field":
-        data["plugins"]["versioned"]["colour"] = "blue"
     text = yaml.safe_dump(data, sort_keys=False)
     return text + "endpoints: [\n" if broken == "yaml" else text
 
@@ -82,11 +80,11 @@ def test_edits_reach_every_worker_within_a_second_with_no_failed_request(tmp_pat
     steps = [  # (file, new text, version expected afterwards, good change)
         (script, SCRIPT.format(tag="b"), "1/b", True),
         (script, BROKEN_SCRIPT, "1/b", False),
-        (config, config_text(2), "2/b", True),
-        (config, config_text(3, broken="yaml"), "2/b", False),
-        (script, FAILING_ON_LOAD.format(tag="c"), "2/b", False),
-        (config, config_text(3, broken="unknown_field"), "2/b", False),
-        (script, SCRIPT.format(tag="c"), "2/c", True),
+        (script, SCRIPT.format(tag="c"), "1/c", True),
+        (config, config_text(2, broken="yaml"), "1/c", False),
+        (config, config_text(2), "2/c", True),
+        (script, FAILING_ON_LOAD.format(tag="x"), "2/c", False),
+        (script, SCRIPT.format(tag="d"), "2/d", True),
     ]
     timeline = []
     with Clients(server.url) as clients:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 
 import pytest
@@ -11,7 +12,10 @@ from prometheus_client import REGISTRY
 from backworks import hooks
 from backworks.errors import ConfigError
 from tests.conftest import ROOT
-from tests.plugin_helpers import ECHO, plugin_app, plugin_set, plugin_status
+from tests.plugin_helpers import ECHO, plugin_app, plugin_set, plugin_status, write_plugins
+
+# The inline sandbox times scripts with SIGALRM: pytest-timeout must not take that signal.
+pytestmark = pytest.mark.timeout(120, method="thread")
 
 SET_TAG = """
 def before_request(request):
@@ -119,7 +123,7 @@ def test_after_response_keeps_binary_body_when_only_headers_change(tmp_path):
     script = """
         def after_response(request, response):
             headers = dict(response["headers"])
-            headers["x-seen-body"] = str(response["body"])
+            headers["x-seen-body"] = str(response.get("body"))
             return dict(response, headers=headers)
     """
     endpoints = {"blob": {"path": "/blob", "mock": {"file": "blob.bin", "content_type": "application/octet-stream"}}}
@@ -166,11 +170,12 @@ def test_disabled_plugin_is_neither_loaded_nor_called(tmp_path):
     assert plugin_set(app).status() == []
 
 
+@pytest.mark.parametrize("isolation", ["inline", "process"])
 @pytest.mark.parametrize("kind", sorted(FAILING_BEFORE))
-def test_before_request_failure_continues_with_request_as_before_that_hook(tmp_path, kind):
-    name = f"bad_before_{kind}"
-    plugins = {"good": {"script": "tagger.py", "order": 1, "config": {"tag": "good"}},
-               name: {"order": 2, "timeout_ms": 100, "memory_mb": 32}}
+def test_before_request_failure_continues_with_request_as_before_that_hook(tmp_path, kind, isolation):
+    name = f"bad_before_{kind}_{isolation}"
+    plugins = {"good": {"script": "tagger.py", "order": 1, "config": {"tag": "good"}, "isolation": isolation},
+               name: {"order": 2, "timeout_ms": 100, "memory_mb": 32, "isolation": isolation}}
     app, client = plugin_app(tmp_path, {"tagger": SET_TAG, name: FAILING_BEFORE[kind]}, plugins)
     started = time.monotonic()
     response = client.post("/echo", data="payload")
@@ -210,7 +215,8 @@ def test_on_error_closed_timeout_in_after_response_answers_503(tmp_path):
     assert response.get_json()["error"]["message"] == "plugin slow failed: timeout"
 
 
-def test_failure_is_logged_with_script_frames_and_log_lines(tmp_path, caplog):
+@pytest.mark.parametrize("isolation", ["inline", "process"])
+def test_failure_is_logged_with_script_frames_and_log_lines(tmp_path, caplog, isolation):
     script = """
         def helper(n):
             return 10 // n
@@ -219,7 +225,7 @@ def test_failure_is_logged_with_script_frames_and_log_lines(tmp_path, caplog):
             log.info("about to divide")
             return helper(0)
     """
-    _, client = plugin_app(tmp_path, {"divider": script}, {"divider": {}})
+    _, client = plugin_app(tmp_path, {"divider": script}, {"divider": {"isolation": isolation}})
     with caplog.at_level(logging.INFO):
         assert client.get("/echo").status_code == 200
     text = caplog.text
@@ -384,6 +390,21 @@ def test_state_is_the_only_memory_between_calls(tmp_path):
     _, client = plugin_app(tmp_path, {"count": script}, {"count": {}})
     client.get("/echo")
     assert client.get("/echo").get_json() == {"module": 1, "state": 2}
+
+
+def test_reload_in_the_watcher_thread_keeps_inline_isolation(tmp_path):
+    app, client = plugin_app(tmp_path, {"tagger": SET_TAG}, {"tagger": {"config": {"tag": "one"}}})
+    assert plugin_status(app, "tagger")["isolation"] == "inline"
+    write_plugins(tmp_path, {"tagger": SET_TAG}, {"tagger": {"config": {"tag": "two"}}})
+    reloaded = []
+    thread = threading.Thread(target=lambda: reloaded.append(app.extensions["backworks"].reload("test")))
+    thread.start()
+    thread.join(30)
+    assert reloaded == [True]
+    plugin = plugin_set(app).plugins["tagger"]
+    assert plugin.isolation == "inline" and plugin.pending_load is not None
+    assert client.get("/echo").get_json()["tag"] == "two"
+    assert plugin.pending_load is None  # loaded inline on the main thread before its first call
 
 
 def test_every_hook_has_a_test_and_a_readme_section():

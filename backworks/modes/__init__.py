@@ -7,6 +7,7 @@ from backworks.modes.hybrid import HybridMode
 from backworks.modes.mock import MockMode
 from backworks.modes.proxy import ProxyMode
 from backworks.modes.replay import ReplayMode
+from backworks.modes.runtime import RuntimeMode
 
 MODES: dict = {
     "database": DatabaseMode,
@@ -15,4 +16,5 @@ MODES: dict = {
     "capture": CaptureMode,
     "replay": ReplayMode,
     "hybrid": HybridMode,
+    "runtime": RuntimeMode,
 }

@@ -10,13 +10,14 @@ from backworks.errors import HTTPError
 from backworks.http import Reply, RequestData
 from backworks.modes.base import LoadContext, Mode
 from backworks.schema import HTTP_METHODS, field, listof, string_map
-from backworks.upstreams import UpstreamFailure, UpstreamSet
+from backworks.upstreams import RequestBodyError, UpstreamSet
 
 logger = logging.getLogger(__name__)
 
 HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
                         "trailer", "trailers", "transfer-encoding", "upgrade", "proxy-connection"))
 FORWARDED = frozenset(("x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"))
+NOTED = FORWARDED | {"connection", "host", "user-agent", "accept-encoding"}
 CHUNK = 64 * 1024
 INLINE_LIMIT = 256 * 1024  # bodies up to this size are read whole (fast path); larger ones stream
 
@@ -67,13 +68,7 @@ class ProxyMode(Mode):
         upstream = self.upstreams.get(self.upstream_name)
         body, replayable, length = self.request_body(request, tap)
         headers = self.request_headers(request, length)
-        try:
-            response, target = upstream.send(request.method, self.upstream_path(request), headers, body,
-                                             replayable)
-        except UpstreamFailure:
-            if isinstance(body, BodyReader) and body.over_limit:
-                raise body.too_large()
-            raise
+        response, target = upstream.send(request.method, self.upstream_path(request), headers, body, replayable)
         reply_headers = response_headers(response.headers)
         if tap is not None:
             tap.answered(target, response.status, reply_headers)
@@ -118,28 +113,33 @@ class ProxyMode(Mode):
 
     def request_headers(self, request: RequestData, length: int | None) -> dict:
         """Return the headers sent upstream: end-to-end ones, X-Forwarded-*, the configured rules."""
-        headers = request.headers
-        removed = self.removed | _connection_tokens(headers.get("Connection"))
-        out = {}
-        for key, value in headers.items():
+        out: dict = {}
+        seen: dict = {}
+        for key, value in request.headers.items():
             lkey = key.lower()
-            if lkey in removed or lkey in FORWARDED:
+            if lkey in NOTED:
+                seen[lkey] = value
+            if lkey in self.removed or lkey in FORWARDED:
                 continue
             out[key] = f"{out[key]}, {value}" if key in out else value
+        if "connection" in seen:
+            tokens = _connection_tokens(seen["connection"])
+            out = {k: v for k, v in out.items() if k.lower() not in tokens}
         environ = request.wz.environ
-        trusted = environ.get("REMOTE_ADDR") in self.trusted
         peer = environ.get("REMOTE_ADDR") or ""
-        prior = headers.get("X-Forwarded-For") if trusted else None
+        trusted = peer in self.trusted
+        prior = trusted and seen.get("x-forwarded-for")
         out["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
-        out["X-Forwarded-Proto"] = (trusted and headers.get("X-Forwarded-Proto")) or environ["wsgi.url_scheme"]
-        out["X-Forwarded-Host"] = (trusted and headers.get("X-Forwarded-Host")) or headers.get("Host", "")
-        if self.client_host and headers.get("Host"):
-            out["Host"] = headers["Host"]
+        out["X-Forwarded-Proto"] = (trusted and seen.get("x-forwarded-proto")) or environ["wsgi.url_scheme"]
+        out["X-Forwarded-Host"] = (trusted and seen.get("x-forwarded-host")) or seen.get("host", "")
+        if self.client_host and seen.get("host"):
+            out["Host"] = seen["host"]
         if length is not None:
             out["Content-Length"] = str(length)
-        for name in ("User-Agent", "Accept-Encoding"):
-            if name not in headers:
-                out[name] = SKIP_HEADER  # send exactly what the client sent: nothing
+        if "user-agent" not in seen:
+            out["User-Agent"] = SKIP_HEADER  # send exactly what the client sent: nothing
+        if "accept-encoding" not in seen:
+            out["Accept-Encoding"] = SKIP_HEADER
         out.update(self.set_headers)
         return out
 
@@ -188,25 +188,23 @@ class BodyReader:
         self.limit = limit
         self.tap = tap
         self.received = 0
-        self.over_limit = False
 
     def __iter__(self):
         while True:
-            chunk = self.stream.read(CHUNK)
+            try:
+                chunk = self.stream.read(CHUNK)
+            except Exception as exc:
+                raise RequestBodyError(400, "incomplete_body", f"the request body could not be read to its "
+                                       f"end ({type(exc).__name__})") from None
             if not chunk:
                 return
             self.received += len(chunk)
             if self.received > self.limit:
-                self.over_limit = True
-                raise OSError("request body over server.max_body_bytes")
+                raise RequestBodyError(413, "payload_too_large", f"request body is over the limit of "
+                                       f"{self.limit} bytes (server.max_body_bytes)")
             if self.tap is not None:
                 self.tap.request_chunk(chunk)
             yield chunk
-
-    def too_large(self) -> HTTPError:
-        """The 413 answered when a streamed body went over the limit."""
-        return HTTPError(413, "payload_too_large",
-                         f"request body is over the limit of {self.limit} bytes (server.max_body_bytes)")
 
 
 class StreamedBody:

@@ -14,16 +14,19 @@ import resource
 import signal
 import struct
 import sys
+import time
 
-from backworks.sandbox.limits import Budget
+from backworks.sandbox.limits import Budget, AddressSpace
 from backworks.sandbox.phases import run_phase
 from backworks.sandbox.policy import Script
-from backworks.sandbox.runner import Runner
+from backworks.sandbox import values
+from backworks.sandbox.runner import Outcome, Runner
 
 logger = logging.getLogger(__name__)
 
 HEADER = struct.Struct(">I")
 MAX_OPEN_FILES = 32
+FLUSH_S = 0.001
 
 
 def read_exact(fd: int, size: int) -> bytes:
@@ -56,6 +59,12 @@ def _confine() -> None:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
 
 
+def _memory_ceiling(memory_mb: int) -> None:
+    """Cap this process's address space at its current size + the budget (for the whole message)."""
+    ceiling = AddressSpace.current() + memory_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (ceiling, resource.RLIM_INFINITY))
+
+
 def _cpu_backstop(budget_ms: int) -> None:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     used = usage.ru_utime + usage.ru_stime
@@ -67,8 +76,10 @@ class Child:
     """The message loop: load, call, phase, drop."""
 
     def __init__(self, state_settings: dict):
-        self.runner = Runner(state_settings)
+        self.runner = Runner(state_settings, memory=False)  # RLIMIT_AS is set once per message instead
         self.last = (None, None)
+        self.pending: list = []
+        self.flushed = 0.0
 
     def send(self, message) -> None:
         """Send one JSON frame to the parent."""
@@ -81,41 +92,52 @@ class Child:
             _, key, filename, source, digest, hooks, code, config, budget = message
             script = Script(filename, source, digest, frozenset(hooks), code)
             _cpu_backstop(budget[0])
+            _memory_ceiling(budget[1])
             self.send(["load", self.runner.load(key, script, config, Budget(*budget)).to_wire()])
         elif kind == "call":
             _, key, hook, args, budget = message
             _cpu_backstop(budget[0])
+            _memory_ceiling(budget[1])
             outcome = self.runner.call(key, hook, tuple(args), Budget(*budget))
-            self.send(["call", _plain_outcome(outcome)])
+            self.send(["call", plain_outcome(outcome).to_wire()])
         elif kind == "phase":
             _, phase, steps, request, response = message
             _cpu_backstop(sum(step[1][0] for step in steps))
+            _memory_ceiling(max((step[1][1] for step in steps), default=0))
             steps = [(key, Budget(*budget), on_error) for key, budget, on_error in steps]
             self.last = (request, response)
+            self.pending, self.flushed = [], time.monotonic()
             run_phase(self.runner, phase, steps, request, response, emit=self.emit_step)
-            self.send(["end"])
+            self.send(["end", self.pending])
         elif kind == "drop":
             self.runner.drop(message[1])
         elif kind == "ping":
             self.send(["ready"])
 
     def emit_step(self, index, key, outcome, result) -> None:
-        """Report one finished step with the request/response as they stand after it."""
+        """Queue one finished step; send the queue when 1 ms has passed since the last frame or it failed.
+
+        The parent's deadline for the running step is "last frame + FLUSH_S + the step's budget + grace",
+        so fast steps share one frame without loosening the deadline.
+        """
         request = None if result.request is self.last[0] else result.request
         response = None if result.response is self.last[1] else result.response
         self.last = (result.request, result.response)
-        self.send(["step", index, key, outcome.to_wire(), request, response, result.short_circuit])
+        self.pending.append([index, key, outcome.to_wire(), request, response, result.short_circuit])
+        now = time.monotonic()
+        if not outcome.ok or now - self.flushed >= FLUSH_S:
+            self.send(["steps", self.pending])
+            self.pending, self.flushed = [], now
 
 
-def _plain_outcome(outcome):
-    from backworks.sandbox import values
-
+def plain_outcome(outcome: Outcome) -> Outcome:
+    """Validate an ok outcome's value as plain data (tuples become lists), or make it "invalid"."""
     if outcome.ok:
         try:
             outcome.value = values.plain(outcome.value, "return value")
         except values.InvalidValue as exc:
             outcome.kind, outcome.value, outcome.message = "invalid", None, f"invalid return: {exc}"
-    return outcome.to_wire()
+    return outcome
 
 
 def main() -> None:

@@ -127,25 +127,23 @@ FACADES = {
 EXPORTS = {name: frozenset(object.__getattribute__(facade, "_names")) for name, facade in FACADES.items()}
 
 
-def random_facade() -> Facade:
-    """A fresh random generator per call: no seed shared with other calls or the host."""
-    rng = random.Random()
-    return Facade("random", {name: getattr(rng, name) for name in
-                             ("random", "randint", "randrange", "choice", "choices", "shuffle", "sample",
-                              "uniform", "gauss", "getrandbits")})
+_SYSTEM_RANDOM = random.SystemRandom()
+# Backed by os.urandom: there is no seed to set or state to poison, so one facade serves every call.
+RANDOM = Facade("random", {name: getattr(_SYSTEM_RANDOM, name) for name in
+                           ("random", "randint", "randrange", "choice", "choices", "shuffle", "sample", "uniform",
+                            "gauss", "getrandbits")})
 
 
-def make_import(random_module: Facade):
-    """Return the __import__ scripts use: allowed modules only, as facades."""
-    def guarded_import(name, globals=None, locals=None, fromlist=(), level=0):
-        if level or name not in rules.ALLOWED_MODULES:
-            raise ImportError(f"import of '{name}' is not allowed")
-        if name == "random":
-            return random_module
-        if name == "urllib.parse" and not fromlist:
-            return FACADES["urllib"]
-        return FACADES[name]
-    return guarded_import
+def guarded_import(name, globals=None, locals=None, fromlist=(), level=0):
+    """The __import__ scripts use: allowed modules only, as facades."""
+    if name == "_strptime" and not level:
+        return _strptime  # imported lazily by datetime/time.strptime from C; scripts cannot name it
+    if level or name not in rules.ALLOWED_MODULES:
+        raise ImportError(f"import of '{name}' is not allowed")
+    if name == "urllib.parse" and not fromlist:
+        return FACADES["urllib"]
+    return FACADES[name]
 
 
-EXPORTS["random"] = frozenset(object.__getattribute__(random_facade(), "_names"))
+FACADES["random"] = RANDOM
+EXPORTS["random"] = frozenset(object.__getattribute__(RANDOM, "_names"))

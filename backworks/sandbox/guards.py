@@ -1,6 +1,7 @@
 """Run-time guards the compiled scripts call: attribute access, writes, and size caps on C-level work."""
 from __future__ import annotations
 
+import _string
 import logging
 import operator
 import re
@@ -116,7 +117,7 @@ class _SafeFormatter(string.Formatter):
     """str.format without attribute walks and with checked widths."""
 
     def get_field(self, field_name, args, kwargs):
-        first, rest = field_name._formatter_field_name_split()
+        first, rest = _string.formatter_field_name_split(field_name)
         obj = self.get_value(first, args, kwargs)
         for is_attr, key in rest:
             obj = guarded_getattr(obj, key) if is_attr else guarded_getitem(obj, key)

@@ -1,14 +1,23 @@
 """Budgets in this process: a re-firing SIGALRM timer for time, a lowered RLIMIT_AS for memory."""
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
 import resource
 import signal
 import threading
+import time
 from typing import NamedTuple
 
 logger = logging.getLogger(__name__)
+
+try:
+    _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    _LIBC.malloc_trim  # noqa: B018  (glibc only)
+except (OSError, AttributeError):
+    _LIBC = None
 
 REFIRE_S = 0.005  # after the budget, the timer fires again every 5 ms until the script has unwound
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -31,20 +40,37 @@ class Clock:
     active = False
     expired = False
     installed = False
+    deadline = 0.0
+    session = False  # a phase keeps one periodic timer for all its steps
 
 
 def _on_alarm(signum, frame):
     if not Clock.active:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        if not Clock.session:
+            signal.setitimer(signal.ITIMER_REAL, 0)
         return
+    if not Clock.expired and time.perf_counter() < Clock.deadline:
+        return  # a periodic tick of a phase session, before this step's deadline
     Clock.expired = True
-    raise Timeout()
+    raise _timeout()
+
+
+_TIMEOUT = Timeout()
+
+
+def _timeout() -> Timeout:
+    """The one Timeout instance, reset: creating an exception can itself fail at the recursion limit."""
+    _TIMEOUT.__traceback__ = None
+    _TIMEOUT.__context__ = None
+    _TIMEOUT.__cause__ = None
+    return _TIMEOUT
 
 
 def tick() -> None:
     """Checkpoint compiled into scripts: once the budget is spent, every handler re-raises the timeout."""
-    if Clock.expired:
-        raise Timeout()
+    if Clock.expired or (Clock.active and time.perf_counter() > Clock.deadline):
+        Clock.expired = True  # the alarm handler itself may fail at the recursion limit: check the clock too
+        raise _timeout()
 
 
 def timer_usable() -> bool:
@@ -52,6 +78,8 @@ def timer_usable() -> bool:
     if threading.current_thread() is not threading.main_thread():
         return False
     current = signal.getsignal(signal.SIGALRM)
+    if current is _on_alarm:
+        return True
     return current in (signal.SIG_DFL, signal.SIG_IGN, None, _on_alarm)
 
 
@@ -60,7 +88,7 @@ def _install() -> None:
     Clock.installed = True
 
 
-class _AddressSpace:
+class AddressSpace:
     """Reads this process's mapped size from /proc (fd kept open per process)."""
 
     fd = -1
@@ -83,24 +111,62 @@ def arm(budget: Budget, memory: bool = True):
     if not Clock.installed:
         _install()
     old_limit = None
-    if memory:
+    if memory and not Clock.session:
         old_limit = resource.getrlimit(resource.RLIMIT_AS)
-        ceiling = _AddressSpace.current() + budget.memory_mb * 1024 * 1024
+        ceiling = AddressSpace.current() + budget.memory_mb * 1024 * 1024
         if old_limit[1] != resource.RLIM_INFINITY:
             ceiling = min(ceiling, old_limit[1])
         resource.setrlimit(resource.RLIMIT_AS, (ceiling, old_limit[1]))
     Clock.expired = False
+    Clock.deadline = time.perf_counter() + budget.timeout_ms / 1000.0
     Clock.active = True
-    signal.setitimer(signal.ITIMER_REAL, budget.timeout_ms / 1000.0, REFIRE_S)
+    if not Clock.session:
+        signal.setitimer(signal.ITIMER_REAL, budget.timeout_ms / 1000.0, REFIRE_S)
     return old_limit
 
 
 def disarm(old_limit) -> None:
     """Stop the timer and restore the address-space limit (after `Clock.active = False`)."""
     Clock.active = False
+    if not Clock.session:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    if old_limit is not None:
+        resource.setrlimit(resource.RLIMIT_AS, old_limit)
+
+
+def begin_session(memory_mb: int | None):
+    """Start one periodic timer (and one address-space ceiling) for all the steps of a phase.
+
+    Each step then only sets its deadline: the timer ticks every REFIRE_S and raises once the running
+    step's deadline has passed. Returns what end_session() restores.
+    """
+    if not Clock.installed:
+        _install()
+    old_limit = None
+    if memory_mb is not None:
+        old_limit = resource.getrlimit(resource.RLIMIT_AS)
+        ceiling = AddressSpace.current() + memory_mb * 1024 * 1024
+        if old_limit[1] != resource.RLIM_INFINITY:
+            ceiling = min(ceiling, old_limit[1])
+        resource.setrlimit(resource.RLIMIT_AS, (ceiling, old_limit[1]))
+    Clock.session = True
+    signal.setitimer(signal.ITIMER_REAL, REFIRE_S, REFIRE_S)
+    return old_limit
+
+
+def end_session(old_limit) -> None:
+    """Stop the phase's periodic timer and restore the address-space limit."""
+    Clock.session = False
+    Clock.active = False
     signal.setitimer(signal.ITIMER_REAL, 0)
     if old_limit is not None:
         resource.setrlimit(resource.RLIMIT_AS, old_limit)
+
+
+def release_memory() -> None:
+    """Give freed heap back to the OS (glibc keeps big freed blocks once its mmap threshold has grown)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
 
 
 def expired() -> bool:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 
 from backworks.sandbox import guards, rules
 
@@ -14,9 +13,9 @@ class ScriptLog:
 
     __slots__ = ("lines", "_name")
 
-    def __init__(self, filename: str):
+    def __init__(self, name: str):
         self.lines: list[str] = []
-        self._name = os.path.basename(filename)
+        self._name = name  # the script's file name, without folders
 
     def _write(self, level: int, message, args) -> None:
         if len(self.lines) >= rules.MAX_LOG_LINES:
@@ -50,8 +49,3 @@ class ScriptLog:
         self._write(logging.ERROR, message, args)
 
 
-def make_print(log: ScriptLog):
-    """Unused by the policy (print is refused) but kept so RestrictedPython's print hook is never live."""
-    def refuse(*args, **kwargs):
-        raise NameError("print is not available (use log.info(...))")
-    return refuse

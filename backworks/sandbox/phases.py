@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from backworks.sandbox import values
+from backworks.sandbox import limits, values
 from backworks.sandbox.runner import Outcome, PhaseResult, Runner, Step
 
 logger = logging.getLogger(__name__)
@@ -18,7 +18,7 @@ def check_phase(phase: str) -> None:
         raise ValueError(f"unknown phase {phase!r} (before_request or after_response)")
 
 
-def apply(phase: str, outcome: Outcome, request: dict, response: dict | None, name: str) -> tuple:
+def apply(phase: str, outcome: Outcome, request: dict, response: dict | None, name) -> tuple:
     """Fold one ok outcome into (request, response, short_circuit), or turn it into an "invalid" outcome."""
     value = outcome.value
     if value is None:
@@ -32,7 +32,7 @@ def apply(phase: str, outcome: Outcome, request: dict, response: dict | None, na
             return _ok(outcome), values.request(value, request), response, False
         return _ok(outcome), request, values.response(value, response), False
     except values.InvalidValue as exc:
-        return Outcome("invalid", None, f"{name}: invalid return from {phase}: {exc}", "", outcome.duration_ms,
+        return Outcome("invalid", None, f"{name()}: invalid return from {phase}: {exc}", "", outcome.duration_ms,
                        outcome.logs), request, response, False
 
 
@@ -45,9 +45,20 @@ def run_phase(runner: Runner, phase: str, steps: list, request: dict, response: 
               emit: Callable | None = None) -> PhaseResult:
     """Run the steps in order in this process; `emit(index, key, outcome, result)` sees each step as it ends."""
     check_phase(phase)
+    steps = [Step(*step) for step in steps]
+    if not steps:
+        return PhaseResult(request=request, response=response)
+    memory = max(step.budget.memory_mb for step in steps) if runner.memory else None
+    old_limit = limits.begin_session(memory)
+    try:
+        return _run_steps(runner, phase, steps, request, response, emit)
+    finally:
+        limits.end_session(old_limit)
+
+
+def _run_steps(runner, phase, steps, request, response, emit) -> PhaseResult:
     result = PhaseResult(request=request, response=response)
     for index, step in enumerate(steps):
-        step = Step(*step)
         loaded = runner.loaded.get(step.key)
         if loaded is not None and phase not in loaded.script.hooks:
             continue
@@ -55,7 +66,7 @@ def run_phase(runner: Runner, phase: str, steps: list, request: dict, response: 
         outcome = runner.call(step.key, phase, args, step.budget)
         if outcome.ok:
             outcome, result.request, result.response, short = apply(phase, outcome, result.request,
-                                                                     result.response, _name(runner, step.key))
+                                                                     result.response, lambda: _name(runner, step.key))
             result.short_circuit = short
         result.outcomes.append((step.key, outcome))
         if emit is not None:

@@ -13,7 +13,7 @@ import threading
 import time
 
 from backworks.sandbox import values
-from backworks.sandbox.child import HEADER, write_frame
+from backworks.sandbox.child import FLUSH_S, HEADER, write_frame
 from backworks.sandbox.limits import Budget
 from backworks.sandbox.policy import Script
 from backworks.sandbox.runner import Outcome, PhaseResult, Step
@@ -197,14 +197,12 @@ class ChildProcess:
             self.send(("phase", phase, [(s.key, tuple(s.budget), s.on_error) for s in steps], result.request,
                        result.response))
             while True:
-                deadline = step_started + (steps[index].budget.timeout_ms / 1000.0 if index < len(steps) else 0)
-                reply = self.receive(deadline + GRACE_S, phase)
-                if reply[0] == "end":
-                    return []
-                index = self.fold_step(reply, steps, result)
+                longest = max((s.budget.timeout_ms for s in steps[index:]), default=0) / 1000.0
+                reply = self.receive(step_started + FLUSH_S + longest + GRACE_S, phase)
+                for entry in reply[1]:
+                    index = self.fold_step(entry, steps, result)
                 step_started = time.monotonic()
-                if result.failed_closed or result.short_circuit:
-                    self.receive(time.monotonic() + GRACE_S, phase)  # the "end" frame
+                if reply[0] == "end":
                     return []
         except ChildGone as gone:
             if index >= len(steps):
@@ -217,9 +215,9 @@ class ChildProcess:
                 return []
             return steps[index + 1:]
 
-    def fold_step(self, reply: list, steps: list, result: PhaseResult) -> int:
-        """Apply one "step" frame to the result; return the index of the next step."""
-        _, index, key, wire, request, response, short = reply
+    def fold_step(self, entry: list, steps: list, result: PhaseResult) -> int:
+        """Apply one step entry to the result; return the index of the next step."""
+        index, key, wire, request, response, short = entry
         outcome = Outcome.from_wire(wire)
         if request is not None:
             result.request = values.request(request, result.request)

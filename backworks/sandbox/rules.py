@@ -26,7 +26,7 @@ EXCEPTION_NAMES = frozenset(
 )
 
 # Names a script may not bind: rebinding them would let an `except` clause fail while a timeout unwinds.
-PROTECTED_NAMES = EXCEPTION_NAMES | {"config", "log", "state"}
+PROTECTED_NAMES = EXCEPTION_NAMES
 
 REFUSED_CALLS = {
     "exec": "running generated code would bypass the policy",
@@ -89,24 +89,23 @@ REFUSED = [
      "`except errors`)", "the clause must not fail or catch the host's timeout while it unwinds",
      "plugin.py:3: except clauses may name only built-in exceptions, e.g. 'except ValueError:' "
      "(got 'BaseException')"),
-    ("`except*`", "exception groups can hide the host's timeout", "plugin.py:3: 'except*' is not allowed "
+    ("`except*`", "exception groups can hide the host's timeout", "plugin.py:1: 'except*' is not allowed "
      "(use except)"),
     ("`return`, `break` or `continue` inside `finally`", "it would swallow the host's timeout",
-     "plugin.py:4: 'return' inside 'finally' is not allowed (it would swallow errors)"),
-    ("binding a built-in exception name or `config`, `log`, `state` (`ValueError = 5`, "
-     "`def f(state)`)", "a rebound exception name makes `except` fail while a timeout unwinds",
+     "plugin.py:5: 'return' inside 'finally' is not allowed (it would swallow errors)"),
+    ("binding a built-in exception name (`ValueError = 5`, `def f(KeyError)`, `import json as TypeError`)", "a rebound exception name makes `except` fail while a timeout unwinds",
      "plugin.py:1: 'ValueError' cannot be assigned (it is a built-in name scripts rely on)"),
     ("`match` statements", "not reviewed for the policy yet", "plugin.py:1: 'match' statements are not "
      "allowed (use if/elif)"),
     ("`print` / `printed`", "scripts write to the server log through `log`", "plugin.py:1: 'print' is not "
      "available (use log.info(...))"),
-    ("`global`/`nonlocal` of a protected name, `del` of a protected name", "same as binding",
-     "plugin.py:2: 'state' cannot be assigned (it is a built-in name scripts rely on)"),
+    ("`global`, `nonlocal` or `del` of a built-in exception name", "same as binding",
+     "plugin.py:2: 'ValueError' cannot be assigned (it is a built-in name scripts rely on)"),
     ("constant expressions over the size caps (`10**10**8`, `'x' * 10**9`, `1 << 10**9`)",
      "the C operation would run for seconds without checking the timer",
      "plugin.py:1: this expression is too large (more than 100000 bits)"),
     ("source over 256 KB", "protects the loader", "plugin.py: script is 300000 bytes; the limit is 262144"),
     ("expressions nested more than 60 levels", "protects the loader", "plugin.py:1: expression nested too "
      "deeply (more than 60 levels)"),
-    ("syntax errors", "the script cannot run", "plugin.py:1: invalid syntax (SyntaxError)"),
+    ("syntax errors", "the script cannot run", "plugin.py:1: '(' was never closed (SyntaxError)"),
 ]

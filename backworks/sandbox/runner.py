@@ -13,7 +13,7 @@ from typing import Callable, NamedTuple
 
 from backworks.sandbox import env, guards, limits, values
 from backworks.sandbox.limits import Budget, Clock, Timeout
-from backworks.sandbox.logs import ScriptLog, make_print
+from backworks.sandbox.logs import ScriptLog
 from backworks.sandbox.policy import Script
 from backworks.sandbox.safe_builtins import SAFE_BUILTINS
 
@@ -75,10 +75,22 @@ class Loaded:
 
     def __init__(self, script: Script, snapshot: dict, state):
         self.script = script
+        self.name = _short(script.filename)
         self.snapshot = snapshot
         self.state = state
-        self.functions = [k for k, v in snapshot.items() if isinstance(v, types.FunctionType)]
-        self.mutable = [k for k, v in snapshot.items() if type(v) in (dict, list, set, types.SimpleNamespace)]
+        self.functions = [k for k, v in snapshot.items() if isinstance(v, types.FunctionType)
+                          and v.__code__.co_filename == script.filename]
+        self.mutable = [k for k, v in snapshot.items() if not k.startswith("__") and k not in _HOST_NAMES
+                        and type(v) in (dict, list, set, bytearray, types.SimpleNamespace)]
+
+
+def _apply(function, *args, **kwargs):
+    return function(*args, **kwargs)
+
+
+_HOST_NAMES = frozenset({"_apply_", "_getattr_", "_getitem_", "_getiter_", "_write_", "_inplacevar_", "_bw_inplace",
+                         "_iter_unpack_sequence_", "_unpack_sequence_", "_bw_mul", "_bw_pow", "_bw_lshift",
+                         "_bw_mod", "_bw_format", "_bw_tick", "_print_", "log", "state"})
 
 
 class StateFacade:
@@ -106,24 +118,22 @@ class Runner:
 
     def globals_for(self, script: Script, config: dict, state, log: ScriptLog) -> dict:
         """Fresh globals: builtins, guards, config copy, log, state, a private random generator."""
-        rng = env.random_facade()
         return {
-            "__builtins__": {**SAFE_BUILTINS, "__import__": env.make_import(rng)},
+            "__builtins__": SAFE_BUILTINS,
             "__name__": "plugin", "__metaclass__": None,
             "_getattr_": guards.guarded_getattr, "_getitem_": guards.guarded_getitem,
             "_getiter_": guards.guarded_iter, "_write_": guards.guarded_write,
             "_inplacevar_": guards.inplace, "_bw_inplace": guards.inplace,
             "_iter_unpack_sequence_": env.guarded_iter_unpack_sequence,
             "_unpack_sequence_": env.guarded_unpack_sequence,
-            "_bw_mul": guards.guarded_mul, "_bw_pow": guards.guarded_pow, "_bw_lshift": guards.guarded_lshift,
+            "_apply_": _apply, "_bw_mul": guards.guarded_mul, "_bw_pow": guards.guarded_pow, "_bw_lshift": guards.guarded_lshift,
             "_bw_mod": guards.guarded_mod, "_bw_format": guards.guarded_format, "_bw_tick": limits.tick,
-            "_print_": make_print(log),
             "config": values.copy(config), "log": log, "state": state,
         }
 
     def load(self, key: str, script: Script, config: dict, budget: Budget) -> Outcome:
         """Run the module body, then on_load(config), within budget; keep the result as `key`."""
-        log = ScriptLog(script.filename)
+        log = ScriptLog(_short(script.filename))
         state = self.make_state(key)
         scope = self.globals_for(script, config, state, log)
 
@@ -143,9 +153,6 @@ class Runner:
         """Per-call globals: the loaded snapshot with functions rebound and mutable values copied."""
         scope = dict(loaded.snapshot)
         scope["log"] = log
-        scope["_print_"] = make_print(log)
-        rng = env.random_facade()
-        scope["__builtins__"] = {**SAFE_BUILTINS, "__import__": env.make_import(rng)}
         for name in loaded.mutable:
             scope[name] = _copy_value(scope[name])
         for name in loaded.functions:
@@ -162,7 +169,7 @@ class Runner:
             return Outcome("error", message=f"{key}: no script is loaded under this name")
         if hook not in loaded.script.hooks:
             return Outcome("error", message=f"{_short(loaded.script.filename)}: defines no {hook}()")
-        log = ScriptLog(loaded.script.filename)
+        log = ScriptLog(loaded.name)
         function = self.fresh(loaded, log)[hook]
         return self.run(loaded.script, function, tuple(values.copy(a) for a in args), budget, log)
 
@@ -191,18 +198,19 @@ class Runner:
         """Build a failed Outcome with the script's own frames only."""
         duration = _ms(started)
         frames = _script_frames(exc, script) if exc is not None else []
-        where = f"{_short(script.filename)}:{frames[-1].lineno}" if frames else _short(script.filename)
+        where = f"{_short(script.filename)}:{frames[-1][0]}" if frames else _short(script.filename)
         if kind == "timeout":
             message = f"{where}: timed out after {budget.timeout_ms} ms"
         elif kind == "memory" and not isinstance(exc, guards.LimitError):
             message = f"{where}: MemoryError: memory budget of {budget.memory_mb} MB exceeded"
         else:
             message = f"{where}: {type(exc).__name__}: {_describe(exc)}"
-        trace = "".join(traceback.format_list(frames)) if frames else ""
+        trace = _format_frames(frames, script.filename)
         if exc is not None:
             exc.__traceback__ = None
         if kind in ("memory", "timeout"):
-            gc.collect()
+            gc.collect(1)  # young generations only: a full collection of a big worker heap costs tens of ms
+            limits.release_memory()
         return Outcome(kind, None, message, trace, duration, log.lines)
 
     def drop(self, key: str) -> None:
@@ -220,14 +228,19 @@ def _copy_value(value):
         return copy_module.deepcopy(value)
 
 
-def _script_frames(exc, script: Script) -> list:
-    frames = traceback.extract_tb(exc.__traceback__) if exc.__traceback__ else []
+MAX_FRAMES = 20
+
+
+def _script_frames(exc, script: Script) -> list[tuple[int, str, str]]:
+    """(line, function, source line) of the script's own frames, innermost last, at most MAX_FRAMES."""
     lines = script.source.splitlines()
-    mine = [f for f in frames if f.filename == script.filename]
-    for frame in mine:
-        if frame.lineno and 0 < frame.lineno <= len(lines):
-            frame._line = lines[frame.lineno - 1]
-    return mine
+    frames = [(lineno, frame.f_code.co_name) for frame, lineno in traceback.walk_tb(exc.__traceback__)
+              if frame.f_code.co_filename == script.filename]
+    return [(n, name, lines[n - 1].strip() if 0 < n <= len(lines) else "") for n, name in frames[-MAX_FRAMES:]]
+
+
+def _format_frames(frames: list, filename: str) -> str:
+    return "".join(f'  File "{filename}", line {n}, in {name}\n    {text}\n' for n, name, text in frames)
 
 
 def _describe(exc: BaseException) -> str:

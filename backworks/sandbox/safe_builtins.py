@@ -170,6 +170,9 @@ def build() -> dict:
                           (map, _map), (filter, _filter), (dict, safe_dict), (str, str),
                           (bytes, safe_bytes), (bytearray, safe_bytearray)):
         names[real.__name__] = type_proxy(real, factory)
+    from backworks.sandbox.env import guarded_import
+
+    names["__import__"] = guarded_import
     return names
 
 

@@ -222,3 +222,27 @@ def test_healthz_and_readyz_without_database(client):
     assert resp.status_code == 200
     assert resp.json == {"status": "ready", "checks": {"config": {"ok": True, "endpoints": 2,
                                                                    "last_reload_error": None}}}
+
+
+def test_plugins_show_breaker_and_health_and_reset_closes_the_breaker(tmp_path):
+    (tmp_path / "flaky.py").write_text("def before_request(request):\n    raise ValueError('down')\n\n"
+                                       "def health_check():\n    return False\n")
+    client = create_app(write_config(tmp_path, CONFIG + """
+    plugins:
+      admin_flaky:
+        script: flaky.py
+        critical: true
+        circuit_breaker: {failure_threshold: 2, recovery_s: 600}
+    """)).test_client()
+    for _ in range(3):
+        assert client.get("/hello/x").status_code == 200
+    (plugin,) = client.get("/_backworks/api/plugins", headers=AUTH).json["plugins"]
+    assert plugin["name"] == "admin_flaky"
+    assert plugin["breaker"]["state"] == "open"
+    assert plugin["health"]["healthy"] is False and plugin["health"]["health_check"] == "unhealthy"
+    assert plugin["calls_all_workers"]["error"] == 2
+    assert client.get("/readyz").status_code == 503
+    resp = client.post("/_backworks/api/plugins/admin_flaky/reset", headers=AUTH)
+    assert resp.status_code == 200 and resp.json["ok"] is True
+    (plugin,) = client.get("/_backworks/api/plugins", headers=AUTH).json["plugins"]
+    assert plugin["breaker"]["state"] == "closed"

@@ -77,8 +77,8 @@
       rates.push(rate); latencies.push(mean);
       if (rates.length > HISTORY) { rates.shift(); latencies.shift(); }
       el("request-rate").textContent = rate.toFixed(1);
-      el("latency-mean").textContent = mean.toFixed(1);
-      el("latency-p95").textContent = isFinite(p95) ? p95.toFixed(1) : "> 10000";
+      el("latency-mean").textContent = mean.toFixed(2);
+      el("latency-p95").textContent = isFinite(p95) ? p95.toFixed(2) : "> 10000";
       draw(el("rate-chart"), rates, "#2b6cb0");
       draw(el("latency-chart"), latencies, "#c05621");
     }

@@ -1,0 +1,89 @@
+"""Sandbox: the one object plugins and runtime mode use, running scripts inline or in a sandbox child."""
+from __future__ import annotations
+
+import logging
+import threading
+
+from backworks.sandbox.limits import Budget, choose_isolation, timer_usable
+from backworks.sandbox.phases import check_phase, run_phase
+from backworks.sandbox.policy import Script
+from backworks.sandbox.child import plain_outcome
+from backworks.sandbox.process import ChildProcess
+from backworks.sandbox.runner import Outcome, PhaseResult, Runner, Step
+
+logger = logging.getLogger(__name__)
+
+
+class Sandbox:
+    """Loads scripts under keys and runs their hooks: "inline" in this process or "process" in a child."""
+
+    def __init__(self, isolation: str, state_settings: dict):
+        if isolation not in ("inline", "process"):
+            raise ValueError(f"isolation must be 'inline' or 'process', not {isolation!r}")
+        self.isolation = isolation
+        self.state_settings = dict(state_settings or {})
+        self.runner = Runner(self.state_settings) if isolation == "inline" else None
+        self._child: ChildProcess | None = None
+        self._child_lock = threading.Lock()
+        self._hooks: dict[str, frozenset] = {}
+        self._loads: dict[str, tuple] = {}
+        self._warned = False
+
+    @property
+    def child(self) -> ChildProcess:
+        """The sandbox child (started on first use)."""
+        with self._child_lock:
+            if self._child is None:
+                self._child = ChildProcess(self.state_settings)
+            return self._child
+
+    def _inline_here(self) -> bool:
+        if self.runner is None:
+            return False
+        if timer_usable():
+            return True
+        if not self._warned:
+            self._warned = True
+            logger.warning("inline sandbox called off the main thread; running scripts in a sandbox process")
+        return False
+
+    def load(self, key: str, script: Script, config: dict, budget: Budget = Budget()) -> Outcome:
+        """(Re)define `key`: run the module body and on_load(config) within budget."""
+        self._hooks[key] = script.hooks
+        self._loads[key] = (script, config, budget)
+        if self._inline_here():
+            outcome = self.runner.load(key, script, config, budget)
+            if self._child is not None:
+                self._child.load(key, script, config, budget)
+            return outcome
+        return self.child.load(key, script, config, budget)
+
+    def call(self, key: str, hook: str, args: tuple, budget: Budget = Budget()) -> Outcome:
+        """Run one hook of `key` with copies of `args`."""
+        if self._inline_here():
+            return plain_outcome(self.runner.call(key, hook, args, budget))
+        self._ensure_child_loaded(key)
+        return self.child.call(key, hook, args, budget)
+
+    def run_phase(self, phase: str, steps: list, request: dict, response: dict | None = None) -> PhaseResult:
+        """Run every step's `phase` hook in order with fail-open semantics (one round trip in a child)."""
+        check_phase(phase)
+        steps = [Step(*s) for s in steps if phase in self._hooks.get(Step(*s).key, frozenset({phase}))]
+        if self._inline_here():
+            return run_phase(self.runner, phase, steps, request, response)
+        for step in steps:
+            self._ensure_child_loaded(step.key)
+        return self.child.run_phase(phase, steps, request, response)
+
+    def _ensure_child_loaded(self, key: str) -> None:
+        """An inline sandbox used off the main thread loads its scripts into the child on demand."""
+        if self.runner is not None and key in self._loads and key not in self.child.scripts:
+            self.child.load(key, *self._loads[key])
+
+    def close(self) -> None:
+        """Stop the sandbox child, if any."""
+        if self._child is not None:
+            self._child.close()
+
+
+__all__ = ["Sandbox", "choose_isolation"]

@@ -1,0 +1,130 @@
+"""Proxy and capture overhead: direct vs Backworks proxy vs a plain Flask + requests proxy, in one run.
+
+Run: .venv/bin/python bench/bench_proxy.py [--seconds 4] [--rounds 3]
+A bare WSGI upstream runs under gunicorn (gthread, keep-alive so pools matter); Backworks (proxy and
+capture endpoints) and the Flask + requests baseline run under gunicorn (sync, 2 workers, access log
+off in both). wrk drives each at 32 connections and at 1 connection.
+Targets: Backworks >= 1.4x the baseline at 32 connections; added p50 at 1 connection < 0.8 ms;
+capture >= 0.8x proxy. Scenarios are interleaved for --rounds rounds and each keeps its best round
+(highest req/s, lowest p50), so a neighbour's burst of load on a shared machine skews no single one.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, Server, print_row, run_wrk  # noqa: E402
+
+UPSTREAM = textwrap.dedent('''
+    BODY = b'{"id": 1, "name": "Kettle", "price": 29.5, "tags": ["kitchen", "steel"]}'
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(BODY)))])
+        return [BODY]
+''')
+
+BASELINE = textwrap.dedent('''
+    import os
+    import requests
+    from flask import Flask, Response, request
+
+    UPSTREAM = os.environ["BENCH_UPSTREAM"]
+    HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host",
+           "content-length", "content-encoding"}
+    session = requests.Session()
+    app = Flask(__name__)
+
+    @app.route("/api/<path:rest>", methods=["GET", "POST", "PUT", "DELETE"])
+    def proxy(rest):
+        headers = {k: v for k, v in request.headers if k.lower() not in HOP}
+        headers["X-Forwarded-For"] = request.remote_addr
+        upstream = session.request(request.method, f"{UPSTREAM}/{rest}", params=request.query_string,
+                                   headers=headers, data=request.get_data(), timeout=30)
+        out = [(k, v) for k, v in upstream.headers.items() if k.lower() not in HOP]
+        return Response(upstream.content, upstream.status_code, out)
+''')
+
+CONFIG = textwrap.dedent('''
+    server: {{access_log: false, watch: false}}
+    capture: {{store: "sqlite:///{store}"}}
+    upstreams:
+      api: {{targets: [{{url: "{upstream}"}}], pool_size: 16}}
+    endpoints:
+      proxied: {{path: "/api/{{rest:path}}", mode: proxy, proxy: {{upstream: api, strip_prefix: /api}}}}
+      captured: {{path: "/cap/{{rest:path}}", mode: capture, capture: {{upstream: api, strip_prefix: /cap}}}}
+''')
+
+
+def main() -> None:
+    """Start the servers, run wrk on each, print the table and the ratios against the targets."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
+    (work / "bench_upstream.py").write_text(UPSTREAM)
+    (work / "bench_baseline.py").write_text(BASELINE)
+    servers = []
+    try:
+        upstream = Server("bench_upstream:app", workers=1, worker_class="gthread", chdir=work)
+        servers.append(upstream)
+        config = work / "bench.yaml"
+        config.write_text(CONFIG.format(upstream=upstream.url, store=work / "captures.db"))
+        backworks = Server("wsgi:app", env={"BACKWORKS_CONFIG": str(config)}, ready_path="/healthz")
+        servers.append(backworks)
+        baseline = Server("bench_baseline:app", env={"BENCH_UPSTREAM": upstream.url}, chdir=work,
+                          ready_path="/api/x")
+        servers.append(baseline)
+        results = measure(upstream.url, backworks.url, baseline.url, args.seconds, args.rounds)
+    finally:
+        for server in servers:
+            server.stop()
+    report(results)
+
+
+def measure(direct: str, backworks: str, baseline: str, seconds: int, rounds: int) -> dict:
+    """Run every scenario `rounds` times, interleaved; return {name: best wrk result}."""
+    scenarios = {
+        "direct c32": (direct + "/item/1?x=1", 32), "backworks proxy c32": (backworks + "/api/item/1?x=1", 32),
+        "flask+requests c32": (baseline + "/api/item/1?x=1", 32),
+        "backworks capture c32": (backworks + "/cap/item/1?x=1", 32),
+        "direct c1": (direct + "/item/1?x=1", 1), "backworks proxy c1": (backworks + "/api/item/1?x=1", 1),
+        "flask+requests c1": (baseline + "/api/item/1?x=1", 1),
+    }
+    for url, connections in scenarios.values():
+        run_wrk(url, connections, seconds=1)  # warm-up: pools, imports, SQLite file
+    best: dict = {}
+    for _ in range(rounds):
+        for name, (url, connections) in scenarios.items():
+            result = run_wrk(url, connections, seconds=seconds, threads=2)
+            if name not in best:
+                best[name] = result
+            else:
+                best[name] = {"rps": max(best[name]["rps"], result["rps"]),
+                              "p50_ms": min(best[name]["p50_ms"], result["p50_ms"]),
+                              "p99_ms": min(best[name]["p99_ms"], result["p99_ms"]),
+                              "errors": best[name]["errors"] + result["errors"]}
+    return best
+
+
+def report(results: dict) -> None:
+    """Print each scenario and the ratios the targets are about."""
+    print("proxy benchmark (gunicorn sync x2 for Backworks and the baseline, gthread upstream)")
+    for name, result in results.items():
+        print_row(name, result)
+    speedup = results["backworks proxy c32"]["rps"] / results["flask+requests c32"]["rps"]
+    added = results["backworks proxy c1"]["p50_ms"] - results["direct c1"]["p50_ms"]
+    baseline_added = results["flask+requests c1"]["p50_ms"] - results["direct c1"]["p50_ms"]
+    capture = results["backworks capture c32"]["rps"] / results["backworks proxy c32"]["rps"]
+    print(f"  Backworks proxy / Flask+requests (c32): {speedup:.2f}x   (target >= 1.4x)")
+    print(f"  added p50 at c1, Backworks proxy: {added:.3f} ms   (target < 0.8 ms; "
+          f"Flask+requests adds {baseline_added:.3f} ms)")
+    print(f"  capture / proxy throughput (c32): {capture:.2f}x   (target >= 0.8x)")
+
+
+if __name__ == "__main__":
+    main()

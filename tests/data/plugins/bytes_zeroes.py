@@ -1,0 +1,3 @@
+# expect: memory -- bytes(10**10)
+def before_request(request):
+    return bytes(10 ** 10)

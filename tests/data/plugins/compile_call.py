@@ -1,0 +1,3 @@
+# expect: load_error -- compile
+def before_request(request):
+    compile('1', 'x', 'eval')

@@ -1,0 +1,3 @@
+# expect: load_error -- __builtins__ name
+def before_request(request):
+    return __builtins__['open']

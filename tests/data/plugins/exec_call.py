@@ -1,0 +1,3 @@
+# expect: load_error -- exec
+def before_request(request):
+    exec('x = 1')

@@ -1,0 +1,3 @@
+# expect: load_error -- globals()
+def before_request(request):
+    globals()['state'] = None

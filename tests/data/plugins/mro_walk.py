@@ -1,0 +1,3 @@
+# expect: error -- mro() to reach object
+def before_request(request):
+    return str.mro()

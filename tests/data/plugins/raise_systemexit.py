@@ -1,0 +1,3 @@
+# expect: load_error -- raising SystemExit
+def before_request(request):
+    raise SystemExit(1)

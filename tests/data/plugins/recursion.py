@@ -1,0 +1,5 @@
+# expect: error -- unbounded recursion
+def f(n):
+    return f(n + 1)
+def before_request(request):
+    f(0)

@@ -1,0 +1,6 @@
+# expect: invalid -- returning a cyclic structure
+def before_request(request):
+    d = {}
+    d['self'] = d
+    request['json'] = d
+    return request

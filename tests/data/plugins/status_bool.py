@@ -1,0 +1,3 @@
+# expect: invalid -- status True
+def before_request(request):
+    return {'response': {'status': True, 'body': 'x'}}

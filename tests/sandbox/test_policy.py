@@ -1,0 +1,157 @@
+"""The load-time policy: every refused construct gives the documented message; allowed code compiles."""
+from __future__ import annotations
+
+import pytest
+
+from backworks.sandbox import HOOK_NAMES, REFUSED, Budget, Sandbox, ScriptError, compile_script
+
+# One source per REFUSED entry, in the same order: compiling it must give exactly the documented message.
+EXAMPLES = [
+    "import os",
+    "from json import *",
+    "x = request.__class__",
+    "__builtins__",
+    "eval('1')",
+    "class A:\n    pass",
+    "def f():\n    yield 1",
+    "async def f():\n    pass",
+    "try:\n    pass\nexcept:\n    pass",
+    "try:\n    pass\nexcept BaseException:\n    pass",
+    "try:\n    pass\nexcept* ValueError:\n    pass",
+    "def f():\n    try:\n        pass\n    finally:\n        return 1",
+    "ValueError = 5",
+    "match x:\n    case 1:\n        pass",
+    "print('hi')",
+    "def f():\n    global ValueError",
+    "x = 10 ** 10 ** 8",
+    "x = 1\n" * 50_000,
+    "x = " + "-" * 100 + "1",
+    "x = (",
+]
+
+
+def problems(source: str) -> list[str]:
+    with pytest.raises(ScriptError) as caught:
+        compile_script(source, "plugin.py")
+    return caught.value.problems
+
+
+def test_every_refused_construct_has_an_example():
+    assert len(EXAMPLES) == len(REFUSED)
+
+
+@pytest.mark.parametrize("index", range(len(REFUSED)), ids=[r[0][:40] for r in REFUSED])
+def test_refused_construct_gives_the_documented_message(index):
+    construct, reason, message = REFUSED[index]
+    assert problems(EXAMPLES[index]) == [message]
+
+
+def test_every_problem_is_reported_at_once_in_line_order():
+    source = "import os\nimport sys\ndef f(x):\n    return x.__dict__\n"
+    assert problems(source) == [
+        "plugin.py:1: import of 'os' is not allowed (allowed: base64, collections, datetime, hashlib, hmac, "
+        "json, math, random, re, string, time, types, urllib.parse, uuid)",
+        "plugin.py:2: import of 'sys' is not allowed (allowed: base64, collections, datetime, hashlib, hmac, "
+        "json, math, random, re, string, time, types, urllib.parse, uuid)",
+        "plugin.py:4: attribute '__dict__' is not allowed (names starting with '_' are private to the host)",
+    ]
+
+
+@pytest.mark.parametrize("source, message", [
+    ("from json import load", "plugin.py:1: 'load' is not available from 'json'"),
+    ("import json as TypeError", "plugin.py:1: 'TypeError' cannot be assigned (it is a built-in name scripts "
+                                 "rely on)"),
+    ("def f(ValueError):\n    pass", "plugin.py:1: 'ValueError' cannot be assigned (it is a built-in name scripts "
+                                   "rely on)"),
+    ("for KeyError in []:\n    pass", "plugin.py:1: 'KeyError' cannot be assigned (it is a built-in name scripts "
+                                     "rely on)"),
+    ("try:\n    pass\nexcept (ValueError, json.JSONDecodeError):\n    pass",
+     "plugin.py:3: except clauses may name only built-in exceptions, e.g. 'except ValueError:' "
+     "(got 'json.JSONDecodeError')"),
+    ("while True:\n    try:\n        pass\n    finally:\n        break",
+     "plugin.py:5: 'break' inside 'finally' is not allowed (it would swallow errors)"),
+    ("x = g.gi_frame", "plugin.py:1: attribute 'gi_frame' is not allowed (frame and code internals are private "
+                       "to the host)"),
+    ("x = e.__traceback__", "plugin.py:1: attribute '__traceback__' is not allowed (names starting with '_' are "
+                            "private to the host)"),
+    ("_getattr_ = None", "plugin.py:1: name '_getattr_' is not allowed (use a name that does not start with '__' "
+                         "or end with '_')"),
+    ("_bw_tick = None", "plugin.py:1: name '_bw_tick' is not allowed (use a name that does not start with '__' or "
+                        "end with '_')"),
+    ("x = type(1)", "plugin.py:1: 'type' is not available in plugin scripts (type objects reach the host's "
+                    "classes; use isinstance())"),
+    ("x = 'x' * 10 ** 9", "plugin.py:1: this expression is too large (result of 1000000000 items exceeds the "
+                          "sandbox limit of 10000000)"),
+])
+def test_other_refusals_name_the_line_and_the_fix(source, message):
+    assert problems(source) == [message]
+
+
+def test_finally_may_loop_and_break_inside_its_own_loop():
+    script = compile_script("def f():\n    try:\n        pass\n    finally:\n        for x in [1]:\n            break\n"
+                            "    return 1\n", "plugin.py")
+    assert script.hooks == frozenset()
+
+
+def test_script_records_its_hooks_and_digest():
+    source = "def before_request(request):\n    return None\ndef helper():\n    pass\ndef health_check():\n    return 1\n"
+    script = compile_script(source, "plugin.py")
+    assert script.hooks == {"before_request", "health_check"}
+    assert set(script.hooks) <= set(HOOK_NAMES)
+    assert len(script.digest) == 64 and compile_script(source, "other.py").digest == script.digest
+
+
+def test_modules_are_read_only_facades_at_run_time():
+    source = ("import json, math\ndef handle(request):\n    out = []\n    for attempt in (1, 2):\n        try:\n"
+              "            if attempt == 1:\n                json.dumps = None\n            else:\n"
+              "                math.pi = 3\n        except TypeError as e:\n            out.append(str(e))\n"
+              "    return out\n")
+    box = Sandbox("inline", {})
+    box.load("k", compile_script(source, "plugin.py"), {}, Budget())
+    assert box.call("k", "handle", ({},)).value == ["Facade objects are read-only in plugin scripts"] * 2
+
+
+@pytest.mark.parametrize("source, message", [
+    ("return getattr(1, '__class__')", "AttributeError: attribute '__class__' is not allowed (names starting with "
+                                       "'_' are private to the host)"),
+    ("return '{0.__class__}'.format(1)", "AttributeError: attribute '__class__' is not allowed (names starting "
+                                         "with '_' are private to the host)"),
+    ("return '{x.real.__class__}'.format_map({'x': 1})", "AttributeError: attribute '__class__' is not allowed "
+                                                          "(names starting with '_' are private to the host)"),
+    ("return str.mro()", "AttributeError: attribute 'mro' is not allowed (names starting with '_' are private to "
+                         "the host)"),
+    ("import random\n    random.seed(1)", "AttributeError: module 'random' has no attribute 'seed' in plugin "
+                                          "scripts"),
+    ("import time\n    time.sleep(1)", "AttributeError: module 'time' has no attribute 'sleep' in plugin scripts"),
+])
+def test_attribute_walks_fail_at_run_time_with_a_clear_error(source, message):
+    box = Sandbox("inline", {})
+    box.load("k", compile_script(f"def handle(request):\n    {source}\n", "plugin.py"), {}, Budget())
+    outcome = box.call("k", "handle", ({},))
+    assert outcome.kind == "error"
+    assert outcome.message.split(": ", 1)[1] == message
+
+
+def test_random_is_a_private_generator_per_call():
+    box = Sandbox("inline", {})
+    box.load("k", compile_script("import random\ndef handle(request):\n    return random.random()\n", "p.py"),
+             {}, Budget())
+    assert box.call("k", "handle", ({},)).value != box.call("k", "handle", ({},)).value
+
+
+def test_no_state_survives_between_calls_except_state():
+    source = ("CACHE = {'n': 0}\nITEMS = []\ndef handle(request):\n    global COUNTER\n    CACHE['n'] += 1\n"
+              "    ITEMS.append(1)\n    config['x'] = 1\n    return [CACHE['n'], len(ITEMS), state.incr('hits')]\n")
+    box = Sandbox("inline", {})
+    box.load("k", compile_script(source, "p.py"), {"x": 0}, Budget())
+    assert box.call("k", "handle", ({},)).value == [1, 1, 1]
+    assert box.call("k", "handle", ({},)).value == [1, 1, 2]
+
+
+def test_readme_lists_every_refused_construct_with_its_reason_and_message():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("<!-- section:sandbox -->", 1)[1].split("<!-- /section:sandbox -->", 1)[0]
+    for construct, reason, message in REFUSED:
+        assert f"| {construct} | {reason} | `{message}` |" in section

@@ -1,0 +1,133 @@
+"""Process isolation: crashes and hard overruns are contained, the child respawns, threads may use it."""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+import pytest
+
+from backworks.sandbox import Budget, Sandbox, Step, choose_isolation, compile_script
+
+REQUEST = {"method": "GET", "path": "/x", "path_params": {}, "query": {}, "headers": {}, "body": None,
+           "json": None, "client_ip": "127.0.0.1", "endpoint": "x"}
+DEEP_HASH = ("def handle(request):\n    t = ()\n    for i in range(300000):\n        t = (t,)\n"
+             "    return hash(t)\n")
+ON_LOAD = ("def on_load(config):\n    global GREETING\n    GREETING = config['greeting']\n"
+           "def handle(request):\n    return GREETING\n")
+
+
+@pytest.fixture
+def box():
+    sandbox = Sandbox("process", {})
+    yield sandbox
+    sandbox.close()
+
+
+def test_c_stack_overflow_is_a_crash_and_the_child_respawns_with_its_scripts(box):
+    assert box.load("greet", compile_script(ON_LOAD, "greet.py"), {"greeting": "hello"}, Budget()).ok
+    assert box.load("deep", compile_script(DEEP_HASH, "deep.py"), {}, Budget(timeout_ms=5000)).ok
+    first_pid = box.child.proc.pid
+    outcome = box.call("deep", "handle", ({},), Budget(timeout_ms=5000, memory_mb=256))
+    assert outcome.kind == "crash"
+    assert outcome.message == "deep.py: sandbox process died (signal SIGSEGV)"
+    again = box.call("greet", "handle", ({},), Budget())
+    assert again.kind == "ok" and again.value == "hello"
+    assert box.child.proc.pid != first_pid
+
+
+def test_a_crash_mid_phase_leaves_the_request_and_later_steps_run(box):
+    box.load("deep", compile_script(DEEP_HASH.replace("handle", "before_request"), "deep.py"), {}, Budget())
+    box.load("tag", compile_script("def before_request(request):\n    request['headers']['x-tag'] = '1'\n"
+                                   "    return request\n", "tag.py"), {}, Budget())
+    big = Budget(timeout_ms=5000, memory_mb=256)
+    result = box.run_phase("before_request", [Step("deep", big, "open"), Step("tag", Budget(), "open")], REQUEST)
+    assert [(key, o.kind) for key, o in result.outcomes] == [("deep", "crash"), ("tag", "ok")]
+    assert result.request["headers"] == {"x-tag": "1"}
+
+
+def test_on_error_closed_stops_the_phase_at_the_failed_step(box):
+    box.load("boom", compile_script("def before_request(request):\n    raise ValueError('no key')\n", "boom.py"),
+             {}, Budget())
+    box.load("tag", compile_script("def before_request(request):\n    return {'path': '/tagged'}\n", "tag.py"),
+             {}, Budget())
+    result = box.run_phase("before_request", [Step("boom", Budget(), "closed"), Step("tag", Budget(), "open")],
+                           REQUEST)
+    key, outcome = result.failed_closed
+    assert key == "boom" and outcome.message == "boom.py:2: ValueError: no key"
+    assert [k for k, _ in result.outcomes] == ["boom"] and result.request == REQUEST
+
+
+def test_short_circuit_response_is_validated_and_stops_the_phase(box):
+    box.load("deny", compile_script("def before_request(request):\n    return {'response': {'status': 401, "
+                                    "'json': {'error': 'no'}}}\n", "deny.py"), {}, Budget())
+    box.load("tag", compile_script("def before_request(request):\n    return {'path': '/tagged'}\n", "tag.py"),
+             {}, Budget())
+    result = box.run_phase("before_request", [Step("deny", Budget(), "open"), Step("tag", Budget(), "open")],
+                           REQUEST)
+    assert result.short_circuit
+    assert result.response == {"status": 401, "headers": {}, "json": {"error": "no"}}
+    assert [k for k, _ in result.outcomes] == ["deny"]
+
+
+def test_after_response_replaces_the_response_with_a_validated_one(box):
+    box.load("wrap", compile_script("def after_response(request, response):\n    response['headers']['x-w'] = '1'\n"
+                                    "    return response\n", "wrap.py"), {}, Budget())
+    result = box.run_phase("after_response", [Step("wrap", Budget(), "open")], REQUEST,
+                           {"status": 200, "headers": {"a": "b"}, "body": "hi"})
+    assert result.response == {"status": 200, "headers": {"a": "b", "x-w": "1"}, "body": "hi"}
+
+
+def test_process_sandbox_works_from_a_non_main_thread(box):
+    box.load("spin", compile_script("def handle(request):\n    while True:\n        pass\n", "spin.py"), {}, Budget())
+    box.load("ok", compile_script("def handle(request):\n    return request['n'] * 2\n", "ok.py"), {}, Budget())
+    results = {}
+
+    def worker(n):
+        started = time.monotonic()
+        results[n] = (box.call("spin", "handle", ({},), Budget()).kind, time.monotonic() - started,
+                      box.call("ok", "handle", ({"n": n},), Budget()).value)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(results) == [0, 1, 2]
+    assert all(kind == "timeout" and value == n * 2 for n, (kind, _, value) in results.items())
+
+
+def test_inline_sandbox_called_off_the_main_thread_falls_back_to_a_child(caplog):
+    box = Sandbox("inline", {})
+    box.load("spin", compile_script("def handle(request):\n    while True:\n        pass\n", "spin.py"), {}, Budget())
+    out = {}
+    with caplog.at_level(logging.WARNING, logger="backworks.sandbox.host"):
+        thread = threading.Thread(target=lambda: out.update(o=box.call("spin", "handle", ({},), Budget())))
+        thread.start()
+        thread.join(10)
+    try:
+        assert out["o"].kind == "timeout"
+        assert "inline sandbox called off the main thread; running scripts in a sandbox process" in caplog.text
+    finally:
+        box.close()
+
+
+def test_choose_isolation_follows_the_thread():
+    assert choose_isolation("auto") == "inline"
+    assert choose_isolation("process") == "process"
+    seen = {}
+    thread = threading.Thread(target=lambda: seen.update(auto=choose_isolation("auto"),
+                                                         inline=choose_isolation("inline")))
+    thread.start()
+    thread.join(5)
+    assert seen == {"auto": "process", "inline": "process"}
+
+
+def test_close_stops_the_child():
+    box = Sandbox("process", {})
+    box.load("ok", compile_script("def handle(request):\n    return 1\n", "ok.py"), {}, Budget())
+    pid = box.child.proc.pid
+    box.close()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, 0)
