@@ -62,6 +62,13 @@ class Database:
         self.metadata = sa.MetaData()
         _dispose_after_fork(self.engine)
 
+    def exists(self) -> bool:
+        """False only for a SQLite file that has not been created yet."""
+        database = make_url(self.url).database
+        if self.dialect != "sqlite" or not database or database == ":memory:":
+            return True
+        return os.path.exists(database)
+
     @property
     def safe_url(self) -> str:
         """The URL with any password hidden, for messages."""
@@ -107,11 +114,18 @@ def build_table(metadata: sa.MetaData, name: str, fields: dict, id_field: str) -
     return sa.Table(name, metadata, *columns)
 
 
-def prepare_table(db: Database, table: sa.Table, fields: dict, create: bool, where: str) -> None:
-    """Create the table when asked and absent; refuse an existing table whose shape differs."""
+def prepare_table(db: Database, table: sa.Table, fields: dict, create: bool, where: str,
+                  dry_run: bool = False) -> None:
+    """Create the table when asked and absent; refuse an existing table whose shape differs.
+
+    With dry_run (`backworks check`) nothing is created: a SQLite file that does not exist yet is left
+    alone, and a missing table is only an error when it would not be created.
+    """
+    if dry_run and not db.exists():
+        return
     for attempt in range(3):
         try:
-            existing = _existing_columns(db, table, create, where)
+            existing = _existing_columns(db, table, create, where, dry_run)
             break
         except SQLAlchemyError as exc:
             # Another worker may have created the same table a moment ago: look again.
@@ -126,7 +140,7 @@ def prepare_table(db: Database, table: sa.Table, fields: dict, create: bool, whe
                            f"drop the table, or change the declared fields)" for p in problems])
 
 
-def _existing_columns(db: Database, table: sa.Table, create: bool, where: str) -> dict | None:
+def _existing_columns(db: Database, table: sa.Table, create: bool, where: str, dry_run: bool) -> dict | None:
     """Return the existing table's columns by name, or None after creating the table."""
     with db.engine.begin() as conn:
         inspector = sa.inspect(conn)
@@ -135,6 +149,8 @@ def _existing_columns(db: Database, table: sa.Table, create: bool, where: str) -
         if not create:
             raise ConfigError([f"{where}: table '{table.name}' does not exist in {db.safe_url} "
                                f"(create it, or set create_table: true)"])
+        if dry_run:
+            return None
         table.create(conn)
     logger.info("created table %s in %s", table.name, db.safe_url)
     return None

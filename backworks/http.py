@@ -164,7 +164,8 @@ class RequestData:
         for key, values in self.query.lists():
             query[key] = values[0] if len(values) == 1 else list(values)
         headers: dict = {}
-        for key, value in self.headers.items():
+        # the environ's own headers unless a plugin replaced them: no copy on the hot path
+        for key, value in (self._headers if self._headers is not None else self.wz.headers).items():
             lkey = key.lower()
             headers[lkey] = f"{headers[lkey]}, {value}" if lkey in headers else value
         body = self.body if include_body else b""
@@ -175,7 +176,7 @@ class RequestData:
             "query": query,
             "headers": headers,
             "body": body.decode("utf-8", "replace") if body else None,
-            "json": self.json if include_body else None,
+            "json": self.json if body else None,
             "client_ip": self.client_ip,
             "endpoint": self.endpoint,
         }

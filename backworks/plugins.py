@@ -8,12 +8,9 @@ from pathlib import Path
 from backworks.breaker import OPEN, Breaker
 from backworks.config import Config, endpoint_matches
 from backworks.errors import ConfigError
-from backworks.http import Reply, RequestData, error_reply
 from backworks.isolation import on_main_thread, pick_isolation
 from backworks.metrics import PLUGIN_BREAKER_OPEN, PLUGIN_CALLS, PLUGIN_LATENCY
 from backworks.modes.base import LoadContext
-from backworks.plugin_data import apply_request, apply_response, reply_from_response, request_data, \
-    response_data
 from backworks.plugin_stats import PluginStats
 
 logger = logging.getLogger(__name__)
@@ -111,12 +108,14 @@ class PluginSet:
         if problems:
             raise ConfigError(problems)
 
-    def chain_for(self, endpoint: str) -> "PluginChain | None":
+    def chain_for(self, endpoint: str):
         """The plugins that apply to an endpoint and define a request hook (None when there are none)."""
         plugins = [p for p in self.plugins.values() if endpoint_matches(p.settings["endpoints"], endpoint)
                    and (BEFORE in p.script.hooks or AFTER in p.script.hooks)]
         if not plugins:
             return None
+        from backworks.plugin_chain import PluginChain
+
         return PluginChain(plugins, with_body=_reads_body(self.config, endpoint))
 
     def status(self) -> list[dict]:
@@ -221,111 +220,3 @@ def _reads_body(config: Config, endpoint: str) -> bool:
         if spec.name == endpoint:
             return MODES[spec.mode].reads_body
     return True
-
-
-class PluginChain:
-    """The plugins of one endpoint: before_request in order, after_response in reverse order."""
-
-    def __init__(self, plugins: list[Plugin], with_body: bool = True):
-        self.before = [p for p in plugins if BEFORE in p.script.hooks]
-        self.after = [p for p in reversed(plugins) if AFTER in p.script.hooks]
-        self.with_body = with_body
-
-    def before_request(self, request: RequestData) -> RequestData | Reply:
-        """Run before_request hooks; return the (possibly replaced) request or a reply that answers now."""
-        plugins = [p for p in self.before if p.breaker.allow()]
-        if not plugins:
-            return request
-        original = current = request_data(request, self.with_body)
-        notes: list = []
-        for sandbox, group in _groups(plugins):
-            result, closed = _run(sandbox, BEFORE, group, current, None, notes)
-            if closed is not None:
-                return _closed_reply(closed, request, notes)
-            if result is None:
-                continue
-            if result.short_circuit:
-                try:
-                    reply = reply_from_response(result.response)
-                except ValueError as exc:
-                    logger.warning("plugin answer in before_request ignored: %s", exc)
-                    continue
-                reply.meta = {"plugins": _notes(notes)}
-                return reply
-            current = result.request
-        try:
-            new = apply_request(request, original, current, self.with_body)
-        except ValueError as exc:
-            logger.warning("plugin request change ignored: %s", exc)
-            new = request
-        new.plugin_notes = notes
-        return new
-
-    def after_response(self, request: RequestData, reply: Reply) -> Reply:
-        """Run after_response hooks in reverse order; return the (possibly replaced) reply."""
-        notes = list(getattr(request, "plugin_notes", ()))
-        plugins = [p for p in self.after if p.breaker.allow()]
-        if plugins:
-            request_dict = request_data(request, self.with_body)
-            original = current = response_data(reply)
-            for sandbox, group in _groups(plugins):
-                result, closed = _run(sandbox, AFTER, group, request_dict, current, notes)
-                if closed is not None:
-                    return _closed_reply(closed, request, notes)
-                if result is not None:
-                    current = result.response
-            try:
-                reply = apply_response(reply, original, current)
-            except ValueError as exc:
-                logger.warning("plugin response change ignored: %s", exc)
-        if notes:
-            reply.meta = {**(reply.meta or {}), "plugins": _notes(notes)}
-        return reply
-
-
-def _groups(plugins: list[Plugin]):
-    # Consecutive plugins sharing a sandbox run in one run_phase call (one round trip for a child).
-    group: list[Plugin] = []
-    for plugin in plugins:
-        if group and plugin.sandbox is not group[0].sandbox:
-            yield group[0].sandbox, group
-            group = []
-        group.append(plugin)
-    if group:
-        yield group[0].sandbox, group
-
-
-def _run(sandbox, hook: str, group: list[Plugin], request: dict, response: dict | None, notes: list):
-    """Run one group's phase; return (PhaseResult or None, the plugin that failed closed or None)."""
-    try:
-        for plugin in group:
-            if plugin.pending_load is not None:
-                plugin.finish_load()
-        result = sandbox.run_phase(hook, [p.step for p in group], request, response)
-    except Exception:
-        logger.exception("plugin sandbox failed to run %s for %s", hook, ", ".join(p.name for p in group))
-        for plugin in group:
-            plugin.record(hook, "crash", 0.0)
-            notes.append((plugin.name, "crash"))
-        closed = next((p for p in group if p.on_error == "closed"), None)
-        return None, ((closed, "crash") if closed else None)
-    by_key = {p.key: p for p in group}
-    for key, outcome in result.outcomes:
-        plugin = by_key[key]
-        plugin.record(hook, outcome.kind, outcome.duration_ms, outcome)
-        notes.append((plugin.name, outcome.kind))
-    if result.failed_closed is not None:
-        key, outcome = result.failed_closed
-        return result, (by_key[key], outcome.kind)
-    return result, None
-
-
-def _closed_reply(closed: tuple, request: RequestData, notes: list) -> Reply:
-    plugin, kind = closed
-    reply = error_reply(503, "plugin_failed", f"plugin {plugin.name} failed: {kind}", request_id=request.request_id)
-    reply.meta = {"plugins": _notes(notes)}
-    return reply
-
-
-def _notes(notes: list) -> str:
-    return ",".join(f"{name}:{kind}" for name, kind in notes)

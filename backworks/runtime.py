@@ -43,9 +43,10 @@ class Runtime:
         check_reserved(config, self.admin_path)
         self.router = Router(config.endpoints)
         self.ctx = LoadContext(config, options)
-        self.plugins = build_plugins(config, self.ctx)
+        self.plugins = None
         self.endpoints: dict = {}
         try:
+            self.plugins = build_plugins(config, self.ctx)  # inside: a refused plugin's sandbox is closed too
             self._build_endpoints()
         except BaseException:
             self.close()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
@@ -155,6 +156,32 @@ def test_after_response_runs_in_reverse_order_of_before_request(tmp_path):
     assert response.headers["X-Trail"] == "BCA"
 
 
+def test_plugins_sharing_a_sandbox_run_in_one_call_per_phase(tmp_path, monkeypatch):
+    from backworks.sandbox import Sandbox
+
+    phases = []
+    original = Sandbox.run_phase
+
+    def counted(self, phase, steps, request, response=None):
+        phases.append((self.isolation, phase, [step.key for step in steps]))
+        return original(self, phase, steps, request, response)
+
+    monkeypatch.setattr(Sandbox, "run_phase", counted)
+    trail = """
+        def before_request(request):
+            headers = dict(request["headers"])
+            headers["x-tag"] = headers.get("x-tag", "") + config["mark"]
+            return dict(request, headers=headers)
+    """
+    plugins = {"a": {"script": "trail.py", "order": 1, "isolation": "process", "config": {"mark": "a"}},
+               "b": {"script": "trail.py", "order": 2, "isolation": "process", "config": {"mark": "b"}},
+               "c": {"script": "trail.py", "order": 3, "isolation": "inline", "config": {"mark": "c"}}}
+    _, client = plugin_app(tmp_path, {"trail": trail}, plugins)
+    assert client.get("/echo").get_json()["tag"] == "abc"
+    assert phases == [("process", "before_request", ["plugin:a", "plugin:b"]),
+                      ("inline", "before_request", ["plugin:c"])]
+
+
 def test_plugins_apply_only_to_endpoints_matching_their_globs(tmp_path):
     endpoints = {"echo": ECHO, "admin_users": {"path": "/admin/users", "mock": {"json": {"tag": "{{ headers.get('x-tag', 'none') }}"}}}}
     plugins = {"tagger": {"endpoints": ["admin_*"], "config": {"tag": "t"}}}
@@ -182,8 +209,10 @@ def test_before_request_failure_continues_with_request_as_before_that_hook(tmp_p
     assert time.monotonic() - started < 0.1 + 0.05 + 0.1  # budget + 50 ms, plus the mock handler
     assert response.status_code == 200
     assert response.get_json() == {"tag": "good", "body": "payload"}
-    assert calls(name, "before_request", kind) == 1
-    assert plugin_status(app, name)["failures"] == {kind: 1}
+    # a memory bomb may also be stopped by the clock first, depending on how fast memory is handed out
+    kinds = {"memory", "timeout"} if kind == "memory" else {kind}
+    assert sum(calls(name, "before_request", k) for k in kinds) == 1
+    assert set(plugin_status(app, name)["failures"]) <= kinds
     assert client.post("/echo", data="again").get_json() == {"tag": "good", "body": "again"}
 
 
@@ -194,7 +223,8 @@ def test_after_response_failure_keeps_the_response_as_before_that_hook(tmp_path,
     response = client.get("/echo", headers={"X-Tag": "t"})
     assert response.status_code == 200
     assert response.get_json() == {"tag": "t", "body": ""}
-    assert calls(name, "after_response", kind) == 1
+    kinds = {"memory", "timeout"} if kind == "memory" else {kind}
+    assert sum(calls(name, "after_response", k) for k in kinds) == 1
 
 
 def test_on_error_closed_answers_503_json_without_traceback(tmp_path):
@@ -333,6 +363,29 @@ def test_script_compile_error_names_plugin_field_and_script_line(tmp_path):
         plugin_app(tmp_path, {"typo": script}, {"typo": {}})
     problem = caught.value.problems[0]
     assert re.match(r"^.*backworks\.yaml:\d+: plugins\.typo\.script: .*typo\.py:4: ", problem), problem
+
+
+def live_children() -> set:
+    """Pids of this process's children that are still running (not zombies)."""
+    pids = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == os.getpid() and fields[0] != "Z":
+                pids.add(int(entry))
+    return pids
+
+
+def test_refused_load_leaves_no_sandbox_child_running(tmp_path):
+    before = live_children()
+    scripts = {"good": "def before_request(r):\n    return None\n",
+               "bad": "def on_load(settings):\n    raise ValueError('no')\n"}
+    with pytest.raises(ConfigError):
+        plugin_app(tmp_path, scripts, {"good": {"isolation": "process"}, "bad": {"isolation": "process"}})
+    assert live_children() == before
 
 
 def test_every_broken_plugin_is_reported_at_once(tmp_path):

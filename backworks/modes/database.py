@@ -77,7 +77,8 @@ class DatabaseMode(Mode):
         self.unique = [f for f in self.fields.values() if f.unique or (f.is_id and not self.auto_id)]
         self.db = self._database(ctx)
         self.table = build_table(sa.MetaData(), block["table"], block["fields"], self.id_name)
-        prepare_table(self.db, self.table, self.fields, block["create_table"], spec.at(self.spec.mode, "table"))
+        prepare_table(self.db, self.table, self.fields, block["create_table"], spec.at(self.spec.mode, "table"),
+                      dry_run=bool(ctx.options.get("check_only")))
         self.key = self.table.c[self.id_name]
         self.select_one = sa.select(self.table).where(self.key == sa.bindparam("key"))
         self.insert = sa.insert(self.table)

@@ -144,6 +144,7 @@ def main() -> None:
     """Serve the parent until it closes the pipe."""
     _confine()
     sys.stdout = sys.stderr
+    logging.getLogger().addHandler(logging.NullHandler())  # script log lines travel in outcomes instead
     child = None
     while True:
         header = read_exact(0, HEADER.size)

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import _string
+import collections
 import logging
 import operator
 import re
 import string
 import types
+
+from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
 from backworks.sandbox import rules
 
@@ -185,8 +188,9 @@ _TEXT_METHODS = {
     "join": _join_method,
     "expandtabs": _expandtabs_method,
 }
-_REFUSED_ATTRS = frozenset({"mro", "format_map"} - set(_TEXT_METHODS)) | {"gi_frame", "gi_code", "cr_frame",
-                                                                          "tb_frame", "f_back", "f_globals"}
+# Frames, code objects and generator internals (by any route), and mro(), which walks to `object`.
+_REFUSED_ATTRS = INSPECT_ATTRIBUTES | {"mro", "cr_frame", "cr_code", "ag_frame", "ag_code", "f_locals",
+                                      "tb_next", "co_code"}
 
 
 def guarded_getattr(obj, name, *default):
@@ -201,9 +205,22 @@ def guarded_getattr(obj, name, *default):
         return _TEXT_METHODS[name](obj)
     if isinstance(obj, list) and name == "sort":
         return _sort_method(obj)
+    if obj in (str, bytes) and name in _TEXT_METHODS or obj is list and name == "sort":
+        return _unbound(obj, name)
+    if name == "obj" and isinstance(obj, BaseException):
+        raise AttributeError("attribute 'obj' of exceptions is not available (it can hold host objects)")
     if isinstance(obj, type) and name == "mro":
         raise AttributeError("attribute 'mro' is not allowed")
     return getattr(obj, name, *default)
+
+
+def _unbound(kind: type, name: str):
+    """str.join(sep, items) and friends, through the same caps as the bound methods."""
+    def method(self, *args, **kwargs):
+        if not isinstance(self, kind):
+            raise TypeError(f"descriptor '{name}' requires a '{kind.__name__}' object")
+        return guarded_getattr(self, name)(*args, **kwargs)
+    return method
 
 
 def guarded_getitem(obj, key):
@@ -247,8 +264,8 @@ class _AttributeWriter:
 def guarded_write(obj):
     """Return what a script may write through: plain containers as they are, namespaces via a proxy."""
     kind = type(obj)
-    if kind in (dict, list, bytearray):
-        return obj
+    if isinstance(obj, (dict, list, bytearray, collections.deque)):
+        return obj  # scripts cannot define classes: these are builtins or collections' own subclasses
     if kind is types.SimpleNamespace:
         return _AttributeWriter(obj)
     raise TypeError(f"{kind.__name__} objects are read-only in plugin scripts")

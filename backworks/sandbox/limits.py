@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import os
 import resource
@@ -13,9 +12,14 @@ from typing import NamedTuple
 
 logger = logging.getLogger(__name__)
 
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 try:
-    _LIBC = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    _LIBC.malloc_trim  # noqa: B018  (glibc only)
+    _LIBC = ctypes.CDLL("libc.so.6")
+    # Fixed thresholds (glibc otherwise raises them after big frees and then keeps freed memory): blocks of
+    # 256 KB and more are mapped and unmapped on their own, and a free heap top over 1 MB goes back at once.
+    # A memory bomb's pages thus return to the OS as soon as the script's objects are freed.
+    _LIBC.mallopt(M_MMAP_THRESHOLD, 256 * 1024)
+    _LIBC.mallopt(M_TRIM_THRESHOLD, 1024 * 1024)
 except (OSError, AttributeError):
     _LIBC = None
 
@@ -108,7 +112,7 @@ def arm(budget: Budget, memory: bool = True):
     The caller's `finally` must set `Clock.active = False` as its first statement (inline, not through a
     function call: a pending alarm is delivered at a function's entry), then call disarm().
     """
-    if not Clock.installed:
+    if signal.getsignal(signal.SIGALRM) is not _on_alarm:
         _install()
     old_limit = None
     if memory and not Clock.session:
@@ -140,7 +144,7 @@ def begin_session(memory_mb: int | None):
     Each step then only sets its deadline: the timer ticks every REFIRE_S and raises once the running
     step's deadline has passed. Returns what end_session() restores.
     """
-    if not Clock.installed:
+    if signal.getsignal(signal.SIGALRM) is not _on_alarm:
         _install()
     old_limit = None
     if memory_mb is not None:

@@ -11,14 +11,14 @@ logger = logging.getLogger("backworks.plugin")
 class ScriptLog:
     """log.debug/info/warning/error(message, *args) for scripts: at most MAX_LOG_LINES lines per call."""
 
-    __slots__ = ("lines", "_name")
+    __slots__ = ("_lines", "_name")
 
     def __init__(self, name: str):
-        self.lines: list[str] = []
+        self._lines: list[str] = []  # private: scripts reach only the methods
         self._name = name  # the script's file name, without folders
 
     def _write(self, level: int, message, args) -> None:
-        if len(self.lines) >= rules.MAX_LOG_LINES:
+        if len(self._lines) >= rules.MAX_LOG_LINES:
             return
         text = str(message)[:rules.MAX_LOG_LINE]
         if args:
@@ -27,9 +27,9 @@ class ScriptLog:
             except (TypeError, ValueError, MemoryError):
                 text = " ".join([text, *(repr(a)[:80] for a in args)])
         line = f"{logging.getLevelName(level)} {text[:rules.MAX_LOG_LINE]}"
-        self.lines.append(line)
-        if len(self.lines) == rules.MAX_LOG_LINES:
-            self.lines.append(f"WARNING log limit of {rules.MAX_LOG_LINES} lines reached")
+        self._lines.append(line)
+        if len(self._lines) == rules.MAX_LOG_LINES:
+            self._lines.append(f"WARNING log limit of {rules.MAX_LOG_LINES} lines reached")
         logger.log(level, "%s: %s", self._name, text[:rules.MAX_LOG_LINE])
 
     def debug(self, message, *args) -> None:

@@ -109,7 +109,11 @@ class Rewriter(ast.NodeTransformer):
         statements = [ast.Assign(targets=[ast.Name(holder, ast.Store())], value=target.value)]
         if isinstance(target, ast.Subscript):
             key = self.temp()
-            statements.append(ast.Assign(targets=[ast.Name(key, ast.Store())], value=target.slice))
+            index = target.slice
+            if isinstance(index, ast.Slice):
+                none = ast.Constant(None)
+                index = _call("_bw_slice", index.lower or none, index.upper or none, index.step or none)
+            statements.append(ast.Assign(targets=[ast.Name(key, ast.Store())], value=index))
             make = lambda ctx: ast.Subscript(value=ast.Name(holder, ast.Load()), slice=ast.Name(key, ast.Load()),
                                              ctx=ctx)
         else:

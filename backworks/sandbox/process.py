@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 GRACE_S = 0.030       # past the budget, the child's own timer has had its chance: SIGKILL
 STARTUP_S = 10.0      # a fresh child must answer its first ping within this
 MAX_FRAME = 64 * 1024 * 1024
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class ChildGone(Exception):
@@ -45,13 +46,15 @@ class ChildProcess:
         self.scripts: dict[str, tuple] = {}  # key -> (script, config, budget): replayed after a respawn
         self.ready = False
         self.spawns = 0
+        self.owner = os.getpid()
 
     # process management
 
     def spawn(self) -> None:
         """Start a fresh child by exec (safe from threaded processes); it is waited for on first use."""
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", "from backworks.sandbox.child import main; main()"],
+            [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {PACKAGE_ROOT!r}); "
+             "from backworks.sandbox.child import main; main()"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True, start_new_session=True,
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "random"})
         self.buffer = b""
@@ -79,6 +82,8 @@ class ChildProcess:
 
     def ensure(self) -> None:
         """Make sure a child is running, ready, and holds every loaded script."""
+        if self.owner != os.getpid():  # this process was forked: the child and its pipes are the parent's
+            self.proc, self.buffer, self.ready, self.owner = None, b"", False, os.getpid()
         if self.proc is None or self.proc.poll() is not None:
             if self.proc is not None:
                 self.kill()
@@ -105,7 +110,8 @@ class ChildProcess:
         try:
             write_frame(self.proc.stdin.fileno(), marshal.dumps(message))
         except (OSError, ValueError) as exc:
-            self.fail("crash", f"sandbox process is gone ({exc})")
+            self.kill()
+            raise ChildGone("crash", f"sandbox process is gone ({exc})") from None
 
     def receive(self, deadline: float, what: str) -> list:
         """Read one JSON frame before `deadline`, or kill the child."""
@@ -134,8 +140,13 @@ class ChildProcess:
                 self.buffer += chunk
 
     def fail(self, kind: str, message: str):
-        """Kill the child and raise ChildGone."""
+        """Kill the child, start its replacement (it boots while the caller moves on), raise ChildGone."""
         self.kill()
+        try:
+            self.spawn()
+        except OSError as exc:
+            logger.error("cannot start a sandbox process: %s", exc)
+            self.proc = None
         raise ChildGone(kind, message)
 
     @staticmethod

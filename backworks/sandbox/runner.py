@@ -88,7 +88,7 @@ def _apply(function, *args, **kwargs):
     return function(*args, **kwargs)
 
 
-_HOST_NAMES = frozenset({"_apply_", "_getattr_", "_getitem_", "_getiter_", "_write_", "_inplacevar_", "_bw_inplace",
+_HOST_NAMES = frozenset({"_apply_", "_bw_slice", "_getattr_", "_getitem_", "_getiter_", "_write_", "_inplacevar_", "_bw_inplace",
                          "_iter_unpack_sequence_", "_unpack_sequence_", "_bw_mul", "_bw_pow", "_bw_lshift",
                          "_bw_mod", "_bw_format", "_bw_tick", "_print_", "log", "state"})
 
@@ -126,7 +126,7 @@ class Runner:
             "_inplacevar_": guards.inplace, "_bw_inplace": guards.inplace,
             "_iter_unpack_sequence_": env.guarded_iter_unpack_sequence,
             "_unpack_sequence_": env.guarded_unpack_sequence,
-            "_apply_": _apply, "_bw_mul": guards.guarded_mul, "_bw_pow": guards.guarded_pow, "_bw_lshift": guards.guarded_lshift,
+            "_apply_": _apply, "_bw_slice": slice, "_bw_mul": guards.guarded_mul, "_bw_pow": guards.guarded_pow, "_bw_lshift": guards.guarded_lshift,
             "_bw_mod": guards.guarded_mod, "_bw_format": guards.guarded_format, "_bw_tick": limits.tick,
             "config": values.copy(config), "log": log, "state": state,
         }
@@ -192,7 +192,7 @@ class Runner:
             else:
                 kind = "memory" if isinstance(exc, MemoryError) else "error"
             return self.failure(kind, script, exc, started, log, budget)
-        return Outcome("ok", value, "", "", _ms(started), log.lines)
+        return Outcome("ok", value, "", "", _ms(started), log._lines)
 
     def failure(self, kind, script, exc, started, log, budget) -> Outcome:
         """Build a failed Outcome with the script's own frames only."""
@@ -210,8 +210,7 @@ class Runner:
             exc.__traceback__ = None
         if kind in ("memory", "timeout"):
             gc.collect(1)  # young generations only: a full collection of a big worker heap costs tens of ms
-            limits.release_memory()
-        return Outcome(kind, None, message, trace, duration, log.lines)
+        return Outcome(kind, None, message, trace, duration, log._lines)
 
     def drop(self, key: str) -> None:
         """Forget the script loaded as `key`."""

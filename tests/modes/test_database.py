@@ -1,7 +1,6 @@
 """Database mode against real SQLite and real PostgreSQL: CRUD, validation, filters, paging, shapes."""
 from __future__ import annotations
 
-import logging
 import uuid
 
 import pytest
@@ -47,7 +46,6 @@ def make_app(tmp_path, db, fields=FIELDS, extra=""):
             f"      table: {table}\n      max_limit: 5\n      default_limit: 3\n{extra}"
             f"      fields:\n{fields}")
     app = create_app(write_config(tmp_path, text))
-    logging.getLogger("backworks.access").disabled = True
     return app
 
 
@@ -407,3 +405,39 @@ def test_reads_survive_a_dropped_postgresql_connection(tmp_path, postgres_url):
         conn.execute(sa.text(f"DROP TABLE {runtime.endpoints['people'].mode.name}"))
     engine.dispose()
     runtime.close()
+
+
+def test_unsupported_database_url_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        make_app(tmp_path, ("mysql://u@127.0.0.1/db", "things"))
+    assert caught.value.problems == [f"{tmp_path / 'backworks.yaml'}:1: database.url: unsupported database "
+                                     f"'mysql' (use sqlite:/// or postgresql://)"]
+
+
+def test_head_answers_like_get_without_a_body(client):
+    created = add(client, email="h@x.io")
+    response = client.head(f"/people/{created['id']}")
+    assert response.status_code == 200 and response.data == b""
+    assert client.head("/people").headers["X-Total-Count"] == "1"
+
+
+def test_check_creates_nothing_but_still_compares_existing_tables(tmp_path):
+    from backworks.runtime import load_runtime
+
+    db_file = tmp_path / "fresh.db"
+    config = write_config(tmp_path, f'database: {{url: "sqlite:///{db_file}"}}\nendpoints:\n  people:\n'
+                                    f"    path: /people\n    mode: database\n    database:\n      table: people\n"
+                                    f"      fields:\n        age: {{type: integer}}\n")
+    load_runtime(config, options={"check_only": True}).close()
+    assert not db_file.exists()
+    engine = sa.create_engine(f"sqlite:///{db_file}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE other (id INTEGER PRIMARY KEY)"))
+    load_runtime(config, options={"check_only": True}).close()
+    assert not sa.inspect(engine).has_table("people")
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE people (id INTEGER PRIMARY KEY, age TEXT)"))
+    engine.dispose()
+    with pytest.raises(ConfigError) as caught:
+        load_runtime(config, options={"check_only": True})
+    assert "column 'age' is TEXT but is declared integer" in caught.value.problems[0]

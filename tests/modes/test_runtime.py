@@ -19,7 +19,6 @@ def make_app(tmp_path, script: str, block: str = "", methods: str = "", path: st
     config = write_config(tmp_path, f"server: {{watch: false}}\nendpoints:\n  run:\n    path: {path}\n"
                                     f"    mode: runtime\n{methods}    runtime:\n      script: handler.py\n{block}")
     app = create_app(config)
-    logging.getLogger("backworks.access").disabled = True
     return app
 
 
@@ -270,3 +269,25 @@ def test_under_gunicorn_a_worker_survives_failing_handlers(tmp_path, gunicorn):
     assert requests.get(server.url + "/run/fine", timeout=5).json() == {"ok": "fine"}
     assert "Traceback" not in requests.get(server.url + "/run/raise", timeout=5).text
     assert "WORKER TIMEOUT" not in server.output() and "Worker exiting" not in server.output()
+
+
+def test_the_example_quote_handler(tmp_path):
+    from tests.conftest import ROOT
+
+    config = write_config(tmp_path, f"""
+        endpoints:
+          quote:
+            path: /quote/{{sku}}
+            mode: runtime
+            runtime:
+              script: {ROOT / 'plugins_scripts/quote.py'}
+              config: {{vat: 0.2, prices: {{kettle: 29.5}}}}
+    """)
+    app = create_app(config)
+    client = app.test_client()
+    assert client.get("/quote/Kettle?qty=2").json == {"sku": "kettle", "qty": 2, "unit_price": 29.5, "vat": 11.8,
+                                                     "total": 70.8}
+    assert client.get("/quote/spoon").status_code == 404
+    assert client.get("/quote/kettle?qty=0").json == {"error": {"code": "bad_qty",
+                                                                 "message": "qty must be a positive integer"}}
+    app.extensions["backworks"].runtime.close()

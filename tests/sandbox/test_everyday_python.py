@@ -77,6 +77,11 @@ CASES = {
     "conditional_expression": "x = 5\nreturn 'big' if x > 3 else 'small'",
     "chained_comparison": "x = 5\nreturn 1 < x <= 5 < 10",
     "annotated_assignment": "x: int = 5\ny: str\nreturn x",
+    "defaultdict_augmented": ("from collections import defaultdict, Counter\nd = defaultdict(int)\n"
+                              "for w in 'a b a'.split():\n    d[w] += 1\nc = Counter()\nc['x'] += 2\n"
+                              "return [dict(d), dict(c)]"),
+    "slice_augmented": "a = [1, 2, 3, 4]\na[1:3] += [9]\nreturn a",
+    "unbound_str_methods": "return [str.join('-', ['a', 'b']), str.upper('x'), list(map(str.strip, [' a ']))]",
     "getattr_default": "return [getattr('x', 'upper')(), getattr({}, 'missing', 'dflt'), hasattr('x', 'lower')]",
 }
 

@@ -120,3 +120,22 @@ def test_process_child_kills_c_calls_that_overrun_the_hard_deadline():
         assert again.value == 2 and box.child.proc.pid != pid
     finally:
         box.close()
+
+
+def test_inline_takes_the_alarm_back_after_someone_reset_it():
+    box = Sandbox("inline", {})
+    run(box, "    return 1")
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)  # what pytest-timeout's signal method leaves behind
+    outcome, elapsed = run(box, "    while True:\n        pass")
+    assert outcome.kind == "timeout" and elapsed < LIMIT_S
+
+
+def test_inline_refuses_a_foreign_alarm_handler_and_uses_a_child():
+    box = Sandbox("inline", {})
+    previous = signal.signal(signal.SIGALRM, lambda *args: None)
+    try:
+        outcome, _ = run(box, "    return (1, 2)")
+        assert outcome.value == [1, 2] and box._child is not None
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+        box.close()

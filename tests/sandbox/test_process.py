@@ -131,3 +131,27 @@ def test_close_stops_the_child():
     box.close()
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, 0)
+
+
+def test_a_forked_worker_gets_its_own_child():
+    box = Sandbox("process", {})
+    box.load("ok", compile_script("def handle(request):\n    return 7\n", "ok.py"), {}, Budget())
+    parent_child = box.child.proc.pid
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the forked process
+        try:
+            outcome = box.call("ok", "handle", ({},), Budget())
+            os.write(write, f"{outcome.value} {box.child.proc.pid != parent_child}".encode())
+            box.close()
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    try:
+        assert os.read(read, 100).decode() == "7 True"
+        assert box.call("ok", "handle", ({},), Budget()).value == 7
+        assert box.child.proc.pid == parent_child
+    finally:
+        os.close(read)
+        os.close(write)
+        box.close()

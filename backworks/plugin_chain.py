@@ -1,0 +1,138 @@
+"""One endpoint's plugins around its handler: before_request in order, after_response in reverse, fail-safe."""
+from __future__ import annotations
+
+import logging
+
+from backworks.http import Reply, RequestData, error_reply
+from backworks.plugin_data import apply_request, apply_response, reply_from_response, request_data, \
+    response_data
+
+logger = logging.getLogger(__name__)
+
+BEFORE, AFTER = "before_request", "after_response"
+
+
+class Phase:
+    """The plugins of one phase, grouped at load into runs that share a sandbox (one run_phase call each)."""
+
+    def __init__(self, hook: str, plugins: list):
+        self.hook = hook
+        self.plugins = plugins
+        self.groups = groups(plugins)
+
+    def active_groups(self) -> list:
+        """The groups to run now: all of them unless a breaker skips a plugin."""
+        allowed = [p.breaker.allow() for p in self.plugins]
+        if all(allowed):
+            return self.groups
+        return groups([p for p, ok in zip(self.plugins, allowed) if ok])
+
+
+def groups(plugins: list) -> list:
+    """Split plugins into consecutive runs sharing a sandbox: [(sandbox, plugins, steps, by_key)]."""
+    runs: list = []
+    for plugin in plugins:
+        if not runs or plugin.sandbox is not runs[-1][0]:
+            runs.append((plugin.sandbox, [], [], {}))
+        runs[-1][1].append(plugin)
+        runs[-1][2].append(plugin.step)
+        runs[-1][3][plugin.key] = plugin
+    return runs
+
+
+class PluginChain:
+    """The plugins of one endpoint: before_request in order, after_response in reverse order."""
+
+    def __init__(self, plugins: list, with_body: bool = True):
+        self.before = Phase(BEFORE, [p for p in plugins if BEFORE in p.script.hooks])
+        self.after = Phase(AFTER, [p for p in reversed(plugins) if AFTER in p.script.hooks])
+        self.with_body = with_body
+
+    def before_request(self, request: RequestData) -> RequestData | Reply:
+        """Run before_request hooks; return the (possibly replaced) request or a reply that answers now."""
+        runs = self.before.active_groups() if self.before.plugins else ()
+        if not runs:
+            return request
+        original = current = request_data(request, self.with_body)
+        notes: list = []
+        for run in runs:
+            result, closed = run_group(BEFORE, run, current, None, notes)
+            if closed is not None:
+                return closed_reply(closed, request, notes)
+            if result is None:
+                continue
+            if result.short_circuit:
+                try:
+                    reply = reply_from_response(result.response)
+                except ValueError as exc:
+                    logger.warning("plugin answer in before_request ignored: %s", exc)
+                    continue
+                reply.meta = {"plugins": format_notes(notes)}
+                return reply
+            current = result.request
+        try:
+            new = apply_request(request, original, current, self.with_body)
+        except ValueError as exc:
+            logger.warning("plugin request change ignored: %s", exc)
+            new = request
+        new.plugin_notes = notes
+        return new
+
+    def after_response(self, request: RequestData, reply: Reply) -> Reply:
+        """Run after_response hooks in reverse order; return the (possibly replaced) reply."""
+        notes = list(getattr(request, "plugin_notes", ()))
+        runs = self.after.active_groups() if self.after.plugins else ()
+        if runs:
+            request_dict = request_data(request, self.with_body)
+            original = current = response_data(reply)
+            for run in runs:
+                result, closed = run_group(AFTER, run, request_dict, current, notes)
+                if closed is not None:
+                    return closed_reply(closed, request, notes)
+                if result is not None:
+                    current = result.response
+            try:
+                reply = apply_response(reply, original, current)
+            except ValueError as exc:
+                logger.warning("plugin response change ignored: %s", exc)
+        if notes:
+            reply.meta = {**(reply.meta or {}), "plugins": format_notes(notes)}
+        return reply
+
+
+def run_group(hook: str, run: tuple, request: dict, response: dict | None, notes: list):
+    """Run one group's phase; return (PhaseResult or None, (plugin, kind) that failed closed, or None)."""
+    sandbox, plugins, steps, by_key = run
+    try:
+        for plugin in plugins:
+            if plugin.pending_load is not None:
+                plugin.finish_load()
+        result = sandbox.run_phase(hook, steps, request, response)
+    except Exception:
+        logger.exception("plugin sandbox failed to run %s for %s", hook, ", ".join(p.name for p in plugins))
+        for plugin in plugins:
+            plugin.record(hook, "crash", 0.0)
+            notes.append((plugin.name, "crash"))
+        closed = next((p for p in plugins if p.on_error == "closed"), None)
+        return None, ((closed, "crash") if closed else None)
+    for key, outcome in result.outcomes:
+        plugin = by_key[key]
+        plugin.record(hook, outcome.kind, outcome.duration_ms, outcome)
+        notes.append((plugin.name, outcome.kind))
+    if result.failed_closed is not None:
+        key, outcome = result.failed_closed
+        return result, (by_key[key], outcome.kind)
+    return result, None
+
+
+def closed_reply(closed: tuple, request: RequestData, notes: list) -> Reply:
+    """The 503 a plugin with on_error: closed answers when it fails (no details of the failure)."""
+    plugin, kind = closed
+    reply = error_reply(503, "plugin_failed", f"plugin {plugin.name} failed: {kind}", request_id=request.request_id)
+    reply.meta = {"plugins": format_notes(notes)}
+    return reply
+
+
+def format_notes(notes: list) -> str:
+    """What the access log shows: plugin:outcome pairs in call order."""
+    return ",".join(f"{name}:{kind}" for name, kind in notes)

@@ -1,0 +1,53 @@
+"""Validation of what hooks return: plain data only, right shapes, no header injection."""
+from __future__ import annotations
+
+import pytest
+
+from backworks.sandbox import values
+
+REQUEST = {"method": "GET", "path": "/x", "path_params": {}, "query": {}, "headers": {"a": "1"}, "body": None,
+           "json": None, "client_ip": "127.0.0.1", "endpoint": "x"}
+
+
+def test_partial_request_keeps_the_other_fields_and_lowercases_header_names():
+    result = values.request({"headers": {"X-Key": "v"}, "path": "/y"}, REQUEST)
+    assert result == {**REQUEST, "headers": {"x-key": "v"}, "path": "/y"}
+
+
+def test_response_defaults_and_body_json_exclusivity():
+    assert values.response({"json": {"a": 1}}, None) == {"status": 200, "headers": {}, "json": {"a": 1}}
+    assert values.response({"body": "x"}, {"status": 201, "headers": {}, "json": [1]}) == {
+        "status": 201, "headers": {}, "body": "x"}
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"status": 200, "headers": {"x": "a\r\nb"}}, "response.headers.x: header values cannot contain CR, LF or NUL"),
+    ({"status": 200, "headers": {"bad name": "a"}}, "response.headers: invalid header name 'bad name'"),
+    ({"status": 99}, "response.status: must be an integer from 100 to 599, not 99"),
+    ({"status": True}, "response.status: must be an integer from 100 to 599, not True"),
+    ({"status": 200, "body": 5}, "response.body: must be a string (use json for data)"),
+    ({"body": "a", "json": 1}, "response: give either body or json, not both"),
+    ({"cookies": {}}, "response: unknown field 'cookies' (fields: status, headers, body, json)"),
+    ({"status": 200, "headers": [["a"]]}, "response.headers: a header list holds [name, value] pairs"),
+])
+def test_invalid_responses_are_refused_with_a_clear_message(value, message):
+    with pytest.raises(values.InvalidValue) as caught:
+        values.response(value, None)
+    assert str(caught.value) == message
+
+
+def test_cycles_depth_size_and_foreign_types_are_refused():
+    cyclic: dict = {}
+    cyclic["self"] = cyclic
+    cases = [(cyclic, "nested deeper than 32 levels (or cyclic)"), ({"f": print}, "value.f: builtin_function_or_method "
+             "is not plain data (use dict, list, str, int, float, bool or None)"),
+             ("x" * (2 * 1024 * 1024), "value: larger than 1048576 bytes"), ({1: "a"}, "value: keys must be strings, "
+             "not int"), (2 ** 5000, "value: integer too large")]
+    for value, message in cases:
+        with pytest.raises(values.InvalidValue) as caught:
+            values.plain(value)
+        assert str(caught.value).endswith(message)
+
+
+def test_tuples_become_lists():
+    assert values.plain({"a": (1, (2, 3))}) == {"a": [1, [2, 3]]}
