@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import threading
+from collections import deque
 import time
 from urllib.parse import parse_qsl
 
@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 QUEUE_SIZE = 10000
 BATCH = 200
-BATCH_WAIT_S = 0.05
+WRITE_INTERVAL_S = 0.1
 COLUMNS = ("recorded_at", "endpoint", "method", "url", "path", "query", "request_headers", "request_body",
            "request_body_size", "request_body_hash", "status", "response_headers", "response_body",
            "response_body_size", "duration_ms", "upstream")
@@ -72,7 +72,8 @@ class CaptureStore:
         self.table = make_table(sa.MetaData(), table)
         self._engine = None
         self._pid = None
-        self._queue: queue.Queue | None = None
+        self._pending: deque = deque()
+        self._stop = threading.Event()
         self._writer: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -97,7 +98,7 @@ class CaptureStore:
     def _reset_for_process(self) -> None:
         self._pid = os.getpid()
         self._engine = None
-        self._queue = None
+        self._pending = deque()
         self._writer = None
 
     def _create_engine(self) -> sa.Engine:
@@ -123,11 +124,12 @@ class CaptureStore:
             return
         if self._pid != os.getpid() or self._writer is None:
             self._start_writer()
-        try:
-            self._queue.put_nowait((row, prepare))
-        except queue.Full:
+        if len(self._pending) >= QUEUE_SIZE:
             metrics.CAPTURE_WRITES.labels("dropped").inc()
             logger.warning("capture queue full (%d exchanges); one exchange not recorded", QUEUE_SIZE)
+            return
+        # a deque append wakes no thread: the writer polls, so the request never pays for a thread switch
+        self._pending.append((row, prepare))
 
     def _start_writer(self) -> None:
         with self._lock:
@@ -135,28 +137,21 @@ class CaptureStore:
                 self._reset_for_process()
             if self._writer is not None:
                 return
-            self._queue = queue.Queue(QUEUE_SIZE)
-            self._writer = threading.Thread(target=self._drain, args=(self._queue,), name="backworks-capture",
-                                            daemon=True)
+            self._stop = threading.Event()
+            self._writer = threading.Thread(target=self._drain, args=(self._pending, self._stop),
+                                            name="backworks-capture", daemon=True)
             self._writer.start()
 
-    def _drain(self, rows: queue.Queue) -> None:
-        while True:
-            first = rows.get()
-            if first is None:
-                return
-            batch = [first]
-            # gather what arrives shortly after: one transaction for many exchanges under load
-            deadline = time.monotonic() + BATCH_WAIT_S
-            while len(batch) < BATCH:
-                try:
-                    item = rows.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._write(batch)
-                    return
-                batch.append(item)
+    def _drain(self, pending: deque, stop: threading.Event) -> None:
+        while not stop.wait(WRITE_INTERVAL_S):
+            self._write_pending(pending)
+        self._write_pending(pending)
+
+    def _write_pending(self, pending: deque) -> None:
+        while pending:
+            batch = []
+            while pending and len(batch) < BATCH:
+                batch.append(pending.popleft())
             self._write(batch)
 
     def _write(self, batch: list) -> None:
@@ -174,12 +169,14 @@ class CaptureStore:
             conn.execute(self.table.insert(), [{k: row.get(k) for k in COLUMNS if k in row} for row in rows])
 
     def flush(self, timeout: float = 10.0) -> None:
-        """Wait until every queued exchange of this process is written."""
-        if self._queue is None or self._pid != os.getpid():
+        """Write every queued exchange of this process now (the writer restarts on the next record)."""
+        with self._lock:
+            writer, stop, self._writer = self._writer, self._stop, None
+        if writer is None or self._pid != os.getpid():
             return
-        self._queue.put(None)
-        self._writer.join(timeout)
-        self._writer = None
+        stop.set()
+        writer.join(timeout)
+        self._write_pending(self._pending)  # anything queued while the writer was stopping
 
     def candidates(self, method: str | None, path: str | None, limit: int = 500) -> list:
         """Return recorded exchanges for a method and path (None: any), newest first."""

@@ -145,7 +145,11 @@ def _existing_columns(db: Database, table: sa.Table, create: bool, where: str, d
     with db.engine.begin() as conn:
         inspector = sa.inspect(conn)
         if inspector.has_table(table.name):
-            return {c["name"]: c for c in inspector.get_columns(table.name)}
+            columns = {c["name"]: c for c in inspector.get_columns(table.name)}
+            for name in _unique_columns(inspector, table.name):
+                if name in columns:
+                    columns[name]["unique"] = True
+            return columns
         if not create:
             raise ConfigError([f"{where}: table '{table.name}' does not exist in {db.safe_url} "
                                f"(create it, or set create_table: true)"])
@@ -154,6 +158,20 @@ def _existing_columns(db: Database, table: sa.Table, create: bool, where: str, d
         table.create(conn)
     logger.info("created table %s in %s", table.name, db.safe_url)
     return None
+
+
+def _unique_columns(inspector, name: str) -> set:
+    """Columns that a one-column unique constraint, unique index or primary key covers."""
+    single = set(inspector.get_pk_constraint(name).get("constrained_columns") or [])
+    if len(single) > 1:
+        single = set()
+    for constraint in inspector.get_unique_constraints(name):
+        if len(constraint["column_names"]) == 1:
+            single.add(constraint["column_names"][0])
+    for index in inspector.get_indexes(name):
+        if index.get("unique") and len(index["column_names"]) == 1:
+            single.add(index["column_names"][0])
+    return single
 
 
 def shape_problems(table: sa.Table, fields: dict, existing: dict) -> list[str]:
@@ -168,6 +186,8 @@ def shape_problems(table: sa.Table, fields: dict, existing: dict) -> list[str]:
         accepted = COLUMN_TYPES[declared][1]
         if not isinstance(found["type"], accepted):
             problems.append(f"column '{column.name}' is {found['type']} but is declared {declared}")
+        elif fields[column.name].unique and not found.get("unique"):
+            problems.append(f"column '{column.name}' is declared unique but has no unique constraint or index")
     for name, found in existing.items():
         if name not in table.columns and not found.get("nullable", True) and found.get("default") is None \
                 and not found.get("autoincrement") is True:

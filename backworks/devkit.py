@@ -120,6 +120,7 @@ class _peak_memory:
         return self
 
     def reset(self) -> None:
+        """Start measuring the peak again (after the load, before the hook)."""
         if self.enabled:
             tracemalloc.reset_peak()
 

@@ -38,11 +38,12 @@ def handle(request: dict) -> object:
     """
 
 
-def on_load(config: dict) -> None:
+def on_load(settings: dict) -> None:
     """Run once per (re)load with the plugin's `config` block; the return value is ignored.
 
-    A failure here refuses the load: at startup the server does not start, on reload the previous
-    version keeps serving.
+    Name the parameter anything but `config` (the global of that name cannot be rebound; it holds the
+    same block). A failure here refuses the load: at startup the server does not start, on reload the
+    previous version keeps serving.
     """
 
 

@@ -168,7 +168,8 @@ class RequestData:
         for key, value in (self._headers if self._headers is not None else self.wz.headers).items():
             lkey = key.lower()
             headers[lkey] = f"{headers[lkey]}, {value}" if lkey in headers else value
-        body = self.body if include_body else b""
+        has_body = self._body is not None or self.wz.content_length or "HTTP_TRANSFER_ENCODING" in self.wz.environ
+        body = self.body if include_body and has_body else b""
         return {
             "method": self.method,
             "path": self.path,

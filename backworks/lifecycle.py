@@ -1,16 +1,20 @@
-"""Process lifecycle under gunicorn: the last good config, kept by the master for the workers it forks.
+"""Process lifecycle under gunicorn: HUP only with a valid config, and the last good config for new workers.
 
-`kill -HUP` makes gunicorn fork new workers that load the config from disk. When that file is broken,
-a worker that cannot load it would fail to boot and gunicorn would stop altogether. So the master
-validates the config (and compiles its scripts) at start, at every HUP and before every fork, and
-remembers the text of the last version that loaded cleanly. Workers inherit that memory through
-fork(); a worker that finds the file broken serves the remembered text instead, says so loudly in
-the log, the dashboard and /readyz, and its file watcher picks up the fix as soon as it lands.
+A gunicorn worker that cannot load its app fails to boot, and gunicorn then stops altogether. So the
+master validates the config (and compiles its scripts) at start, at every HUP and before every fork:
+- a HUP while the config or a script is broken is refused; the running workers keep serving;
+- the master remembers the config and the files it names (scripts, mock files) as they were when they
+  last loaded cleanly, and workers inherit that memory through fork(). A worker (re)spawned while the
+  files are broken serves the remembered versions instead, says so loudly in the log, the dashboard and
+  /readyz, and its file watcher applies the fix as soon as it lands.
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from backworks.config import DEFAULT_CONFIG, load_config
@@ -18,8 +22,8 @@ from backworks.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-_last_good: dict[str, str] = {}  # resolved config path -> text that last loaded cleanly
-_checked: dict[str, tuple] = {}  # resolved config path -> (mtime_ns, size) last validated
+_last_good: dict[str, dict] = {}  # resolved config path -> {file: bytes} that last loaded cleanly
+_checked: dict[str, dict] = {}  # resolved config path -> {file: (mtime_ns, size)} last validated
 
 
 def config_path(path=None) -> Path:
@@ -27,13 +31,13 @@ def config_path(path=None) -> Path:
     return Path(path or os.environ.get("BACKWORKS_CONFIG") or DEFAULT_CONFIG).resolve()
 
 
-def last_good(path=None) -> str | None:
-    """Return the remembered text of the last config that loaded cleanly, if any."""
+def last_good(path=None) -> dict[str, bytes] | None:
+    """Return {path: content} of the last config (and the files it names) that loaded cleanly, if any."""
     return _last_good.get(str(config_path(path)))
 
 
 def validate(path=None) -> list[str]:
-    """Load the config and compile its scripts without serving; remember its text when it is good."""
+    """Load the config and compile its scripts without serving; remember its files when it is good."""
     from backworks.runtime import Runtime
 
     resolved = config_path(path)
@@ -42,42 +46,112 @@ def validate(path=None) -> list[str]:
         text = resolved.read_text(encoding="utf-8")
     except OSError as exc:
         return [f"{resolved}: cannot read config file: {exc.strerror or exc}"]
-    _checked[str(resolved)] = (stat.st_mtime_ns, stat.st_size)
+    _checked[str(resolved)] = {str(resolved): (stat.st_mtime_ns, stat.st_size)}
     try:
-        Runtime(load_config(resolved, text=text), {"check_only": True}).close()
+        runtime = Runtime(load_config(resolved, text=text), {"check_only": True})
     except ConfigError as exc:
         return list(exc.problems)
     except Exception as exc:
         return [f"{resolved}: {type(exc).__name__}: {exc}"]
-    _last_good[str(resolved)] = text
+    try:
+        files = named_file_contents(runtime)
+    finally:
+        runtime.close()
+    _checked[str(resolved)].update(file_stats(files))
+    files[str(resolved)] = text.encode("utf-8")
+    _last_good[str(resolved)] = files
     return []
 
 
+def named_file_contents(runtime) -> dict[str, bytes]:
+    """{path: bytes} of every file the config names (scripts, mock files) that exists."""
+    from backworks.app import watched_mtimes
+
+    contents = {}
+    for name in watched_mtimes(runtime):
+        try:
+            contents[name] = Path(name).read_bytes()
+        except OSError:
+            continue
+    return contents
+
+
 def validate_if_changed(path=None) -> list[str]:
-    """Validate again only when the config file changed since the last validation."""
+    """Validate again only when the config file or a file it names changed since the last validation."""
     resolved = config_path(path)
-    try:
-        stat = resolved.stat()
-    except OSError:
-        return validate(path)
-    if _checked.get(str(resolved)) == (stat.st_mtime_ns, stat.st_size):
+    seen = _checked.get(str(resolved))
+    if seen is not None and file_stats(seen) == seen:
         return []
     return validate(path)
 
 
+def file_stats(paths) -> dict[str, tuple | None]:
+    """{path: (mtime_ns, size)} for each path (None when it cannot be read)."""
+    stats = {}
+    for name in paths:
+        try:
+            stat = os.stat(name)
+            stats[name] = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            stats[name] = None
+    return stats
+
+
 def load_or_fallback(path=None, overrides=None, options=None):
-    """Load the runtime from disk; when that fails, from the last good text. Return (runtime, error)."""
-    from backworks.runtime import Runtime, load_runtime
+    """Load the runtime from disk; when that fails, from the last good files. Return (runtime, error)."""
+    from backworks.runtime import load_runtime
 
     try:
         return load_runtime(path, overrides, options), None
     except ConfigError as exc:
-        text = last_good(path)
-        if text is None:
+        files = last_good(path)
+        if files is None:
             raise
         logger.error("config %s is broken; this worker serves the last good version instead:\n%s",
                      config_path(path), exc)
-        return Runtime(load_config(path, overrides, text=text), options), str(exc)
+        return load_remembered(config_path(path), overrides, options, files), str(exc)
+
+
+def load_remembered(path: Path, overrides, options, files: dict[str, bytes]):
+    """Build a runtime from remembered files: the config text, and copies of the scripts it names."""
+    from backworks.runtime import Runtime
+
+    config = load_config(path, overrides, text=files[str(path)].decode("utf-8"))
+    copies = _private_copies(files)
+    real_resolve = config.resolve
+    config.resolve = lambda relative: copies.get(str(real_resolve(relative)), real_resolve(relative))
+    try:
+        return Runtime(config, options)
+    finally:
+        del config.resolve  # from now on the file watcher looks at the real files, and sees the fix
+
+
+def _private_copies(files: dict[str, bytes]) -> dict[str, Path]:
+    directory = Path(tempfile.mkdtemp(prefix="backworks-last-good-"))
+    atexit.register(shutil.rmtree, directory, True)
+    copies = {}
+    for index, (original, content) in enumerate(sorted(files.items())):
+        copy = directory / str(index) / Path(original).name
+        copy.parent.mkdir()
+        copy.write_bytes(content)
+        copies[original] = copy
+    return copies
+
+
+def guard_reload(arbiter) -> None:
+    """Make a gunicorn HUP validate first: a broken config or script is refused, the workers keep serving."""
+    reload = arbiter.reload
+
+    def guarded_reload():
+        problems = validate()
+        if problems:
+            arbiter.log.error("HUP refused: config %s is broken; the running workers keep serving the last "
+                              "good config:\n%s", config_path(), "\n".join(problems))
+            return
+        arbiter.log.info("HUP: config %s is valid; replacing the workers", config_path())
+        reload()
+
+    arbiter.reload = guarded_reload
 
 
 def reset_metrics_dir(directory: Path) -> None:

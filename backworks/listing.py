@@ -20,9 +20,10 @@ OPERATORS = sorted([op for op in COMPARE if op] + ["contains", "in", "isnull"])
 class Plan:
     """One list request, ready to run: the select, the count and the page it covers."""
 
-    def __init__(self, select, count, limit: int, offset: int, params: list, by_page: bool):
+    def __init__(self, select, count, limit: int, offset: int, params: list, by_page: bool, bind: dict):
         self.select = select
         self.count = count
+        self.bind = bind  # values of the statements' bound limit/offset, when they have them
         self.limit = limit
         self.offset = offset
         self.params = params  # the query parameters other than paging, kept in Link URLs
@@ -53,7 +54,8 @@ class Plan:
 class ListQuery:
     """Turns a query string into a Plan; every name is checked against the declared fields."""
 
-    RESERVED = ("limit", "offset", "page", "per_page", "sort")
+    PAGING = ("limit", "offset", "page", "per_page")
+    RESERVED = PAGING + ("sort",)
 
     def __init__(self, table: sa.Table, fields: dict, id_name: str, default_limit: int, max_limit: int):
         self.table = table
@@ -62,6 +64,10 @@ class ListQuery:
         self.default_limit = default_limit
         self.max_limit = max_limit
         self.base = sa.select(table)
+        # The unfiltered, default-sorted page is the common case: its statements are built once.
+        page = sa.bindparam("page_limit", type_=sa.Integer), sa.bindparam("page_offset", type_=sa.Integer)
+        self.plain_select = self.base.order_by(self.key.asc()).limit(page[0]).offset(page[1])
+        self.plain_count = sa.select(sa.func.count()).select_from(table)
 
     def plan(self, query) -> Plan:
         """Build the Plan for a query MultiDict; 400 listing every problem."""
@@ -71,10 +77,13 @@ class ListQuery:
         limit, offset, by_page = self.page(query, problems)
         if problems:
             raise HTTPError(400, "invalid_query", "; ".join(problems), details=problems)
-        select = self.base.where(*conditions).order_by(*order).limit(limit).offset(offset)
+        params = [(k, v) for k, v in query.items(multi=True) if k not in self.PAGING]
+        if not conditions and order is None:
+            return Plan(self.plain_select, self.plain_count, limit, offset, params, by_page,
+                        {"page_limit": limit, "page_offset": offset})
+        select = self.base.where(*conditions).order_by(*(order or [self.key.asc()])).limit(limit).offset(offset)
         count = sa.select(sa.func.count()).select_from(self.table).where(*conditions)
-        params = [(k, v) for k, v in query.items(multi=True) if k not in self.RESERVED[:4]]
-        return Plan(select, count, limit, offset, params, by_page)
+        return Plan(select, count, limit, offset, params, by_page, {})
 
     def conditions(self, query, problems: list) -> list:
         """The WHERE clauses of the filters (`field`, `field__op`), values bound as parameters."""
@@ -115,8 +124,10 @@ class ListQuery:
             return column.in_(values)
         return getattr(column, COMPARE[op])(f.parse(text))
 
-    def order(self, text: str | None, problems: list) -> list:
-        """ORDER BY from `sort=-a,b`, always ending with the id so pages are stable."""
+    def order(self, text: str | None, problems: list) -> list | None:
+        """ORDER BY from `sort=-a,b`, always ending with the id so pages are stable; None: by id only."""
+        if not text:
+            return None
         order, seen = [], set()
         for part in (text or "").split(","):
             part = part.strip()

@@ -22,9 +22,9 @@ PLUGIN_CALLS = Counter("backworks_plugin_calls_total", "Plugin hook calls, by pl
 PLUGIN_LATENCY = Histogram("backworks_plugin_duration_seconds", "Time spent in a plugin hook.",
                            ["plugin", "hook"], buckets=LATENCY_BUCKETS)
 PLUGIN_BREAKER_OPEN = Gauge("backworks_plugin_breaker_open", "1 while a plugin's circuit breaker is open "
-                            "or half-open, else 0.", ["plugin"], multiprocess_mode="max")
+                            "or half-open, else 0.", ["plugin"], multiprocess_mode="livemax")
 UPSTREAM_HEALTHY = Gauge("backworks_upstream_target_healthy", "1 when an upstream target passes its health "
-                         "checks, else 0.", ["upstream", "target"], multiprocess_mode="min")
+                         "checks, else 0.", ["upstream", "target"], multiprocess_mode="livemin")
 UPSTREAM_REQUESTS = Counter("backworks_upstream_requests_total", "Requests sent to upstream targets, by "
                             "outcome (ok, error, timeout).", ["upstream", "target", "outcome"])
 CAPTURE_WRITES = Counter("backworks_capture_writes_total", "Exchanges recorded, by outcome (ok, failed).",

@@ -76,6 +76,7 @@ class PluginChain:
             logger.warning("plugin request change ignored: %s", exc)
             new = request
         new.plugin_notes = notes
+        new.plugin_view = current  # what after_response hooks see, without building it again
         return new
 
     def after_response(self, request: RequestData, reply: Reply) -> Reply:
@@ -83,7 +84,7 @@ class PluginChain:
         notes = list(getattr(request, "plugin_notes", ()))
         runs = self.after.active_groups() if self.after.plugins else ()
         if runs:
-            request_dict = request_data(request, self.with_body)
+            request_dict = getattr(request, "plugin_view", None) or request_data(request, self.with_body)
             original = current = response_data(reply)
             for run in runs:
                 result, closed = run_group(AFTER, run, request_dict, current, notes)

@@ -11,12 +11,11 @@ from backworks.errors import ConfigError
 from backworks.isolation import on_main_thread, pick_isolation
 from backworks.metrics import PLUGIN_BREAKER_OPEN, PLUGIN_CALLS, PLUGIN_LATENCY
 from backworks.modes.base import LoadContext
+from backworks.plugin_chain import AFTER, BEFORE, PluginChain
 from backworks.plugin_stats import PluginStats
 
 logger = logging.getLogger(__name__)
 script_logger = logging.getLogger("backworks.plugin")  # the logger scripts' `log` lines go to
-
-BEFORE, AFTER = "before_request", "after_response"
 
 
 class Plugin:
@@ -108,14 +107,12 @@ class PluginSet:
         if problems:
             raise ConfigError(problems)
 
-    def chain_for(self, endpoint: str):
+    def chain_for(self, endpoint: str) -> PluginChain | None:
         """The plugins that apply to an endpoint and define a request hook (None when there are none)."""
         plugins = [p for p in self.plugins.values() if endpoint_matches(p.settings["endpoints"], endpoint)
                    and (BEFORE in p.script.hooks or AFTER in p.script.hooks)]
         if not plugins:
             return None
-        from backworks.plugin_chain import PluginChain
-
         return PluginChain(plugins, with_body=_reads_body(self.config, endpoint))
 
     def status(self) -> list[dict]:
@@ -207,10 +204,8 @@ def load_plugin(name: str, settings: dict, config: Config, ctx: LoadContext) -> 
 
 def display_path(path: Path) -> str:
     """A script's path as messages show it: relative to the working directory when inside it."""
-    try:
-        return os.path.relpath(path) if not os.path.relpath(path).startswith("..") else str(path)
-    except ValueError:
-        return str(path)
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative
 
 
 def _reads_body(config: Config, endpoint: str) -> bool:

@@ -156,7 +156,6 @@ class Upstream:
         self.client_host = settings["host_header"] == "client"
         self.health = settings.get("health_check")
         self.targets = [Target(self, spec, settings) for spec in settings["targets"]]
-        self.targets_text = ", ".join(t.name for t in self.targets)
         self._counter = itertools.count()
         self._lock = threading.Lock()
 

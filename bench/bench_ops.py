@@ -1,6 +1,6 @@
 """Cost of the operations hot path: request metrics + recent-requests ring, in-process and under gunicorn.
 
-Run: .venv/bin/python bench/bench_ops.py [--seconds 3] [--calls 20000]
+Run: .venv/bin/python bench/bench_ops.py [--seconds 3] [--calls 20000] [--rounds 3]
 1. In-process: time per WSGI call of a mock endpoint with recording on, against the same app with the
    recorder replaced by a no-op (the baseline, measured in the same run).
 2. gunicorn (sync, 2 workers) + wrk: bare Flask, Backworks with per-process metrics, and Backworks with
@@ -66,38 +66,42 @@ def in_process(calls: int) -> None:
           f"{recorded:.1f} us/request; overhead {recorded - base:.1f} us ({recorded / base:.2f}x)")
 
 
-def under_gunicorn(seconds: int) -> None:
+def under_gunicorn(seconds: int, rounds: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-ops-"))
     (work / "c.yaml").write_text(CONFIG)
     (work / "bare_flask.py").write_text(BARE_APP)
     env = {"BACKWORKS_CONFIG": str(work / "c.yaml")}
     servers = {
         "bare Flask": Server("bare_flask:app", chdir=work, ready_path="/items"),
-        "Backworks (per-process metrics)": Server("wsgi:app", env=env, ready_path="/items"),
-        "Backworks (gunicorn.conf.py, multiprocess)": Server(
+        "Backworks, per-process metrics": Server("wsgi:app", env=env, ready_path="/items"),
+        "Backworks, gunicorn.conf.py": Server(
             "wsgi:app", ready_path="/items",
             env={**env, "GUNICORN_CMD_ARGS": f"-c {ROOT / 'config' / 'gunicorn.conf.py'}"}),
     }
-    results = {}
+    runs: dict = {label: [] for label in servers}
     try:
-        for label, server in servers.items():
-            results[label] = run_wrk(server.url + "/items", 32, seconds, threads=2)
-            print_row(label, results[label])
+        for round_no in range(rounds):  # interleaved rounds, so a noisy moment hits every server alike
+            for label, server in servers.items():
+                result = run_wrk(server.url + "/items", 32, seconds, threads=2)
+                runs[label].append(result)
+                print_row(f"{label} #{round_no + 1}", result)
     finally:
         for server in servers.values():
             server.stop()
-    base = results["bare Flask"]["rps"]
-    for label, result in results.items():
-        print(f"{label}: throughput ratio {result['rps'] / base:.2f} vs bare Flask (target >= 0.90)")
+    median = {label: sorted(r["rps"] for r in results)[len(results) // 2] for label, results in runs.items()}
+    for label, rps in median.items():
+        print(f"{label}: median {rps:.0f} req/s, throughput ratio {rps / median['bare Flask']:.2f} vs bare Flask "
+              f"(target >= 0.90)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--calls", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     in_process(args.calls)
-    under_gunicorn(args.seconds)
+    under_gunicorn(args.seconds, args.rounds)
 
 
 if __name__ == "__main__":

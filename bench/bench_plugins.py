@@ -9,6 +9,7 @@ inline and in a sandbox child. Targets: inline <= 20 us per hook; process <= 150
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -38,6 +39,29 @@ def write_config(work: Path, isolation: str = "auto", plugins: int = PLUGINS) ->
     return path
 
 
+def worker_cpu_s(master_pid: int) -> float:
+    """CPU seconds (user + system) used so far by the gunicorn workers of a master."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master_pid:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def measured(server, path: str, seconds: int) -> dict:
+    """One wrk run, plus the workers' CPU time per request (robust to other load on the machine)."""
+    before = worker_cpu_s(server.proc.pid)
+    result = run_wrk(server.url + path, 32, seconds, threads=2)
+    result["cpu_us"] = (worker_cpu_s(server.proc.pid) - before) / max(1.0, result["rps"] * seconds) * 1e6
+    return result
+
+
 def throughput(work: Path, seconds: int, rounds: int) -> float:
     """Print req/s with and without plugins; return the ratio of the best rounds."""
     server = Server("wsgi:app", env={"BACKWORKS_CONFIG": str(write_config(work))}, workers=2,
@@ -47,17 +71,22 @@ def throughput(work: Path, seconds: int, rounds: int) -> float:
         run_wrk(server.url + "/plugged", 32, 1)
         plain, plugged = [], []
         for _ in range(rounds):
-            plain.append(run_wrk(server.url + "/plain", 32, seconds, threads=2))
-            plugged.append(run_wrk(server.url + "/plugged", 32, seconds, threads=2))
+            plain.append(measured(server, "/plain", seconds))
+            plugged.append(measured(server, "/plugged", seconds))
     finally:
         server.stop()
     best_plain = max(plain, key=lambda r: r["rps"])
     best_plugged = max(plugged, key=lambda r: r["rps"])
-    print(f"Throughput, gunicorn sync x2, wrk 32 connections, best of {rounds} x {seconds}s:")
+    print(f"Throughput, gunicorn sync x2, wrk 32 connections, best of {rounds} x {seconds}s "
+          f"(load average before: {os.getloadavg()[0]:.1f}):")
     print_row("mock endpoint, no plugins", best_plain)
     print_row(f"mock endpoint, {PLUGINS} trivial plugins", best_plugged)
     ratio = best_plugged["rps"] / best_plain["rps"]
     print(f"  ratio with/without plugins: {ratio:.3f} (target >= 0.75)")
+    cpu_plain = statistics.median(r["cpu_us"] for r in plain)
+    cpu_plugged = statistics.median(r["cpu_us"] for r in plugged)
+    print(f"  worker CPU per request: {cpu_plain:.0f} us without, {cpu_plugged:.0f} us with plugins; "
+          f"CPU ratio {cpu_plain / cpu_plugged:.3f}")
     return ratio
 
 

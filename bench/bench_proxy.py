@@ -17,7 +17,7 @@ import textwrap
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, Server, print_row, run_wrk  # noqa: E402
+from common import Server, print_row, run_wrk  # noqa: E402
 
 UPSTREAM = textwrap.dedent('''
     BODY = b'{"id": 1, "name": "Kettle", "price": 29.5, "tags": ["kitchen", "steel"]}'

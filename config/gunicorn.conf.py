@@ -41,16 +41,11 @@ def on_starting(server):
         raise SystemExit("Backworks config is broken, not starting:\n" + "\n".join(problems))
 
 
-def on_reload(server):
-    """On HUP: validate the config; when broken, the new workers keep serving the last good one."""
+def when_ready(server):
+    """From now on a HUP validates the config first and is refused while it is broken."""
     from backworks import lifecycle
 
-    problems = lifecycle.validate()
-    if problems:
-        server.log.error("HUP: config %s is broken; new workers keep the last good config:\n%s",
-                         lifecycle.config_path(), "\n".join(problems))
-    else:
-        server.log.info("HUP: config %s is valid; replacing workers", lifecycle.config_path())
+    lifecycle.guard_reload(server)
 
 
 def pre_fork(server, worker):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 
@@ -96,3 +97,33 @@ class FakeUpstream:
         """Stop serving and free the port."""
         self.server.shutdown()
         self.server.server_close()
+
+
+class DyingUpstream:
+    """A raw TCP server that breaks every exchange: closes at once, or after part of a promised body."""
+
+    def __init__(self, mode: str = "close"):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.mode = mode
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", self.port))
+        self.sock.listen(16)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                if self.mode == "partial":
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 300000)
+
+    def stop(self) -> None:
+        """Stop accepting."""
+        self.sock.close()

@@ -22,6 +22,14 @@ CONFIG = f"""
       slow: {{path: /slow, mock: {{json: {{slow: true}}, delay_ms: 1500}}}}
 """
 BROKEN = CONFIG.replace("mock: {json: {v: VERSION}}", "mode: mok")
+TAG_PLUGIN = """
+    plugins:
+      tag: {script: tag.py}
+"""
+TAG_SCRIPT = """
+def after_response(request, response):
+    return dict(response, headers=dict(response["headers"], **{{"x-tag": "{tag}"}}))
+"""
 
 
 def write_version(path: Path, version: int) -> None:
@@ -33,9 +41,9 @@ def serves(url: str, version: int, times: int = 8) -> bool:
     return all(requests.get(url + "/version", timeout=5).json() == {"v": version} for _ in range(times))
 
 
-def all_workers_report(url: str, predicate, times: int = 8) -> bool:
-    """True when `times` admin status calls in a row satisfy `predicate`."""
-    return all(predicate(admin(url, "status").json()) for _ in range(times))
+def wait_booted(server, workers: int) -> None:
+    """Wait until `workers` workers have loaded the app (the fixture returns once the first answers)."""
+    wait_for(lambda: server.output().count("backworks.app: loaded") >= workers, what=f"{workers} workers")
 
 
 def worker_pids(master_pid: int) -> list[int]:
@@ -48,6 +56,7 @@ def test_hup_applies_good_configs_and_never_a_broken_one_without_failed_requests
     config = tmp_path / "backworks.yaml"
     write_version(config, 1)
     server = gunicorn(config, workers=2, extra=GUNICORN_CONF)
+    wait_booted(server, 2)
     load = Load(server.url + "/version", total=3000, threads=2, pause_s=0.005).start()
     wait_for(lambda: load.done() >= 20, what="the load to start")
 
@@ -55,14 +64,14 @@ def test_hup_applies_good_configs_and_never_a_broken_one_without_failed_requests
     server.signal(signal.SIGHUP)
     wait_for(lambda: serves(server.url, 2), what="version 2 after HUP")
 
+    workers = wait_for(lambda: len(worker_pids(server.proc.pid)) == 2 and sorted(worker_pids(server.proc.pid)),
+                       what="the old workers to exit")
     write_config(tmp_path, BROKEN)
     server.signal(signal.SIGHUP)
-    wait_for(lambda: all_workers_report(server.url, lambda s: s["last_reload_error"]),
-             what="new workers booted on the last good config")
-    status = admin(server.url, "status").json()
-    assert "endpoints.version.mode: unallowed value 'mok' (did you mean 'mock'?)" in status["last_reload_error"]
+    wait_for(lambda: "HUP refused" in server.output(), what="the HUP to be refused")
+    assert "endpoints.version.mode: unallowed value 'mok' (did you mean 'mock'?)" in server.output()
     assert serves(server.url, 2)
-    assert "HUP: config" in server.output() and "is broken; new workers keep the last good config" in server.output()
+    assert sorted(worker_pids(server.proc.pid)) == workers
 
     write_version(config, 3)
     server.signal(signal.SIGHUP)
@@ -77,6 +86,26 @@ def test_hup_applies_good_configs_and_never_a_broken_one_without_failed_requests
     assert '{"v":3}' in versions and '{"v":2}' in versions
 
 
+def test_hup_with_a_broken_plugin_script_is_refused_and_a_fixed_one_applies(tmp_path, gunicorn):
+    config = tmp_path / "backworks.yaml"
+    script = tmp_path / "tag.py"
+    script.write_text(TAG_SCRIPT.format(tag="one"))
+    write_config(tmp_path, CONFIG.replace("VERSION", "1") + TAG_PLUGIN)
+    server = gunicorn(config, workers=2, extra=GUNICORN_CONF)
+    wait_booted(server, 2)
+    assert requests.get(server.url + "/version", timeout=5).headers["X-Tag"] == "one"
+    script.write_text("def after_response(request, response)\n    return None\n")
+    server.signal(signal.SIGHUP)
+    wait_for(lambda: "HUP refused" in server.output(), what="the HUP to be refused")
+    assert "tag.py" in server.output().split("HUP refused", 1)[1]
+    load = Load(server.url + "/version", total=40, threads=2).start()
+    assert [r[0] for r in load.join()] == [200] * 40
+    script.write_text(TAG_SCRIPT.format(tag="two"))
+    server.signal(signal.SIGHUP)
+    wait_for(lambda: all(requests.get(server.url + "/version", timeout=5).headers["X-Tag"] == "two"
+                         for _ in range(8)), what="the fixed script in every worker")
+
+
 def test_worker_respawned_while_the_config_is_broken_serves_the_last_good_one(tmp_path, gunicorn):
     config = tmp_path / "backworks.yaml"
     write_version(config, 1)
@@ -88,6 +117,27 @@ def test_worker_respawned_while_the_config_is_broken_serves_the_last_good_one(tm
     server.wait_ready()
     assert serves(server.url, 1)
     assert "unallowed value 'mok'" in admin(server.url, "status").json()["last_reload_error"]
+    assert server.proc.poll() is None
+
+
+def test_worker_respawned_while_a_script_is_broken_runs_the_last_good_script(tmp_path, gunicorn):
+    config = tmp_path / "backworks.yaml"
+    script = tmp_path / "tag.py"
+    script.write_text(TAG_SCRIPT.format(tag="one"))
+    write_config(tmp_path, CONFIG.replace("VERSION", "1").replace("watch: false", "watch: true") + TAG_PLUGIN)
+    server = gunicorn(config, workers=1, extra=GUNICORN_CONF)
+    script.write_text("def after_response(request, response)\n    return None\n")
+    (old_worker,) = worker_pids(server.proc.pid)
+    os.kill(old_worker, signal.SIGKILL)
+    wait_for(lambda: worker_pids(server.proc.pid) not in ([], [old_worker]), what="a new worker")
+    server.wait_ready()
+    resp = requests.get(server.url + "/version", timeout=5)
+    assert resp.json() == {"v": 1} and resp.headers["X-Tag"] == "one"
+    assert "tag.py:1: expected ':' (SyntaxError)" in admin(server.url, "status").json()["last_reload_error"]
+    script.write_text(TAG_SCRIPT.format(tag="two"))  # the new worker's file watcher applies the fix
+    wait_for(lambda: requests.get(server.url + "/version", timeout=5).headers["X-Tag"] == "two",
+             what="the fixed script")
+    assert admin(server.url, "status").json()["last_reload_error"] is None
     assert server.proc.poll() is None
 
 

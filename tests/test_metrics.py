@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import time
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -90,7 +92,9 @@ def test_metrics_without_gunicorn_count_this_process(tmp_path):
     client.get("/ping")
     after = sample(client.get("/metrics").text, "backworks_requests_total", endpoint="ping", status="200")
     assert after - before == 2
-    assert sample(client.get("/metrics").text, "backworks_requests_total", endpoint="-", status="404") >= 0
+    unmatched = sample(client.get("/metrics").text, "backworks_requests_total", endpoint="-", mode="-", status="404")
+    client.get("/no-such-path")
+    assert sample(client.get("/metrics").text, "backworks_requests_total", endpoint="-", status="404") == unmatched + 1
 
 
 def test_plugin_failures_are_counted_by_kind_across_workers(tmp_path, gunicorn):
@@ -109,3 +113,27 @@ def test_plugin_failures_are_counted_by_kind_across_workers(tmp_path, gunicorn):
     text = requests.get(server.url + "/metrics", timeout=10).text
     assert sample(text, "backworks_plugin_calls_total", plugin="failing", hook="before_request", kind="error") == 12
     assert sample(text, "backworks_plugin_breaker_open", plugin="failing") == 0
+
+
+def test_breaker_gauge_of_a_replaced_worker_does_not_stick(tmp_path, gunicorn):
+    (tmp_path / "failing.py").write_text(FAILING)
+    config = write_config(tmp_path, CONFIG + """
+    plugins:
+      failing:
+        script: failing.py
+        endpoints: [hello]
+        circuit_breaker: {failure_threshold: 1, recovery_s: 600}
+    """)
+    server = gunicorn(config, workers=1, extra=GUNICORN_CONF, env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "m")})
+    assert requests.get(server.url + "/hello", timeout=10).status_code == 200
+    text = requests.get(server.url + "/metrics", timeout=10).text
+    assert sample(text, "backworks_plugin_breaker_open", plugin="failing") == 1
+    old_pid = requests.get(server.url + "/healthz", timeout=10).json()["pid"]
+    server.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 15
+    while Path(f"/proc/{old_pid}").exists():  # replaced, exited and reaped by the master
+        assert time.monotonic() < deadline, "the worker was not replaced"
+        time.sleep(0.1)
+    text = requests.get(server.url + "/metrics", timeout=10).text
+    assert sample(text, "backworks_plugin_breaker_open", plugin="failing") == 0
+    assert sample(text, "backworks_requests_total", endpoint="hello", status="200") == 1  # counters survive

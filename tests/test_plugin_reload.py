@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import textwrap
 import threading
 import time
 
@@ -10,7 +9,6 @@ import pytest
 import requests
 import yaml
 
-from tests.conftest import ROOT
 
 SCRIPT = """
 def after_response(request, response):
@@ -18,7 +16,7 @@ def after_response(request, response):
 """
 BROKEN_SCRIPT = "def after_response(request, response:\n    return None\n"
 FAILING_ON_LOAD = SCRIPT + "\n\ndef on_load(settings):\n    raise ValueError('refuse this version')\n"
-VISIBLE_WITHIN_S = 1.0
+VISIBLE_WITHIN_S = 1.0  # half a second of polling plus the load; a busy 2-core machine may need more
 THREADS = 4
 
 
@@ -100,15 +98,19 @@ def test_edits_reach_every_worker_within_a_second_with_no_failed_request(tmp_pat
     assert len(results) > 100
     for index, (written, expected, good) in enumerate(timeline):
         until = timeline[index + 1][0] if index + 1 < len(timeline) else float("inf")
-        settled = written + VISIBLE_WITHIN_S if good else written
-        seen = {r[3] for r in results if settled <= r[0] and r[1] < until}
+        window = [r for r in results if written <= r[0] and r[1] < until]
+        if good:  # the last request that still saw the old version started this long after the write
+            stale = [r[0] - written for r in window if r[3] != expected]
+            assert max(stale, default=0) < VISIBLE_WITHIN_S, (
+                f"step {index}: {expected!r} reached every worker only after {max(stale):.2f} s")
+        seen = {r[3] for r in window if r[0] >= written + (VISIBLE_WITHIN_S if good else 0)}
         assert seen == {expected}, f"step {index}: expected only {expected!r} after the change, saw {seen}"
     log = server.output()
     assert "reload (files changed) refused, still serving the previous config" in log
     assert "versioned.py:1: " in log  # the broken script's own line
     assert "refuse this version" in log
     isolation = "inline" if worker_class == "sync" else "process"
-    assert f"plugin versioned loaded from" in log and f"({isolation} isolation)" in log
+    assert "plugin versioned loaded from" in log and f"({isolation} isolation)" in log
 
 
 def test_check_reports_a_broken_script_that_reload_refused(tmp_path):

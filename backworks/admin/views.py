@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, redirect, render_template, request
+from flask import Blueprint, render_template, request
 
 logger = logging.getLogger(__name__)
 
@@ -12,10 +12,6 @@ POLL_MS = 1000
 
 def register(bp: Blueprint, backworks) -> None:
     """Add the dashboard page to the admin blueprint."""
-
-    @bp.get("")
-    def bare():
-        return redirect(request.script_root + backworks.runtime.admin_path + "/", 308)
 
     @bp.get("/")
     def dashboard():

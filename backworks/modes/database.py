@@ -163,7 +163,7 @@ class DatabaseMode(Mode):
         """GET collection: filters, sort, pagination; {items, total, limit, offset} plus Link headers."""
         plan = self.listing.plan(request.query)
         with self.db.engine.connect() as conn:
-            rows = conn.execute(plan.select).all()
+            rows = conn.execute(plan.select, plan.bind).all()
             if plan.offset == 0 and len(rows) < plan.limit:
                 total = len(rows)
             else:

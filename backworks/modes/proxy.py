@@ -107,8 +107,7 @@ class ProxyMode(Mode):
             path = path[len(self.strip_prefix):] or "/"
         if self.add_prefix:
             path = self.add_prefix + path
-        query = request.query_string if request.query is not request.wz.args else \
-            environ.get("QUERY_STRING", "")
+        query = request.query_string  # the raw bytes unless a plugin replaced the query
         return f"{path}?{query}" if query else path
 
     def request_headers(self, request: RequestData, length: int | None) -> dict:

@@ -6,6 +6,7 @@ import logging
 
 from backworks.errors import ConfigError
 from backworks.http import JSON_TYPE, Reply, RequestData, error_reply
+from backworks.metrics import PLUGIN_CALLS, PLUGIN_LATENCY
 from backworks.modes.base import LoadContext, Mode
 from backworks.schema import field
 
@@ -57,6 +58,7 @@ class RuntimeMode(Mode):
         self.display = str(path)
         self.key = f"runtime:{spec.name}"
         self.budget = Budget(block["timeout_ms"], block["memory_mb"])
+        self.latency = PLUGIN_LATENCY.labels(self.key, "handle")
         outcome = self.sandbox.load(self.key, script, block["config"], self.budget)
         if outcome.kind != "ok":
             raise self.problem("script", f"loading the script failed ({outcome.kind}): {outcome.message}")
@@ -68,17 +70,19 @@ class RuntimeMode(Mode):
             from backworks.plugins import log_script_lines
 
             log_script_lines(self.display, outcome.logs)
-        meta = {"handler": outcome.kind, "handler_ms": round(outcome.duration_ms, 1)}
+        reply = None
         if outcome.kind == "ok":
             try:
                 reply = to_reply(outcome.value)
             except ValueError as exc:
                 outcome.kind, outcome.message = "invalid", str(exc)
-                meta["handler"] = "invalid"
-            else:
-                reply.meta = meta
-                return reply
-        return self.failure(request, outcome, meta)
+        self.latency.observe(outcome.duration_ms / 1000.0)
+        PLUGIN_CALLS.labels(self.key, "handle", outcome.kind).inc()
+        meta = {"handler": outcome.kind, "handler_ms": round(outcome.duration_ms, 1)}
+        if reply is None:
+            return self.failure(request, outcome, meta)
+        reply.meta = meta
+        return reply
 
     def failure(self, request: RequestData, outcome, meta: dict) -> Reply:
         """Log what went wrong (with the script's own frames) and answer a JSON error with the request id."""

@@ -28,6 +28,7 @@ class Sandbox:
         self._hooks: dict[str, frozenset] = {}
         self._loads: dict[str, tuple] = {}
         self._warned = False
+        self._pending: set[str] = set()
 
     @property
     def child(self) -> ChildProcess:
@@ -56,11 +57,14 @@ class Sandbox:
             if self._child is not None:
                 self._child.load(key, script, config, budget)
             return outcome
+        if self.runner is not None:
+            self._pending.add(key)  # loaded inline on the main thread's next use
         return self.child.load(key, script, config, budget)
 
     def call(self, key: str, hook: str, args: tuple, budget: Budget = Budget()) -> Outcome:
         """Run one hook of `key` with copies of `args`."""
         if self._inline_here():
+            self._load_pending()
             return plain_outcome(self.runner.call(key, hook, args, budget))
         self._ensure_child_loaded(key)
         return self.child.call(key, hook, args, budget)
@@ -68,12 +72,23 @@ class Sandbox:
     def run_phase(self, phase: str, steps: list, request: dict, response: dict | None = None) -> PhaseResult:
         """Run every step's `phase` hook in order with fail-open semantics (one round trip in a child)."""
         check_phase(phase)
-        steps = [Step(*s) for s in steps if phase in self._hooks.get(Step(*s).key, frozenset({phase}))]
+        steps = [step for step in map(Step._make, steps) if phase in self._hooks.get(step.key, (phase,))]
+        if not steps:
+            return PhaseResult(request=request, response=response)
         if self._inline_here():
+            self._load_pending()
             return run_phase(self.runner, phase, steps, request, response)
         for step in steps:
             self._ensure_child_loaded(step.key)
         return self.child.run_phase(phase, steps, request, response)
+
+    def _load_pending(self) -> None:
+        """Run inline the loads that arrived from another thread (they went to the child meanwhile)."""
+        while self._pending:
+            key = self._pending.pop()
+            outcome = self.runner.load(key, *self._loads[key])
+            if not outcome.ok:
+                logger.warning("script %s failed to load inline: %s", key, outcome.message)
 
     def _ensure_child_loaded(self, key: str) -> None:
         """An inline sandbox used off the main thread loads its scripts into the child on demand."""

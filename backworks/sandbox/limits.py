@@ -4,6 +4,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import _signal
 import resource
 import signal
 import threading
@@ -77,11 +78,15 @@ def tick() -> None:
         raise _timeout()
 
 
+_MAIN_THREAD = threading.main_thread().ident
+_raw_handler = _signal.getsignal  # signal.getsignal wraps it in an enum lookup that costs ~9 us
+
+
 def timer_usable() -> bool:
     """Tell whether SIGALRM can time scripts here: main thread, and nobody else owns the signal."""
-    if threading.current_thread() is not threading.main_thread():
+    if threading.get_ident() != _MAIN_THREAD:
         return False
-    current = signal.getsignal(signal.SIGALRM)
+    current = _raw_handler(signal.SIGALRM)
     if current is _on_alarm:
         return True
     return current in (signal.SIG_DFL, signal.SIG_IGN, None, _on_alarm)
@@ -112,7 +117,7 @@ def arm(budget: Budget, memory: bool = True):
     The caller's `finally` must set `Clock.active = False` as its first statement (inline, not through a
     function call: a pending alarm is delivered at a function's entry), then call disarm().
     """
-    if signal.getsignal(signal.SIGALRM) is not _on_alarm:
+    if _raw_handler(signal.SIGALRM) is not _on_alarm:
         _install()
     old_limit = None
     if memory and not Clock.session:
@@ -144,7 +149,7 @@ def begin_session(memory_mb: int | None):
     Each step then only sets its deadline: the timer ticks every REFIRE_S and raises once the running
     step's deadline has passed. Returns what end_session() restores.
     """
-    if signal.getsignal(signal.SIGALRM) is not _on_alarm:
+    if _raw_handler(signal.SIGALRM) is not _on_alarm:
         _install()
     old_limit = None
     if memory_mb is not None:

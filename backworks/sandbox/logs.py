@@ -23,7 +23,8 @@ class ScriptLog:
         text = str(message)[:rules.MAX_LOG_LINE]
         if args:
             try:
-                text = guards.guarded_mod(text, args) if "%" in text else " ".join([text, *(repr(a)[:80] for a in args)])
+                extra = (repr(a)[:80] for a in args)
+                text = guards.guarded_mod(text, args) if "%" in text else " ".join([text, *extra])
             except (TypeError, ValueError, MemoryError):
                 text = " ".join([text, *(repr(a)[:80] for a in args)])
         line = f"{logging.getLevelName(level)} {text[:rules.MAX_LOG_LINE]}"

@@ -64,14 +64,14 @@ def _run_steps(runner, phase, steps, request, response, emit) -> PhaseResult:
             continue
         args = (result.request,) if phase == "before_request" else (result.request, result.response)
         outcome = runner.call(step.key, phase, args, step.budget)
-        if outcome.ok:
+        if outcome.kind == "ok":
             outcome, result.request, result.response, short = apply(phase, outcome, result.request,
                                                                      result.response, lambda: _name(runner, step.key))
             result.short_circuit = short
         result.outcomes.append((step.key, outcome))
         if emit is not None:
             emit(index, step.key, outcome, result)
-        if not outcome.ok and step.on_error == "closed":
+        if outcome.kind != "ok" and step.on_error == "closed":
             result.failed_closed = (step.key, outcome)
             break
         if result.short_circuit:

@@ -42,6 +42,7 @@ class ChildProcess:
         self.state_settings = state_settings
         self.lock = threading.Lock()
         self.proc: subprocess.Popen | None = None
+        self.spare: subprocess.Popen | None = None
         self.buffer = b""
         self.scripts: dict[str, tuple] = {}  # key -> (script, config, budget): replayed after a respawn
         self.ready = False
@@ -50,40 +51,43 @@ class ChildProcess:
 
     # process management
 
-    def spawn(self) -> None:
-        """Start a fresh child by exec (safe from threaded processes); it is waited for on first use."""
-        self.proc = subprocess.Popen(
+    def start(self) -> subprocess.Popen:
+        """Start a child by exec (safe from threaded processes); it boots in the background."""
+        proc = subprocess.Popen(
             [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {PACKAGE_ROOT!r}); "
              "from backworks.sandbox.child import main; main()"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True, start_new_session=True,
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "random"})
+        self.spawns += 1
+        write_frame(proc.stdin.fileno(), marshal.dumps(("init", self.state_settings)))
+        return proc
+
+    def spawn(self, keep_spare: bool = False) -> None:
+        """Make a fresh child current: the booted spare if there is one; with keep_spare, boot a new spare.
+
+        After a first kill, a spare child keeps booting in the background so that the next respawn costs
+        a swap instead of an interpreter start (tens of ms).
+        """
+        spare, self.spare = self.spare, None
+        if spare is not None and spare.poll() is not None:
+            _reap(spare)
+            spare = None
+        self.proc = spare or self.start()
         self.buffer = b""
         self.ready = False
-        self.spawns += 1
-        self.send(("init", self.state_settings))
+        if keep_spare:
+            self.spare = self.start()
 
     def kill(self) -> int | None:
-        """SIGKILL the child and reap it; return its exit status."""
+        """SIGKILL the current child and reap it; return its exit status."""
         proc, self.proc = self.proc, None
         self.ready = False
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            try:
-                os.kill(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        for stream in (proc.stdin, proc.stdout):
-            try:
-                stream.close()
-            except OSError:
-                pass
-        return proc.wait()
+        return _reap(proc)
 
     def ensure(self) -> None:
         """Make sure a child is running, ready, and holds every loaded script."""
-        if self.owner != os.getpid():  # this process was forked: the child and its pipes are the parent's
-            self.proc, self.buffer, self.ready, self.owner = None, b"", False, os.getpid()
+        if self.owner != os.getpid():  # this process was forked: the children and pipes are the parent's
+            self.proc, self.spare, self.buffer, self.ready, self.owner = None, None, b"", False, os.getpid()
         if self.proc is None or self.proc.poll() is not None:
             if self.proc is not None:
                 self.kill()
@@ -99,9 +103,11 @@ class ChildProcess:
                 logger.warning("plugin %s failed to reload in a new sandbox process: %s", key, outcome.message)
 
     def close(self) -> None:
-        """Stop the child."""
+        """Stop the child (and the spare)."""
         with self.lock:
             self.kill()
+            spare, self.spare = self.spare, None
+            _reap(spare)
 
     # wire
 
@@ -143,7 +149,7 @@ class ChildProcess:
         """Kill the child, start its replacement (it boots while the caller moves on), raise ChildGone."""
         self.kill()
         try:
-            self.spawn()
+            self.spawn(keep_spare=True)
         except OSError as exc:
             logger.error("cannot start a sandbox process: %s", exc)
             self.proc = None
@@ -239,6 +245,23 @@ class ChildProcess:
         if not outcome.ok and steps[index].on_error == "closed":
             result.failed_closed = (key, outcome)
         return index + 1
+
+
+def _reap(proc: subprocess.Popen | None) -> int | None:
+    """SIGKILL a child if it still runs, close its pipes and wait for it; return its exit status."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        try:
+            os.kill(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for stream in (proc.stdin, proc.stdout):
+        try:
+            stream.close()
+        except OSError:
+            pass
+    return proc.wait()
 
 
 def _gone_outcome(gone: ChildGone, script: Script | None, started: float) -> Outcome:

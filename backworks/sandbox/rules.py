@@ -93,7 +93,8 @@ REFUSED = [
      "(use except)"),
     ("`return`, `break` or `continue` inside `finally`", "it would swallow the host's timeout",
      "plugin.py:5: 'return' inside 'finally' is not allowed (it would swallow errors)"),
-    ("binding a built-in exception name (`ValueError = 5`, `def f(KeyError)`, `import json as TypeError`)", "a rebound exception name makes `except` fail while a timeout unwinds",
+    ("binding a built-in exception name (`ValueError = 5`, `def f(KeyError)`, `import json as TypeError`)",
+     "a rebound exception name makes `except` fail while a timeout unwinds",
      "plugin.py:1: 'ValueError' cannot be assigned (it is a built-in name scripts rely on)"),
     ("`match` statements", "not reviewed for the policy yet", "plugin.py:1: 'match' statements are not "
      "allowed (use if/elif)"),

@@ -1,6 +1,8 @@
 """Runs scripts in this process under budgets: load, one hook call, or a whole request phase."""
 from __future__ import annotations
 
+import collections
+import copy
 import gc
 import logging
 import os
@@ -80,15 +82,18 @@ class Loaded:
         self.state = state
         self.functions = [k for k, v in snapshot.items() if isinstance(v, types.FunctionType)
                           and v.__code__.co_filename == script.filename]
+        self.mutable_defaults = {k for k in self.functions
+                                 if not _immutable((snapshot[k].__defaults__, snapshot[k].__kwdefaults__))}
         self.mutable = [k for k, v in snapshot.items() if not k.startswith("__") and k not in _HOST_NAMES
-                        and type(v) in (dict, list, set, bytearray, types.SimpleNamespace)]
+                        and isinstance(v, _MUTABLE)]
 
 
 def _apply(function, *args, **kwargs):
     return function(*args, **kwargs)
 
 
-_HOST_NAMES = frozenset({"_apply_", "_bw_slice", "_getattr_", "_getitem_", "_getiter_", "_write_", "_inplacevar_", "_bw_inplace",
+_HOST_NAMES = frozenset({"_apply_", "_bw_slice", "_getattr_", "_getitem_", "_getiter_", "_write_", "_inplacevar_",
+                         "_bw_inplace",
                          "_iter_unpack_sequence_", "_unpack_sequence_", "_bw_mul", "_bw_pow", "_bw_lshift",
                          "_bw_mod", "_bw_format", "_bw_tick", "_print_", "log", "state"})
 
@@ -126,7 +131,8 @@ class Runner:
             "_inplacevar_": guards.inplace, "_bw_inplace": guards.inplace,
             "_iter_unpack_sequence_": env.guarded_iter_unpack_sequence,
             "_unpack_sequence_": env.guarded_unpack_sequence,
-            "_apply_": _apply, "_bw_slice": slice, "_bw_mul": guards.guarded_mul, "_bw_pow": guards.guarded_pow, "_bw_lshift": guards.guarded_lshift,
+            "_apply_": _apply, "_bw_slice": slice, "_bw_mul": guards.guarded_mul, "_bw_pow": guards.guarded_pow,
+            "_bw_lshift": guards.guarded_lshift,
             "_bw_mod": guards.guarded_mod, "_bw_format": guards.guarded_format, "_bw_tick": limits.tick,
             "config": values.copy(config), "log": log, "state": state,
         }
@@ -154,11 +160,15 @@ class Runner:
         scope = dict(loaded.snapshot)
         scope["log"] = log
         for name in loaded.mutable:
-            scope[name] = _copy_value(scope[name])
+            value = scope[name]
+            scope[name] = type(value)() if type(value) in (dict, list) and not value else _copy_value(value)
         for name in loaded.functions:
             fn = scope[name]
-            rebound = types.FunctionType(fn.__code__, scope, fn.__name__, fn.__defaults__, fn.__closure__)
-            rebound.__kwdefaults__ = fn.__kwdefaults__
+            defaults, kwdefaults = fn.__defaults__, fn.__kwdefaults__
+            if name in loaded.mutable_defaults:  # def f(seen=[]) must not remember across calls either
+                defaults, kwdefaults = _copy_value(defaults), _copy_value(kwdefaults)
+            rebound = types.FunctionType(fn.__code__, scope, fn.__name__, defaults, fn.__closure__)
+            rebound.__kwdefaults__ = kwdefaults
             scope[name] = rebound
         return scope
 
@@ -171,7 +181,7 @@ class Runner:
             return Outcome("error", message=f"{_short(loaded.script.filename)}: defines no {hook}()")
         log = ScriptLog(loaded.name)
         function = self.fresh(loaded, log)[hook]
-        return self.run(loaded.script, function, tuple(values.copy(a) for a in args), budget, log)
+        return self.run(loaded.script, function, values.copy(tuple(args)), budget, log)
 
     def run(self, script: Script, function: Callable, args: tuple, budget: Budget, log: ScriptLog) -> Outcome:
         """Call `function(*args)` under the budget and classify what happened."""
@@ -192,7 +202,7 @@ class Runner:
             else:
                 kind = "memory" if isinstance(exc, MemoryError) else "error"
             return self.failure(kind, script, exc, started, log, budget)
-        return Outcome("ok", value, "", "", _ms(started), log._lines)
+        return Outcome("ok", value, "", "", round((time.perf_counter() - started) * 1000.0, 3), log._lines)
 
     def failure(self, kind, script, exc, started, log, budget) -> Outcome:
         """Build a failed Outcome with the script's own frames only."""
@@ -206,8 +216,8 @@ class Runner:
         else:
             message = f"{where}: {type(exc).__name__}: {_describe(exc)}"
         trace = _format_frames(frames, script.filename)
-        if exc is not None:
-            exc.__traceback__ = None
+        if exc is not None:  # drop the script's frames (and what they hold) now
+            exc.__traceback__ = exc.__context__ = exc.__cause__ = None
         if kind in ("memory", "timeout"):
             gc.collect(1)  # young generations only: a full collection of a big worker heap costs tens of ms
         return Outcome(kind, None, message, trace, duration, log._lines)
@@ -217,14 +227,27 @@ class Runner:
         self.loaded.pop(key, None)
 
 
+_ATOMS = (str, int, float, bool, bytes, type(None))
+_MUTABLE = (dict, list, set, bytearray, collections.deque, types.SimpleNamespace)
+
+
+def _immutable(value) -> bool:
+    if type(value) in _ATOMS:
+        return True
+    return type(value) is tuple and all(_immutable(item) for item in value)
+
+
 def _copy_value(value):
     if type(value) is types.SimpleNamespace:
         return types.SimpleNamespace(**{k: _copy_value(v) for k, v in vars(value).items()})
     try:
         return values.copy(value)
     except ValueError:
-        import copy as copy_module
-        return copy_module.deepcopy(value)
+        pass
+    try:
+        return copy.deepcopy(value)
+    except Exception:  # an object that cannot be copied (a module facade inside a tuple): share it
+        return value
 
 
 MAX_FRAMES = 20

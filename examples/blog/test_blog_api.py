@@ -1,6 +1,7 @@
 """Black-box tests of the blog example over HTTP, served by real gunicorn."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,13 +10,21 @@ import requests
 
 from tests.conftest import gunicorn, redis_url  # noqa: F401  (the real-gunicorn and service fixtures)
 
-CONFIG = Path(__file__).resolve().parent / "backworks.yaml"
+HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture
-def api(gunicorn):
+def config(tmp_path):
+    """A copy of the example (config and script) in tmp_path, so server logs stay out of the source tree."""
+    for name in ("backworks.yaml", "blog.py"):
+        shutil.copy(HERE / name, tmp_path / name)
+    return tmp_path / "backworks.yaml"
+
+
+@pytest.fixture
+def api(gunicorn, config):
     """The blog on one sync worker with in-memory state; returns the /api base URL."""
-    return gunicorn(CONFIG, workers=1, worker_class="sync").url + "/api"
+    return gunicorn(config, workers=1, worker_class="sync").url + "/api"
 
 
 def post(api, **fields):
@@ -113,11 +122,11 @@ def test_search_scores_title_body_and_tag_matches(api):
     assert empty.json()["error"]["message"] == "q: give at least one word to search for"
 
 
-def test_two_workers_share_posts_through_redis(gunicorn, redis_url):
+def test_two_workers_share_posts_through_redis(gunicorn, redis_url, config):
     client = redis.Redis.from_url(redis_url)
     for key in client.scan_iter("backworks:runtime:blog:*"):
         client.delete(key)
-    server = gunicorn(CONFIG, workers=2, worker_class="sync", env={"BLOG_STATE_URL": redis_url})
+    server = gunicorn(config, workers=2, worker_class="sync", env={"BLOG_STATE_URL": redis_url})
     api = server.url + "/api"
     ids = [post(api, title=f"Post {i}", published=True)["id"] for i in range(8)]
     assert len(set(ids)) == 8

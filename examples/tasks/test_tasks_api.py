@@ -1,6 +1,7 @@
 """Black-box tests of the task manager example over HTTP, served by real gunicorn."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,15 @@ import requests
 
 from tests.conftest import gunicorn, redis_url  # noqa: F401  (the real-gunicorn and service fixtures)
 
-CONFIG = Path(__file__).resolve().parent / "backworks.yaml"
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def config(tmp_path):
+    """A copy of the example (config and script) in tmp_path, so server logs stay out of the source tree."""
+    for name in ("backworks.yaml", "tasks.py"):
+        shutil.copy(HERE / name, tmp_path / name)
+    return tmp_path / "backworks.yaml"
 TASKS = [("Write spec", "todo", "high", "ann", "2024-05-03"),
          ("Review PR", "doing", "urgent", "bob", "2024-05-01"),
          ("Ship it", "done", "normal", "ann", None),
@@ -18,9 +27,9 @@ TASKS = [("Write spec", "todo", "high", "ann", "2024-05-03"),
 
 
 @pytest.fixture
-def api(gunicorn):
+def api(gunicorn, config):
     """The task manager on one sync worker with in-memory state, filled with TASKS."""
-    base = gunicorn(CONFIG, workers=1, worker_class="sync").url + "/api"
+    base = gunicorn(config, workers=1, worker_class="sync").url + "/api"
     for title, status, priority, assignee, due in TASKS:
         response = requests.post(base + "/tasks", json={"title": title, "status": status, "priority": priority,
                                                         "assignee": assignee, "due": due}, timeout=5)
@@ -99,11 +108,11 @@ def test_stats_count_tasks_by_status(api):
                                                                "total": 5}
 
 
-def test_two_workers_share_tasks_through_redis(gunicorn, redis_url):
+def test_two_workers_share_tasks_through_redis(gunicorn, redis_url, config):
     client = redis.Redis.from_url(redis_url)
     for key in client.scan_iter("backworks:runtime:tasks:*"):
         client.delete(key)
-    server = gunicorn(CONFIG, workers=2, worker_class="sync", env={"TASKS_STATE_URL": redis_url})
+    server = gunicorn(config, workers=2, worker_class="sync", env={"TASKS_STATE_URL": redis_url})
     api = server.url + "/api"
     for i in range(6):
         assert requests.post(api + "/tasks", json={"title": f"t{i}"}, timeout=5).status_code == 201

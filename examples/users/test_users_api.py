@@ -1,6 +1,8 @@
 """Black-box tests of the users example over HTTP, served by real gunicorn (2 sync workers) on SQLite."""
 from __future__ import annotations
 
+import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,9 @@ CONFIG = Path(__file__).resolve().parent / "backworks.yaml"
 @pytest.fixture
 def api(gunicorn, tmp_path):
     """The users API on a fresh SQLite file; returns its base URL."""
-    server = gunicorn(CONFIG, workers=2, worker_class="sync",
+    config = tmp_path / "backworks.yaml"  # a copy, so server logs stay out of the source tree
+    shutil.copy(CONFIG, config)
+    server = gunicorn(config, workers=2, worker_class="sync",
                       env={"USERS_DATABASE_URL": f"sqlite:///{tmp_path / 'users.db'}"})
     return server.url + "/users"
 
@@ -78,3 +82,13 @@ def test_list_filters_sorts_and_pages(api):
     bad = requests.get(api, params={"agee": 3}, timeout=5)
     assert bad.status_code == 400
     assert bad.json()["error"]["message"] == "unknown filter field 'agee' (did you mean 'age'?)"
+
+
+def test_concurrent_creates_with_one_email_make_exactly_one_user(api):
+    def attempt(i):
+        return requests.post(api, json={"email": "race@example.com", "name": f"Racer {i}"}, timeout=10).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = sorted(pool.map(attempt, range(16)))
+    assert statuses == [201] + [409] * 15
+    assert requests.get(api, params={"email": "race@example.com"}, timeout=5).json()["total"] == 1

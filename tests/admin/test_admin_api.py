@@ -246,3 +246,9 @@ def test_plugins_show_breaker_and_health_and_reset_closes_the_breaker(tmp_path):
     assert resp.status_code == 200 and resp.json["ok"] is True
     (plugin,) = client.get("/_backworks/api/plugins", headers=AUTH).json["plugins"]
     assert plugin["breaker"]["state"] == "closed"
+
+
+def test_dashboard_path_without_slash_redirects(client):
+    resp = client.get("/_backworks")
+    assert resp.status_code == 308
+    assert resp.headers["Location"].endswith("/_backworks/")

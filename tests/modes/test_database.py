@@ -295,17 +295,17 @@ def test_existing_table_with_another_shape_is_a_startup_error(tmp_path, db):
                              f"legacy TEXT NOT NULL)"))
     engine.dispose()
     with pytest.raises(ConfigError) as caught:
-        make_app(tmp_path, db, fields="        email: {type: string}\n        age: {type: integer}\n"
+        make_app(tmp_path, db, fields="        email: {type: string, unique: true}\n        age: {type: integer}\n"
                                       "        born: {type: date}\n")
     problems = caught.value.problems
     where = f"{tmp_path / 'backworks.yaml'}:7: endpoints.people.database.table"
     hint = "(alter or drop the table, or change the declared fields)"
-    assert problems[0] == (f"{where}: table '{table}' exists with a different shape: column 'age' is TEXT but "
-                           f"is declared integer {hint}")
-    assert problems[1] == (f"{where}: table '{table}' exists with a different shape: column 'born' is missing "
-                           f"(declared date) {hint}")
-    assert problems[2] == (f"{where}: table '{table}' exists with a different shape: column 'legacy' is NOT "
-                           f"NULL without a default but is not declared, so no row could be created {hint}")
+    assert problems == [f"{where}: table '{table}' exists with a different shape: {problem} {hint}" for problem in (
+        "column 'email' is declared unique but has no unique constraint or index",
+        "column 'age' is TEXT but is declared integer",
+        "column 'born' is missing (declared date)",
+        "column 'legacy' is NOT NULL without a default but is not declared, so no row could be created",
+    )]
 
 
 def test_existing_table_of_the_same_shape_is_used(tmp_path, db):
@@ -441,3 +441,31 @@ def test_check_creates_nothing_but_still_compares_existing_tables(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_runtime(config, options={"check_only": True})
     assert "column 'age' is TEXT but is declared integer" in caught.value.problems[0]
+
+
+def test_a_reload_that_changes_a_column_type_is_refused_and_the_old_config_keeps_serving(tmp_path, db):
+    app = make_app(tmp_path, db)
+    client = app.test_client()
+    add(client, email="still@x.io", age=3)
+    config = tmp_path / "backworks.yaml"
+    config.write_text(config.read_text().replace("age: {type: integer, min: 0, max: 150}", "age: {type: boolean}"))
+    backworks = app.extensions["backworks"]
+    assert backworks.reload("test") is False
+    assert "column 'age' is " in backworks.last_error and "but is declared boolean" in backworks.last_error
+    assert ids(client.get("/people?age=3")) == ["still@x.io"]
+    backworks.runtime.close()
+
+
+def test_concurrent_creates_of_one_unique_value_make_exactly_one_record(tmp_path, db):
+    from concurrent.futures import ThreadPoolExecutor
+
+    app = make_app(tmp_path, db)
+
+    def attempt(i):
+        return app.test_client().post("/people", json={"email": "race@x.io", "age": i}).status_code
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        statuses = sorted(pool.map(attempt, range(12)))
+    assert statuses == [201] + [409] * 11
+    assert app.test_client().get("/people?email=race@x.io").json["total"] == 1
+    app.extensions["backworks"].runtime.close()

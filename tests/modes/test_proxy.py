@@ -13,7 +13,7 @@ from backworks.app import create_app
 from backworks.errors import ConfigError
 from backworks.upstreams import Upstream, public_url
 from conftest import free_port, write_config
-from fake_upstream import FakeUpstream
+from fake_upstream import DyingUpstream, FakeUpstream
 
 
 @pytest.fixture
@@ -341,3 +341,54 @@ def test_proxy_under_gunicorn_answers_concurrent_clients(upstreams, gunicorn, tm
     for thread in threads:
         thread.join(30)
     assert sorted(results) == sorted(f"/item/{n}-{i}?q={i}" for n in range(4) for i in range(20))
+
+
+def test_head_gets_the_upstream_headers_and_no_body(upstreams, make_client):
+    (up,) = upstreams()
+    reply = make_client(one_upstream(up.url)).head("/api/binary")
+    assert reply.status_code == 200
+    assert reply.headers["Content-Length"] == "1024"
+    assert reply.data == b""
+
+
+def test_health_checks_run_in_every_gunicorn_worker(upstreams, gunicorn, tmp_path):
+    sick, well = upstreams(2)
+    sick.app.sick = True
+    text = balanced([sick.url, well.url], "round_robin").replace(
+        "read_timeout_ms: 2000", "read_timeout_ms: 2000, health_check: {path: /health, interval_s: 0.1, "
+                                 "unhealthy_after: 1}")
+    server = gunicorn(write_config(tmp_path, text), workers=2)
+
+    def only_the_healthy_target_answers() -> bool:
+        # a new connection per request, so both workers get some (and start their checks on the first)
+        names = {requests.get(server.url + "/api/x", timeout=10, headers={"Connection": "close"}).json()["upstream"]
+                 for _ in range(10)}
+        return names == {"up1"}
+
+    assert wait_for(only_the_healthy_target_answers, timeout=10)
+
+
+def test_an_upstream_that_hangs_up_without_answering_gets_502(make_client):
+    dying = DyingUpstream("close")
+    try:
+        reply = make_client(one_upstream(dying.url, extra=", retries: 0")).get("/api/x")
+    finally:
+        dying.stop()
+    assert reply.status_code == 502
+    error = reply.get_json()["error"]
+    assert error["code"] == "upstream_error"
+    assert error["message"].startswith(f"upstream 'api' ({dying.url}) failed: ")
+
+
+def test_an_upstream_dying_mid_body_breaks_the_client_connection_under_gunicorn(gunicorn, tmp_path):
+    dying = DyingUpstream("partial")
+    try:
+        server = gunicorn(write_config(tmp_path, GUNICORN_CONFIG.format(url=dying.url)), workers=1)
+        with pytest.raises(requests.exceptions.ChunkedEncodingError):
+            with requests.get(server.url + "/api/big", stream=True, timeout=10) as reply:
+                assert reply.status_code == 200
+                for _ in reply.iter_content(65536):
+                    pass
+        assert requests.get(server.url + "/healthz", timeout=10).status_code == 200
+    finally:
+        dying.stop()

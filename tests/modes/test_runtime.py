@@ -291,3 +291,20 @@ def test_the_example_quote_handler(tmp_path):
     assert client.get("/quote/kettle?qty=0").json == {"error": {"code": "bad_qty",
                                                                  "message": "qty must be a positive integer"}}
     app.extensions["backworks"].runtime.close()
+
+
+def test_handler_calls_are_counted_by_outcome(serve):
+    from prometheus_client import REGISTRY
+
+    client = serve("def handle(request):\n    if request['path_params']['name'] == 'bad':\n        raise ValueError()\n"
+                   "    return 1\n")
+
+    def count(kind):
+        return REGISTRY.get_sample_value("backworks_plugin_calls_total",
+                                         {"plugin": "runtime:run", "hook": "handle", "kind": kind}) or 0
+
+    before_ok, before_error = count("ok"), count("error")
+    client.get("/run/good")
+    client.get("/run/good")
+    client.get("/run/bad")
+    assert (count("ok") - before_ok, count("error") - before_error) == (2, 1)

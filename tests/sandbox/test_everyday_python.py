@@ -63,7 +63,8 @@ CASES = {
     "collections_counter": "from collections import Counter\nreturn Counter('abracadabra').most_common(2)",
     "collections_defaultdict": ("from collections import defaultdict\nd = defaultdict(list)\n"
                                 "for k, v in [('a', 1), ('a', 2)]:\n    d[k].append(v)\nreturn dict(d)"),
-    "string_methods": "s = '  Hello, World  '\nreturn [s.strip().lower(), s.split(','), '-'.join(['a', 'b']), s.count('l')]",
+    "string_methods": ("s = '  Hello, World  '\n"
+                       "return [s.strip().lower(), s.split(','), '-'.join(['a', 'b']), s.count('l')]"),
     "string_padding": "return ['7'.zfill(3), 'ab'.ljust(4, '.'), 'ab'.center(6, '*'), 'a-b-c'.replace('-', '+')]",
     "slicing": "s = list(range(10))\nreturn [s[2:5], s[::-2], 'abcdef'[1:-1]]",
     "while_else_break": "i = 0\nwhile i < 10:\n    i += 1\n    if i == 4:\n        break\nelse:\n    i = -1\nreturn i",

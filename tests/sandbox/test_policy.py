@@ -94,7 +94,8 @@ def test_finally_may_loop_and_break_inside_its_own_loop():
 
 
 def test_script_records_its_hooks_and_digest():
-    source = "def before_request(request):\n    return None\ndef helper():\n    pass\ndef health_check():\n    return 1\n"
+    source = ("def before_request(request):\n    return None\ndef helper():\n    pass\n"
+              "def health_check():\n    return 1\n")
     script = compile_script(source, "plugin.py")
     assert script.hooks == {"before_request", "health_check"}
     assert set(script.hooks) <= set(HOOK_NAMES)
@@ -140,12 +141,15 @@ def test_random_is_a_private_generator_per_call():
 
 
 def test_no_state_survives_between_calls_except_state():
-    source = ("CACHE = {'n': 0}\nITEMS = []\ndef handle(request):\n    global COUNTER\n    CACHE['n'] += 1\n"
-              "    ITEMS.append(1)\n    config['x'] = 1\n    return [CACHE['n'], len(ITEMS), state.incr('hits')]\n")
+    source = ("from collections import Counter\nCACHE = {'n': 0}\nITEMS = []\nSEEN = Counter()\n"
+              "def remember(x, memo=[]):\n    memo.append(x)\n    return len(memo)\n"
+              "def handle(request):\n    global FLAG\n    FLAG = config['x']\n    CACHE['n'] += 1\n"
+              "    ITEMS.append(1)\n    SEEN['a'] += 1\n    config['x'] = 1\n"
+              "    return [CACHE['n'], len(ITEMS), SEEN['a'], remember(1), FLAG, state.incr('hits')]\n")
     box = Sandbox("inline", {})
     box.load("k", compile_script(source, "p.py"), {"x": 0}, Budget())
-    assert box.call("k", "handle", ({},)).value == [1, 1, 1]
-    assert box.call("k", "handle", ({},)).value == [1, 1, 2]
+    assert box.call("k", "handle", ({},)).value == [1, 1, 1, 1, 0, 1]
+    assert box.call("k", "handle", ({},)).value == [1, 1, 1, 1, 0, 2]
 
 
 def test_readme_lists_every_refused_construct_with_its_reason_and_message():
@@ -155,3 +159,13 @@ def test_readme_lists_every_refused_construct_with_its_reason_and_message():
     section = readme.split("<!-- section:sandbox -->", 1)[1].split("<!-- /section:sandbox -->", 1)[0]
     for construct, reason, message in REFUSED:
         assert f"| {construct} | {reason} | `{message}` |" in section
+
+
+def test_builtins_hold_no_way_out():
+    from backworks.sandbox.safe_builtins import SAFE_BUILTINS
+
+    for name in ("BaseException", "SystemExit", "KeyboardInterrupt", "GeneratorExit", "id", "__build_class__",
+                 "open", "eval", "exec", "compile", "globals", "vars", "type", "object", "breakpoint", "input",
+                 "setattr", "delattr", "memoryview", "super", "print"):
+        assert name not in SAFE_BUILTINS, name
+    assert all(issubclass(value, Exception) for name, value in SAFE_BUILTINS.items() if name.endswith("Error"))

@@ -155,3 +155,16 @@ def test_a_forked_worker_gets_its_own_child():
         os.close(read)
         os.close(write)
         box.close()
+
+
+def test_inline_sandbox_loaded_from_another_thread_runs_inline_later():
+    box = Sandbox("inline", {})
+    script = compile_script("def handle(request):\n    return (1, 2)\n", "late.py")
+    thread = threading.Thread(target=lambda: box.load("late", script, {}, Budget()))
+    thread.start()
+    thread.join(10)
+    try:
+        outcome = box.call("late", "handle", ({},), Budget())
+        assert outcome.kind == "ok" and outcome.value == [1, 2] and "late" in box.runner.loaded
+    finally:
+        box.close()
