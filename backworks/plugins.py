@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 
 from backworks.breaker import OPEN, Breaker
@@ -190,16 +191,36 @@ def load_plugin(name: str, settings: dict, config: Config, ctx: LoadContext) -> 
     isolation = "process" if check_only else pick_isolation(settings["isolation"])
     sandbox = ctx.shared(f"sandbox:{isolation}", lambda: Sandbox(isolation, ctx.config.data["state"]))
     budget = Budget(timeout_ms=settings["timeout_ms"], memory_mb=settings["memory_mb"])
-    outcome = sandbox.load(f"plugin:{name}", script, settings["config"], budget)
+    deferred = isolation == "inline" and not on_main_thread()
+    # Off the main thread (a reload) the inline timer cannot run: validate in this process's long-lived
+    # validation child instead, and make the inline copy on the main thread before the first call.
+    loader = validation_sandbox(ctx.config.data["state"]) if deferred else sandbox
+    outcome = loader.load(f"plugin:{name}", script, settings["config"], budget)
     if not outcome.ok:
         raise ConfigError([f"{where}: {display} failed to load: {describe(outcome)}"])
     logger.info("plugin %s loaded from %s (%s isolation)", name, display, isolation)
     plugin = Plugin(name, settings, script, isolation, sandbox, display)
-    if isolation == "inline" and not on_main_thread():
-        # Loaded (and validated) in the sandbox child from the reload thread; the inline copy is made on
-        # the main thread, where the timer works, before the plugin's first call there.
+    if deferred:
         plugin.pending_load = (script, settings["config"], budget)
     return plugin
+
+
+_validators: dict = {}
+_validators_lock = threading.Lock()
+
+
+def validation_sandbox(state_settings: dict):
+    """This process's sandbox child for checking scripts loaded off the main thread, kept across reloads.
+
+    Starting a child per reload costs tens of milliseconds (far more on a busy machine); this one is warm.
+    """
+    from backworks.sandbox import Sandbox
+
+    key = (os.getpid(), repr(sorted(state_settings.items())))
+    with _validators_lock:
+        if key not in _validators:
+            _validators[key] = Sandbox("process", state_settings)
+        return _validators[key]
 
 
 def display_path(path: Path) -> str:

@@ -4,6 +4,7 @@ Run: .venv/bin/python bench/bench_proxy.py [--seconds 4] [--rounds 3]
 A bare WSGI upstream runs under gunicorn (gthread, keep-alive so pools matter); Backworks (proxy and
 capture endpoints) and the Flask + requests baseline run under gunicorn (sync, 2 workers, access log
 off in both). wrk drives each at 32 connections and at 1 connection.
+A bare ten-line urllib3 WSGI proxy under the same gunicorn shows the floor of a Python proxy hop.
 Targets: Backworks >= 1.4x the baseline at 32 connections; added p50 at 1 connection < 0.8 ms;
 capture >= 0.8x proxy. Scenarios are interleaved for --rounds rounds and each keeps its best round
 (highest req/s, lowest p50), so a neighbour's burst of load on a shared machine skews no single one.
@@ -48,6 +49,25 @@ BASELINE = textwrap.dedent('''
         return Response(upstream.content, upstream.status_code, out)
 ''')
 
+# The floor: ten lines of WSGI around the same pooled urllib3 client, no routing, headers or errors.
+BARE = textwrap.dedent('''
+    import os
+    import urllib3
+
+    HOST, PORT = os.environ["BENCH_UPSTREAM"].rsplit("/", 1)[1].split(":")
+    pools = {}
+
+    def app(environ, start_response):
+        pool = pools.get(os.getpid()) or pools.setdefault(os.getpid(), urllib3.HTTPConnectionPool(HOST, int(PORT)))
+        path = environ["PATH_INFO"][4:] + ("?" + environ["QUERY_STRING"] if environ.get("QUERY_STRING") else "")
+        upstream = pool.urlopen("GET", path, retries=False, preload_content=False, decode_content=False)
+        data = upstream.read()
+        upstream.release_conn()
+        start_response(f"{upstream.status} OK", [("Content-Type", "application/json"),
+                                                 ("Content-Length", str(len(data)))])
+        return [data]
+''')
+
 CONFIG = textwrap.dedent('''
     server: {{access_log: false, watch: false}}
     capture: {{store: "sqlite:///{store}"}}
@@ -68,6 +88,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
     (work / "bench_upstream.py").write_text(UPSTREAM)
     (work / "bench_baseline.py").write_text(BASELINE)
+    (work / "bench_bare.py").write_text(BARE)
     servers = []
     try:
         upstream = Server("bench_upstream:app", workers=1, worker_class="gthread", chdir=work)
@@ -79,14 +100,16 @@ def main() -> None:
         baseline = Server("bench_baseline:app", env={"BENCH_UPSTREAM": upstream.url}, chdir=work,
                           ready_path="/api/x")
         servers.append(baseline)
-        results = measure(upstream.url, backworks.url, baseline.url, args.seconds, args.rounds)
+        bare = Server("bench_bare:app", env={"BENCH_UPSTREAM": upstream.url}, chdir=work, ready_path="/api/x")
+        servers.append(bare)
+        results = measure(upstream.url, backworks.url, baseline.url, bare.url, args.seconds, args.rounds)
     finally:
         for server in servers:
             server.stop()
     report(results)
 
 
-def measure(direct: str, backworks: str, baseline: str, seconds: int, rounds: int) -> dict:
+def measure(direct: str, backworks: str, baseline: str, bare: str, seconds: int, rounds: int) -> dict:
     """Run every scenario `rounds` times, interleaved; return {name: best wrk result}."""
     scenarios = {
         "direct c32": (direct + "/item/1?x=1", 32), "backworks proxy c32": (backworks + "/api/item/1?x=1", 32),
@@ -94,6 +117,7 @@ def measure(direct: str, backworks: str, baseline: str, seconds: int, rounds: in
         "backworks capture c32": (backworks + "/cap/item/1?x=1", 32),
         "direct c1": (direct + "/item/1?x=1", 1), "backworks proxy c1": (backworks + "/api/item/1?x=1", 1),
         "flask+requests c1": (baseline + "/api/item/1?x=1", 1),
+        "bare urllib3 WSGI proxy c1": (bare + "/api/item/1?x=1", 1),
     }
     for url, connections in scenarios.values():
         run_wrk(url, connections, seconds=1)  # warm-up: pools, imports, SQLite file
@@ -119,10 +143,11 @@ def report(results: dict) -> None:
     speedup = results["backworks proxy c32"]["rps"] / results["flask+requests c32"]["rps"]
     added = results["backworks proxy c1"]["p50_ms"] - results["direct c1"]["p50_ms"]
     baseline_added = results["flask+requests c1"]["p50_ms"] - results["direct c1"]["p50_ms"]
+    bare_added = results["bare urllib3 WSGI proxy c1"]["p50_ms"] - results["direct c1"]["p50_ms"]
     capture = results["backworks capture c32"]["rps"] / results["backworks proxy c32"]["rps"]
     print(f"  Backworks proxy / Flask+requests (c32): {speedup:.2f}x   (target >= 1.4x)")
     print(f"  added p50 at c1, Backworks proxy: {added:.3f} ms   (target < 0.8 ms; "
-          f"Flask+requests adds {baseline_added:.3f} ms)")
+          f"Flask+requests adds {baseline_added:.3f} ms, a bare urllib3 WSGI proxy {bare_added:.3f} ms)")
     print(f"  capture / proxy throughput (c32): {capture:.2f}x   (target >= 0.8x)")
 
 

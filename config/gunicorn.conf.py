@@ -29,6 +29,12 @@ loglevel = os.environ.get("BACKWORKS_LOG_LEVEL", "info")
 # Keep equal to the config's server.trusted_proxies: gunicorn sets wsgi.url_scheme from them.
 forwarded_allow_ips = os.environ.get("BACKWORKS_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 limit_request_fields = 100
+# gunicorn >= 25 opens a control socket for `gunicornc`, by default one shared path per user: give each
+# instance its own (the systemd unit does), or none.
+if os.environ.get("BACKWORKS_CONTROL_SOCKET"):
+    control_socket = os.environ["BACKWORKS_CONTROL_SOCKET"]
+else:
+    control_socket_disable = True
 
 
 def on_starting(server):

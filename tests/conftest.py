@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -45,7 +46,7 @@ class Gunicorn:
                  cwd: Path | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = Path(config).parent / f"gunicorn-{self.port}.log"
+        self.log_path = Path(tempfile.mkdtemp(prefix="backworks-gunicorn-")) / "gunicorn.log"
         cmd = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers),
                "--worker-class", worker_class, "--graceful-timeout", "5", "--chdir", str(ROOT), *extra,
                "wsgi:app"]

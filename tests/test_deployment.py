@@ -248,4 +248,5 @@ def test_service_keeps_socket_and_metrics_in_its_runtime_directory(stack):
     assert service.socket_path.is_socket() and service.socket_path.parent == service.run_dir
     assert requests.get(proxy.url + "/hello", timeout=10).status_code == 200
     assert list((service.run_dir / "metrics").glob("counter_*.db"))
+    assert (service.run_dir / "gunicorn.ctl").is_socket()  # gunicornc's control socket, per instance
     assert unit_settings()["ExecReload"] == ["/bin/kill -HUP $MAINPID"]

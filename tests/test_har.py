@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from backworks.app import create_app
 from backworks.cli import cli
-from capture_helpers import record
+from recorded_exchanges import record
 from conftest import write_config
 
 EXCHANGES = [

@@ -9,7 +9,7 @@ from backworks.app import create_app
 from backworks.cli import cli
 from backworks.config import load_config
 from backworks.mockgen import path_template
-from capture_helpers import record
+from recorded_exchanges import record
 
 
 @pytest.mark.parametrize("path, template, params", [

@@ -31,7 +31,7 @@ def require_admin(backworks):
     if supplied is not None and hmac.compare_digest(supplied.encode(), token.encode()):
         return None
     logger.warning("admin: %s token from %s for %s", "wrong" if supplied else "missing",
-                   request.remote_addr, request.path)
+                   backworks.runtime.client_ip(request.environ), request.path)
     if request.endpoint == "admin.dashboard" and request.accept_mimetypes.accept_html:
         return render_template("login.html", wrong=supplied is not None), 401, CHALLENGE
     reply = error_reply(401, "unauthorized", WRONG if supplied is not None else MISSING, CHALLENGE)

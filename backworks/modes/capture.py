@@ -5,6 +5,7 @@ import fnmatch
 import hashlib
 import json
 import logging
+import re
 import time
 from urllib.parse import quote
 
@@ -36,6 +37,10 @@ class Redactor:
         self.headers = frozenset(ALWAYS_REDACTED) | {h.lower() for h in capture["redact_headers"]}
         self.fields = frozenset(f.lower() for f in capture["redact_fields"])
         self.max_body = capture["max_body_bytes"]
+        # for JSON that does not parse (cut at the cap, or broken): "field": value, by pattern
+        names = "|".join(re.escape(f) for f in capture["redact_fields"])
+        self.pattern = re.compile(rb'("(?:' + names.encode() + rb')"\s*:\s*)("(?:[^"\\]|\\.)*"?|[^,}\]]*)',
+                                  re.IGNORECASE) if names else None
 
     def header_list(self, pairs) -> str:
         """Return the headers as stored JSON, secrets replaced."""
@@ -43,12 +48,14 @@ class Redactor:
 
     def body(self, data: bytes, size: int, headers) -> bytes:
         """Return the body as stored: JSON fields redacted, cut at capture.max_body_bytes."""
-        if self.fields and size == len(data) and data and is_json_type(_header(headers, "content-type")):
+        if self.fields and data and is_json_type(_header(headers, "content-type")):
             try:
+                if size != len(data):
+                    raise ValueError("cut at the cap")
                 data = json.dumps(self._walk(json.loads(data)), ensure_ascii=False,
                                   separators=(",", ":")).encode()
             except ValueError:
-                pass
+                data = self.pattern.sub(rb'\1"' + REDACTED.encode() + rb'"', data)
         return data[:self.max_body]
 
     def _walk(self, value):

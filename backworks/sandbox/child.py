@@ -77,6 +77,7 @@ class Child:
 
     def __init__(self, state_settings: dict):
         self.runner = Runner(state_settings, memory=False)  # RLIMIT_AS is set once per message instead
+        self.runner.defer_cleanup = True  # answer first, free the failed script's objects after
         self.last = (None, None)
         self.pending: list = []
         self.flushed = 0.0
@@ -113,6 +114,7 @@ class Child:
             self.runner.drop(message[1])
         elif kind == "ping":
             self.send(["ready"])
+        self.runner.collect()
 
     def emit_step(self, index, key, outcome, result) -> None:
         """Queue one finished step; send the queue when 1 ms has passed since the last frame or it failed.
@@ -128,6 +130,7 @@ class Child:
         if not outcome.ok or now - self.flushed >= FLUSH_S:
             self.send(["steps", self.pending])
             self.pending, self.flushed = [], now
+            self.runner.collect()
 
 
 def plain_outcome(outcome: Outcome) -> Outcome:

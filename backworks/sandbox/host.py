@@ -23,6 +23,8 @@ class Sandbox:
         self.isolation = isolation
         self.state_settings = dict(state_settings or {})
         self.runner = Runner(self.state_settings) if isolation == "inline" else None
+        if self.runner is not None:
+            self.runner.defer_cleanup = True  # a failed call's objects are freed by collect(), off its clock
         self._child: ChildProcess | None = None
         self._child_lock = threading.Lock()
         self._hooks: dict[str, frozenset] = {}
@@ -53,6 +55,7 @@ class Sandbox:
         self._hooks[key] = script.hooks
         self._loads[key] = (script, config, budget)
         if self._inline_here():
+            self._load_pending()
             outcome = self.runner.load(key, script, config, budget)
             if self._child is not None:
                 self._child.load(key, script, config, budget)
@@ -82,8 +85,15 @@ class Sandbox:
             self._ensure_child_loaded(step.key)
         return self.child.run_phase(phase, steps, request, response)
 
+    def collect(self) -> None:
+        """Free what failed inline calls left behind: call it once the response is sent (else the next call does)."""
+        if self.runner is not None and self.runner.garbage:
+            self.runner.collect()
+
     def _load_pending(self) -> None:
-        """Run inline the loads that arrived from another thread (they went to the child meanwhile)."""
+        """Free failed calls' leftovers; run inline the loads that came from other threads (sent to the child)."""
+        if self.runner.garbage:
+            self.runner.collect()
         while self._pending:
             key = self._pending.pop()
             outcome = self.runner.load(key, *self._loads[key])

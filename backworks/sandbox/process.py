@@ -43,6 +43,7 @@ class ChildProcess:
         self.lock = threading.Lock()
         self.proc: subprocess.Popen | None = None
         self.spare: subprocess.Popen | None = None
+        self.want_spare = False  # set by the first kill
         self.buffer = b""
         self.scripts: dict[str, tuple] = {}  # key -> (script, config, budget): replayed after a respawn
         self.ready = False
@@ -62,11 +63,11 @@ class ChildProcess:
         write_frame(proc.stdin.fileno(), marshal.dumps(("init", self.state_settings)))
         return proc
 
-    def spawn(self, keep_spare: bool = False) -> None:
-        """Make a fresh child current: the booted spare if there is one; with keep_spare, boot a new spare.
+    def spawn(self) -> None:
+        """Make a fresh child current: the booted spare if there is one, else a new one.
 
-        After a first kill, a spare child keeps booting in the background so that the next respawn costs
-        a swap instead of an interpreter start (tens of ms).
+        After a first kill, ensure() keeps a spare child booted so that later respawns cost a swap instead
+        of an interpreter start (tens of ms).
         """
         spare, self.spare = self.spare, None
         if spare is not None and spare.poll() is not None:
@@ -75,8 +76,6 @@ class ChildProcess:
         self.proc = spare or self.start()
         self.buffer = b""
         self.ready = False
-        if keep_spare:
-            self.spare = self.start()
 
     def kill(self) -> int | None:
         """SIGKILL the current child and reap it; return its exit status."""
@@ -101,6 +100,8 @@ class ChildProcess:
             outcome = self.exchange(self.load_message(key, script, config, budget), budget)
             if not outcome.ok:
                 logger.warning("plugin %s failed to reload in a new sandbox process: %s", key, outcome.message)
+        if self.want_spare and self.spare is None:
+            self.spare = self.start()
 
     def close(self) -> None:
         """Stop the child (and the spare)."""
@@ -146,13 +147,9 @@ class ChildProcess:
                 self.buffer += chunk
 
     def fail(self, kind: str, message: str):
-        """Kill the child, start its replacement (it boots while the caller moves on), raise ChildGone."""
+        """Kill the child and raise ChildGone; the next use swaps in a spare (kept from now on) or starts one."""
         self.kill()
-        try:
-            self.spawn(keep_spare=True)
-        except OSError as exc:
-            logger.error("cannot start a sandbox process: %s", exc)
-            self.proc = None
+        self.want_spare = True
         raise ChildGone(kind, message)
 
     @staticmethod

@@ -114,6 +114,8 @@ class Runner:
         self.state_settings = state_settings or {}
         self.memory = memory
         self.loaded: dict[str, Loaded] = {}
+        self.garbage: list[BaseException] = []
+        self.defer_cleanup = False
 
     def make_state(self, key: str):
         """Build the `state` facade of the script loaded under `key` (lazily imports backworks.state)."""
@@ -216,11 +218,20 @@ class Runner:
         else:
             message = f"{where}: {type(exc).__name__}: {_describe(exc)}"
         trace = _format_frames(frames, script.filename)
-        if exc is not None:  # drop the script's frames (and what they hold) now
-            exc.__traceback__ = exc.__context__ = exc.__cause__ = None
-        if kind in ("memory", "timeout"):
-            gc.collect(1)  # young generations only: a full collection of a big worker heap costs tens of ms
+        if exc is not None:
+            self.garbage.append(exc)  # its frames hold what the script built: freed by collect()
+        if not self.defer_cleanup:
+            self.collect()
         return Outcome(kind, None, message, trace, duration, log._lines)
+
+    def collect(self) -> None:
+        """Free what failed calls left behind (a sandbox child does it after answering, off the clock)."""
+        while self.garbage:
+            exc = self.garbage.pop()
+            exc.__traceback__ = exc.__context__ = exc.__cause__ = None
+            del exc
+            gc.collect(1)  # young generations only: a full collection of a big worker heap costs tens of ms
+            limits.release_memory()  # heaps glibc opened with mmap when brk hit RLIMIT_AS are not trimmed alone
 
     def drop(self, key: str) -> None:
         """Forget the script loaded as `key`."""

@@ -174,3 +174,15 @@ def test_capture_under_gunicorn_records_every_request_from_every_worker(tmp_path
             assert session.get(f"{server.url}/rec/n/{i}", timeout=10).status_code == 200
     rows = stored(CaptureStore.from_config(load_config(path)), 40, timeout=10)
     assert sorted(int(r["path"].rsplit("/", 1)[1]) for r in rows) == list(range(40))
+
+
+def test_a_json_body_cut_at_the_cap_still_has_its_secret_fields_redacted(recorder):
+    client, store = recorder(", max_body_bytes: 60")
+    small = {"user": "ann", "password": "s3cret-value-that-is-long", "pad": "x" * 200}
+    client.post("/rec/login", json=small)  # read whole: parsed, redacted, then cut
+    large = {"user": "ann", "password": "s3cret-value-that-is-long", "pad": "x" * 400_000}
+    client.post("/rec/login", json=large)  # streamed: only its head is kept, redacted by pattern
+    first, second = stored(store, 2)
+    assert first["request_body"] == b'{"user":"ann","password":"[REDACTED]","pad":"xxxxxxxxxxxxxxxxxxxx'[:60]
+    assert second["request_body"] == b'{"user": "ann", "password": "[REDACTED]", "pad": "xxxxxxxxxxx'[:60]
+    assert second["request_body_size"] == len(json.dumps(large))
