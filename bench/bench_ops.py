@@ -4,11 +4,14 @@ Run: .venv/bin/python bench/bench_ops.py [--seconds 3] [--calls 20000] [--rounds
 1. In-process: time per WSGI call of a mock endpoint with recording on, against the same app with the
    recorder replaced by a no-op (the baseline, measured in the same run).
 2. gunicorn (sync, 2 workers) + wrk: bare Flask, Backworks with per-process metrics, and Backworks with
-   the shipped gunicorn.conf.py (Prometheus multiprocess files). Target: >= 0.90x bare Flask.
+   the shipped gunicorn.conf.py (Prometheus multiprocess files). Target: >= 0.90x bare Flask. Also worker
+   CPU time per request, which other load on shared cores disturbs less than throughput.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
 import tempfile
 import time
@@ -51,10 +54,9 @@ def per_call_us(app, calls: int) -> float:
     return sorted(runs)[1]
 
 
-def in_process(calls: int) -> None:
+def in_process(calls: int, work: Path) -> None:
     from backworks.app import create_app
 
-    work = Path(tempfile.mkdtemp(prefix="bench-ops-"))
     (work / "c.yaml").write_text(CONFIG)
     backworks = create_app(work / "c.yaml").extensions["backworks"]
     recorder = backworks.recorder
@@ -66,8 +68,7 @@ def in_process(calls: int) -> None:
           f"{recorded:.1f} us/request; overhead {recorded - base:.1f} us ({recorded / base:.2f}x)")
 
 
-def under_gunicorn(seconds: int, rounds: int) -> None:
-    work = Path(tempfile.mkdtemp(prefix="bench-ops-"))
+def under_gunicorn(seconds: int, rounds: int, work: Path) -> None:
     (work / "c.yaml").write_text(CONFIG)
     (work / "bare_flask.py").write_text(BARE_APP)
     env = {"BACKWORKS_CONFIG": str(work / "c.yaml")}
@@ -79,19 +80,33 @@ def under_gunicorn(seconds: int, rounds: int) -> None:
             env={**env, "GUNICORN_CMD_ARGS": f"-c {ROOT / 'config' / 'gunicorn.conf.py'}"}),
     }
     runs: dict = {label: [] for label in servers}
+    cpu: dict = {label: [] for label in servers}
     try:
         for round_no in range(rounds):  # interleaved rounds, so a noisy moment hits every server alike
             for label, server in servers.items():
+                before = workers_cpu_s(server.proc.pid)
                 result = run_wrk(server.url + "/items", 32, seconds, threads=2)
+                cpu[label].append(1e6 * (workers_cpu_s(server.proc.pid) - before) / (result["rps"] * seconds))
                 runs[label].append(result)
                 print_row(f"{label} #{round_no + 1}", result)
     finally:
         for server in servers.values():
             server.stop()
     median = {label: sorted(r["rps"] for r in results)[len(results) // 2] for label, results in runs.items()}
+    cpu_median = {label: sorted(values)[len(values) // 2] for label, values in cpu.items()}
     for label, rps in median.items():
         print(f"{label}: median {rps:.0f} req/s, throughput ratio {rps / median['bare Flask']:.2f} vs bare Flask "
-              f"(target >= 0.90)")
+              f"(target >= 0.90); worker CPU {cpu_median[label]:.0f} us/request, "
+              f"ratio {cpu_median[label] / cpu_median['bare Flask']:.2f}")
+
+
+def workers_cpu_s(master_pid: int) -> float:
+    """CPU seconds used so far by a gunicorn master's workers (a measure that shared cores disturb less)."""
+    total = 0
+    for child in Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split():
+        fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -100,8 +115,12 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    in_process(args.calls)
-    under_gunicorn(args.seconds, args.rounds)
+    work = Path(tempfile.mkdtemp(prefix="bench-ops-"))
+    try:
+        in_process(args.calls, work)
+        under_gunicorn(args.seconds, args.rounds, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

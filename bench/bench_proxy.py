@@ -1,17 +1,18 @@
 """Proxy and capture overhead: direct vs Backworks proxy vs a plain Flask + requests proxy, in one run.
 
-Run: .venv/bin/python bench/bench_proxy.py [--seconds 4] [--rounds 3]
+Run: .venv/bin/python bench/bench_proxy.py [--seconds 3] [--rounds 5]
 A bare WSGI upstream runs under gunicorn (gthread, keep-alive so pools matter); Backworks (proxy and
 capture endpoints) and the Flask + requests baseline run under gunicorn (sync, 2 workers, access log
 off in both). wrk drives each at 32 connections and at 1 connection.
 A bare ten-line urllib3 WSGI proxy under the same gunicorn shows the floor of a Python proxy hop.
 Targets: Backworks >= 1.4x the baseline at 32 connections; added p50 at 1 connection < 0.8 ms;
-capture >= 0.8x proxy. Scenarios are interleaved for --rounds rounds and each keeps its best round
-(highest req/s, lowest p50), so a neighbour's burst of load on a shared machine skews no single one.
+capture >= 0.8x proxy. Scenarios are interleaved for --rounds rounds; each ratio is taken within a round
+and the median over rounds is reported, so load that drifts on a shared machine skews no single figure.
 """
 from __future__ import annotations
 
 import argparse
+from statistics import median
 import sys
 import tempfile
 import textwrap
@@ -82,8 +83,8 @@ CONFIG = textwrap.dedent('''
 def main() -> None:
     """Start the servers, run wrk on each, print the table and the ratios against the targets."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
     (work / "bench_upstream.py").write_text(UPSTREAM)
@@ -109,8 +110,8 @@ def main() -> None:
     report(results)
 
 
-def measure(direct: str, backworks: str, baseline: str, bare: str, seconds: int, rounds: int) -> dict:
-    """Run every scenario `rounds` times, interleaved; return {name: best wrk result}."""
+def measure(direct: str, backworks: str, baseline: str, bare: str, seconds: int, rounds: int) -> list:
+    """Run every scenario once per round, interleaved; return one {name: wrk result} per round."""
     scenarios = {
         "direct c32": (direct + "/item/1?x=1", 32), "backworks proxy c32": (backworks + "/api/item/1?x=1", 32),
         "flask+requests c32": (baseline + "/api/item/1?x=1", 32),
@@ -121,34 +122,28 @@ def measure(direct: str, backworks: str, baseline: str, bare: str, seconds: int,
     }
     for url, connections in scenarios.values():
         run_wrk(url, connections, seconds=1)  # warm-up: pools, imports, SQLite file
-    best: dict = {}
-    for _ in range(rounds):
-        for name, (url, connections) in scenarios.items():
-            result = run_wrk(url, connections, seconds=seconds, threads=2)
-            if name not in best:
-                best[name] = result
-            else:
-                best[name] = {"rps": max(best[name]["rps"], result["rps"]),
-                              "p50_ms": min(best[name]["p50_ms"], result["p50_ms"]),
-                              "p99_ms": min(best[name]["p99_ms"], result["p99_ms"]),
-                              "errors": best[name]["errors"] + result["errors"]}
-    return best
+    return [{name: run_wrk(url, connections, seconds=seconds, threads=2)
+             for name, (url, connections) in scenarios.items()} for _ in range(rounds)]
 
 
-def report(results: dict) -> None:
-    """Print each scenario and the ratios the targets are about."""
-    print("proxy benchmark (gunicorn sync x2 for Backworks and the baseline, gthread upstream)")
-    for name, result in results.items():
-        print_row(name, result)
-    speedup = results["backworks proxy c32"]["rps"] / results["flask+requests c32"]["rps"]
-    added = results["backworks proxy c1"]["p50_ms"] - results["direct c1"]["p50_ms"]
-    baseline_added = results["flask+requests c1"]["p50_ms"] - results["direct c1"]["p50_ms"]
-    bare_added = results["bare urllib3 WSGI proxy c1"]["p50_ms"] - results["direct c1"]["p50_ms"]
-    capture = results["backworks capture c32"]["rps"] / results["backworks proxy c32"]["rps"]
+def report(rounds: list) -> None:
+    """Print the median of each scenario, and the ratios (median of the per-round ratios)."""
+    print(f"proxy benchmark: median of {len(rounds)} interleaved rounds (gunicorn sync x2 for Backworks, the "
+          f"baseline and the bare proxy; gthread upstream)")
+    for name in rounds[0]:
+        print_row(name, {key: median(r[name][key] for r in rounds) for key in ("rps", "p50_ms", "p99_ms")}
+                  | {"errors": sum(r[name]["errors"] for r in rounds)})
+    ratios = [r["backworks proxy c32"]["rps"] / r["flask+requests c32"]["rps"] for r in rounds]
+    speedup = median(ratios)
+    added = median(r["backworks proxy c1"]["p50_ms"] - r["direct c1"]["p50_ms"] for r in rounds)
+    baseline_added = median(r["flask+requests c1"]["p50_ms"] - r["direct c1"]["p50_ms"] for r in rounds)
+    bare_added = median(r["bare urllib3 WSGI proxy c1"]["p50_ms"] - r["direct c1"]["p50_ms"] for r in rounds)
+    capture = median(r["backworks capture c32"]["rps"] / r["backworks proxy c32"]["rps"] for r in rounds)
     print(f"  Backworks proxy / Flask+requests (c32): {speedup:.2f}x   (target >= 1.4x)")
-    print(f"  added p50 at c1, Backworks proxy: {added:.3f} ms   (target < 0.8 ms; "
-          f"Flask+requests adds {baseline_added:.3f} ms, a bare urllib3 WSGI proxy {bare_added:.3f} ms)")
+    print(f"  added p50 at c1, Backworks proxy: {added:.3f} ms   (target < 0.8 ms; Flask+requests adds "
+          f"{baseline_added:.3f} ms, the bare urllib3 WSGI proxy {bare_added:.3f} ms)")
     print(f"  capture / proxy throughput (c32): {capture:.2f}x   (target >= 0.8x)")
+    print(f"  per-round proxy/baseline ratios (c32): {', '.join(f'{ratio:.2f}' for ratio in ratios)}")
 
 
 if __name__ == "__main__":

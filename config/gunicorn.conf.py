@@ -44,6 +44,7 @@ def on_starting(server):
     lifecycle.reset_metrics_dir(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
     problems = lifecycle.validate()
     if problems:
+        on_exit(server)
         raise SystemExit("Backworks config is broken, not starting:\n" + "\n".join(problems))
 
 

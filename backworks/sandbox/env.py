@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import base64
-import builtins
 import collections
 import datetime
 import hashlib
@@ -19,7 +18,6 @@ import uuid
 
 import _strptime  # noqa: F401  (datetime.strptime imports it lazily through __import__)
 import re2
-from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
 
 from backworks.sandbox import guards, rules
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from backworks.sandbox.limits import Budget, choose_isolation, timer_usable
+from backworks.sandbox.limits import Budget, timer_usable
 from backworks.sandbox.phases import check_phase, run_phase
 from backworks.sandbox.policy import Script
 from backworks.sandbox.child import plain_outcome
@@ -111,4 +111,4 @@ class Sandbox:
             self._child.close()
 
 
-__all__ = ["Sandbox", "choose_isolation"]
+__all__ = ["Sandbox"]

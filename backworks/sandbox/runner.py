@@ -13,7 +13,9 @@ import types
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
-from backworks.sandbox import env, guards, limits, values
+from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
+
+from backworks.sandbox import guards, limits, values
 from backworks.sandbox.limits import Budget, Clock, Timeout
 from backworks.sandbox.logs import ScriptLog
 from backworks.sandbox.policy import Script
@@ -131,8 +133,8 @@ class Runner:
             "_getattr_": guards.guarded_getattr, "_getitem_": guards.guarded_getitem,
             "_getiter_": guards.guarded_iter, "_write_": guards.guarded_write,
             "_inplacevar_": guards.inplace, "_bw_inplace": guards.inplace,
-            "_iter_unpack_sequence_": env.guarded_iter_unpack_sequence,
-            "_unpack_sequence_": env.guarded_unpack_sequence,
+            "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
+            "_unpack_sequence_": guarded_unpack_sequence,
             "_apply_": _apply, "_bw_slice": slice, "_bw_mul": guards.guarded_mul, "_bw_pow": guards.guarded_pow,
             "_bw_lshift": guards.guarded_lshift,
             "_bw_mod": guards.guarded_mod, "_bw_format": guards.guarded_format, "_bw_tick": limits.tick,

@@ -33,13 +33,13 @@ def upstreams():
 
 @pytest.fixture
 def make_client(tmp_path):
-    """Factory: make_client(yaml) -> Flask test client of a Backworks app; its runtime closed after."""
+    """Factory: make_client(yaml, server=", extra: fields") -> test client of a Backworks app, closed after."""
     apps = []
 
-    def make(text: str, **kwargs):
-        app = create_app(write_config(tmp_path, "server: {watch: false, access_log: false}\n" + text))
+    def make(text: str, server: str = ""):
+        app = create_app(write_config(tmp_path, f"server: {{watch: false, access_log: false{server}}}\n" + text))
         apps.append(app)
-        return app.test_client(**kwargs)
+        return app.test_client()
 
     yield make
     for app in apps:
@@ -168,10 +168,13 @@ def test_breaker_lets_one_trial_through_after_recovery(upstreams, make_client):
                                       extra=", retries: 0, circuit_breaker: {failure_threshold: 1, recovery_s: 0.2}"))
     assert client.get("/api/x").status_code == 502
     assert client.get("/api/x").status_code == 503
-    FakeUpstream("late", port=port)  # the upstream comes up; stopped with the process (daemon thread)
-    time.sleep(0.25)
-    assert client.get("/api/x").status_code == 200
-    assert client.get("/api/x").status_code == 200
+    late = FakeUpstream("late", port=port)  # the upstream comes up
+    try:
+        time.sleep(0.25)
+        assert client.get("/api/x").status_code == 200
+        assert client.get("/api/x").status_code == 200
+    finally:
+        late.stop()
 
 
 def balanced(urls, balance: str, weights=None) -> str:
@@ -253,7 +256,7 @@ def wait_for(check, timeout: float = 5.0) -> bool:
 
 def test_declared_body_over_the_limit_gets_413_before_forwarding(upstreams, make_client):
     (up,) = upstreams()
-    client = make_client("server: {max_body_bytes: 10}\n" + one_upstream(up.url).replace("server:", "#"))
+    client = make_client(one_upstream(up.url), server=", max_body_bytes: 10")
     reply = client.post("/api/x", data=b"x" * 11)
     assert reply.status_code == 413
     assert reply.get_json()["error"]["message"] == (
