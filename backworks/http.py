@@ -17,6 +17,11 @@ STATUS_LINES = {code: f"{code} {reason}" for code, reason in HTTP_STATUS_CODES.i
 JSON_TYPE = "application/json"
 
 
+def is_trusted_peer(peer: str, trusted: frozenset) -> bool:
+    """True for a configured trusted proxy, or a unix-socket peer (no address: nginx on this host)."""
+    return not peer or peer in trusted
+
+
 def status_line(status: int) -> str:
     """Return the HTTP status line for a numeric status, known reason or not."""
     return STATUS_LINES.get(status) or f"{status} Unknown"

@@ -8,7 +8,7 @@ from werkzeug.wrappers import Request
 
 from backworks.config import Config, load_config
 from backworks.errors import ConfigError, HTTPError
-from backworks.http import Reply, RequestData, parse_json_body
+from backworks.http import Reply, RequestData, is_trusted_peer, parse_json_body
 from backworks.modes import MODES
 from backworks.modes.base import LoadContext, Mode
 from backworks.routing import Router
@@ -99,7 +99,7 @@ class Runtime:
 
     def trusted_peer(self, peer: str) -> bool:
         """True for a configured trusted proxy, or a unix-socket peer (no address: nginx on this host)."""
-        return not peer or peer in self.trusted
+        return is_trusted_peer(peer, self.trusted)
 
     def scheme(self, environ) -> str:
         """The client's scheme, taken from X-Forwarded-Proto only when the peer is a trusted proxy."""

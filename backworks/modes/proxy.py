@@ -7,7 +7,7 @@ from urllib.parse import quote
 from urllib3.util import SKIP_HEADER
 
 from backworks.errors import HTTPError
-from backworks.http import Reply, RequestData
+from backworks.http import Reply, RequestData, is_trusted_peer
 from backworks.modes.base import LoadContext, Mode
 from backworks.schema import HTTP_METHODS, field, listof, string_map
 from backworks.upstreams import RequestBodyError, UpstreamSet
@@ -126,9 +126,9 @@ class ProxyMode(Mode):
             out = {k: v for k, v in out.items() if k.lower() not in tokens}
         environ = request.wz.environ
         peer = environ.get("REMOTE_ADDR") or ""
-        trusted = peer in self.trusted
-        prior = trusted and seen.get("x-forwarded-for")
-        out["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
+        trusted = is_trusted_peer(peer, self.trusted)
+        hops = [hop for hop in (trusted and seen.get("x-forwarded-for"), peer) if hop]
+        out["X-Forwarded-For"] = ", ".join(hops) or request.client_ip
         out["X-Forwarded-Proto"] = (trusted and seen.get("x-forwarded-proto")) or environ["wsgi.url_scheme"]
         out["X-Forwarded-Host"] = (trusted and seen.get("x-forwarded-host")) or seen.get("host", "")
         if self.client_host and seen.get("host"):

@@ -114,6 +114,13 @@ def test_proxy_appends_to_forwarded_for_only_from_a_trusted_peer(upstreams, make
     assert names["X-Forwarded-Host"] == "shop.test"
 
 
+def test_proxy_trusts_a_unix_socket_peer_like_nginx_on_the_same_host(upstreams, make_client):
+    (up,) = upstreams()
+    client = make_client(one_upstream(up.url))
+    response = client.get("/api/x", headers={"X-Forwarded-For": "203.0.113.9"}, environ_base={"REMOTE_ADDR": ""})
+    assert dict(response.get_json()["headers"])["X-Forwarded-For"] == "203.0.113.9"
+
+
 @pytest.mark.parametrize("host_header, expected", [("upstream", "upstream"), ("client", "shop.test")])
 def test_proxy_sends_the_host_header_as_configured(upstreams, make_client, host_header, expected):
     (up,) = upstreams()
