@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import difflib
 import logging
 import os
 import re
@@ -12,8 +11,9 @@ from pathlib import Path
 import cerberus
 import yaml
 
+from backworks.config_errors import format_problem, line_for, path_text, suggest, validation_problems
+from backworks.config_schema import config_schema
 from backworks.errors import ConfigError
-from backworks.schema import HTTP_METHODS, field, listof, named, section, string_map
 
 logger = logging.getLogger(__name__)
 
@@ -21,156 +21,6 @@ DEFAULT_CONFIG = "config/backworks.yaml"
 ENV_PREFIX = "BACKWORKS__"
 VAR_PATTERN = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 SECRET_WORDS = ("token", "password", "secret", "key", "keys", "authorization", "cookie", "dsn")
-
-
-def _breaker(help_text: str) -> dict:
-    return section(help_text, {
-        "failure_threshold": field("integer", "Consecutive failures that open the breaker.", min=1, default=5),
-        "recovery_s": field("number", "Seconds the breaker stays open before one trial call.", min=0, default=30),
-    }, default={})
-
-
-SERVER = section("Server limits and request handling.", {
-    "max_body_bytes": field("integer", "Largest request body accepted; larger bodies get 413.",
-                            min=0, default=10 * 1024 * 1024),
-    "max_header_count": field("integer", "Most request headers accepted; more get 431.", min=1, default=100),
-    "trusted_proxies": listof("Addresses whose X-Forwarded-For / X-Forwarded-Proto are believed "
-                              "(e.g. the nginx in front; a peer on gunicorn's unix socket always is).", {"type": "string"}, default=["127.0.0.1", "::1"]),
-    "access_log": field("boolean", "Write one log line per request (logger backworks.access).", default=True),
-    "log_json": field("boolean", "Write log lines as JSON objects instead of text.", default=False),
-    "request_id_header": field("string", "Header carrying the request id (taken from the client "
-                               "when present, else generated) and echoed on every response.",
-                               default="X-Request-Id"),
-    "watch": field("boolean", "Reload config and scripts when their files change (checked every "
-                   "half second).", default=True),
-}, default={})
-
-ADMIN = section("Dashboard, admin API and metrics.", {
-    "path": field("string", "Where the dashboard and admin API are mounted.", default="/_backworks",
-                  regex=r"^/[A-Za-z0-9_\-/]*[A-Za-z0-9_\-]$"),
-    "token": field("string", "Bearer token the admin API and dashboard require; with none they are off "
-                   "(except under `backworks serve` for direct loopback clients).", nullable=True, default=None),
-    "recent_requests": field("integer", "How many recent requests the admin API keeps.", min=0, default=200),
-}, default={})
-
-DATABASE = section("Database used by `database` endpoints.", {
-    "url": field("string", "SQLAlchemy URL: sqlite:///file.db (default) or postgresql://user@host/db.",
-                 default="sqlite:///backworks.db"),
-    "pool_size": field("integer", "Connections kept in the pool (PostgreSQL).", min=1, default=5),
-    "echo": field("boolean", "Log every SQL statement.", default=False),
-}, default={})
-
-CAPTURE = section("Where `capture` endpoints record exchanges and `replay` endpoints read them.", {
-    "store": field("string", "sqlite:///captures.db (default) or a postgresql:// URL.",
-                   default="sqlite:///captures.db"),
-    "redact_headers": listof("Extra header names replaced by [REDACTED] before storing "
-                             "(authorization, cookie and set-cookie always are).", {"type": "string"}, default=[]),
-    "redact_fields": listof("JSON body fields replaced by [REDACTED] before storing.", {"type": "string"},
-                            default=[]),
-    "max_body_bytes": field("integer", "Bodies longer than this are stored truncated.", min=0,
-                            default=1024 * 1024),
-    "include": listof("Only record paths matching one of these globs (default: all).", {"type": "string"},
-                      default=[]),
-    "exclude": listof("Never record paths matching these globs.", {"type": "string"}, default=[]),
-    "methods": listof("Only record these methods (default: all).",
-                      {"type": "string", "allowed": HTTP_METHODS}, default=[]),
-    "table": field("string", "Table the exchanges are stored in.", default="backworks_captures",
-                   regex=r"^[A-Za-z_][A-Za-z0-9_]*$"),
-}, default={})
-
-UPSTREAM = section("One upstream service: targets, balancing, timeouts, retries, health.", {
-    "targets": listof("Target servers.", section("One target.", {
-        "url": field("string", "Base URL, e.g. http://127.0.0.1:9001.", required=True, regex=r"^https?://.+"),
-        "weight": field("integer", "Share of traffic with balance: weighted.", min=1, default=1),
-    }), required=True, minlength=1),
-    "balance": field("string", "How targets are chosen.", allowed=["round_robin", "weighted", "least_connections"],
-                     default="round_robin"),
-    "connect_timeout_ms": field("integer", "Connect timeout per attempt.", min=1, default=2000),
-    "read_timeout_ms": field("integer", "Read timeout per attempt; over it the client gets 504.", min=1,
-                             default=30000),
-    "retries": field("integer", "Extra attempts for idempotent methods (GET, HEAD, PUT, DELETE, OPTIONS).",
-                     min=0, default=1),
-    "retry_backoff_ms": field("integer", "Wait before the first retry, doubled each time.", min=0, default=50),
-    "pool_size": field("integer", "Connections kept open per target per worker.", min=1, default=32),
-    "host_header": field("string", "`upstream` sends the target's host; `client` keeps the client's Host.",
-                         allowed=["upstream", "client"], default="upstream"),
-    "health_check": section("Active health checks (off when absent).", {
-        "path": field("string", "Path probed with GET; 2xx/3xx is healthy.", default="/"),
-        "interval_s": field("number", "Seconds between probes.", min=0.05, default=5),
-        "timeout_ms": field("integer", "Probe timeout.", min=1, default=1000),
-        "unhealthy_after": field("integer", "Failed probes that take a target out.", min=1, default=2),
-        "healthy_after": field("integer", "Passed probes that bring it back.", min=1, default=2),
-    }, nullable=True, default=None),
-    "circuit_breaker": _breaker("Per-target breaker: opens after consecutive failures."),
-})
-
-PLUGIN = section("One sandboxed plugin script and where it runs.", {
-    "script": field("string", "Path of the script (relative to the config file's folder).", required=True),
-    "enabled": field("boolean", "Set false to keep the plugin configured but unused.", default=True),
-    "order": field("integer", "Lower runs first in before_request (and last in after_response).", default=100),
-    "endpoints": listof("Endpoint names or globs it applies to (default: all).", {"type": "string"},
-                        default=["*"]),
-    "timeout_ms": field("integer", "Wall-clock budget per hook call.", min=1, max=60000, default=100),
-    "memory_mb": field("integer", "Memory budget per hook call.", min=8, max=4096, default=64),
-    "on_error": field("string", "open: continue as if the plugin were absent; closed: answer 503.",
-                      allowed=["open", "closed"], default="open"),
-    "isolation": field("string", "inline: in the worker (sync workers); process: in a sandbox child "
-                       "(hard limits, any worker class); auto: inline when possible.",
-                       allowed=["auto", "inline", "process"], default="auto"),
-    "critical": field("boolean", "When true, /readyz fails while its health_check fails or its breaker is "
-                      "open.", default=False),
-    "circuit_breaker": _breaker("Takes the plugin out of the path after consecutive failures."),
-    "config": field("dict", "Free-form settings the script reads as `config`.", default={}),
-})
-
-STATE = section("Backend of the `state` store plugins use.", {
-    "url": field("string", "Empty: in-memory per worker. redis://host:port/db: shared by all workers.",
-                 nullable=True, default=None),
-    "max_keys": field("integer", "Most keys per plugin (in-memory backend).", min=1, default=10000),
-    "max_value_bytes": field("integer", "Largest value stored.", min=1, default=65536),
-}, default={})
-
-
-def endpoint_schema() -> dict:
-    """Return the schema of one endpoint, with one block per registered mode."""
-    from backworks.modes import MODES
-
-    fields = {
-        "name": field("string", "Endpoint name (list form only; the map key otherwise).",
-                      regex=r"^[A-Za-z0-9_.\-]+$"),
-        "path": field("string", "URL path: /users/{id}, /users/:id, catch-all tail /files/{rest:path} or "
-                      "/files/*rest.", required=True, regex=r"^/.*"),
-        "methods": listof("HTTP methods answered (default depends on the mode).",
-                          {"type": "string", "allowed": HTTP_METHODS}, minlength=1),
-        "mode": field("string", "How the endpoint answers (default: the top-level `mode`).",
-                      allowed=sorted(MODES)),
-        "description": field("string", "Free text shown in the dashboard."),
-    }
-    for name, mode in sorted(MODES.items()):
-        fields[name] = section(mode.__doc__.strip().splitlines()[0], mode.schema)
-    return section("One endpoint.", fields)
-
-
-def config_schema() -> dict:
-    """Return the whole config schema."""
-    from backworks.modes import MODES
-
-    return {
-        "name": field("string", "Name of this API, shown in logs and the dashboard.", default="backworks"),
-        "version": field(["string", "integer", "float"], "Version of this API config.", default="1"),
-        "mode": field("string", "Default mode for endpoints that name none.", allowed=sorted(MODES),
-                      default="mock"),
-        "server": SERVER,
-        "admin": ADMIN,
-        "database": DATABASE,
-        "capture": CAPTURE,
-        "upstreams": named("Upstream services, by name, for proxy/capture/hybrid endpoints.", UPSTREAM,
-                           default={}),
-        "plugins": named("Plugin scripts, by name.", PLUGIN, default={}),
-        "state": STATE,
-        "endpoints": named("Endpoints, as a map `name: {...}` or a list `- {name, path, ...}`.",
-                           endpoint_schema(), default={}),
-    }
 
 
 @dataclass(frozen=True)
@@ -195,8 +45,8 @@ class EndpointSpec:
 
     def at(self, *parts) -> str:
         """Return "file:line: endpoints.name.part..." for a field inside this endpoint."""
-        line = _line_for(self.lines, ("endpoints", self.name) + parts)
-        return f"{self.filename}:{line}: {_path_text(self.shown + parts)}"
+        line = line_for(self.lines, ("endpoints", self.name) + parts)
+        return f"{self.filename}:{line}: {path_text(self.shown + parts)}"
 
 
 @dataclass
@@ -220,7 +70,7 @@ class Config:
 
     def where(self, *path) -> str:
         """Return "file:line" for a field path, the nearest known line when it is absent."""
-        return f"{self.path}:{_line_for(self.lines, tuple(path))}"
+        return f"{self.path}:{line_for(self.lines, tuple(path))}"
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: dict | None = None,
@@ -236,7 +86,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
         raise ConfigError([f"{path}: cannot read config file: {exc.strerror or exc}"])
     data, lines = parse_yaml(text, str(path))
     problems: list[str] = []
-    data = substitute_env(data, environ, lambda p, msg: problems.append(_format(path, lines, p, msg)))
+    data = substitute_env(data, environ, lambda p, msg: problems.append(format_problem(path, lines, p, msg)))
     from_env = apply_env_overrides(data, environ, lambda msg: problems.append(f"{path}: {msg}"))
     if overrides:
         data = deep_merge(data, overrides)
@@ -295,23 +145,6 @@ def _record_lines(node, path: tuple, lines: dict) -> None:
             _record_lines(item, path + (index,), lines)
 
 
-def _line_for(lines: dict, path: tuple) -> int:
-    while path and path not in lines:
-        path = path[:-1]
-    return lines.get(path, 1)
-
-
-def _path_text(path) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _format(filename, lines: dict, path: tuple, message: str) -> str:
-    return f"{filename}:{_line_for(lines, tuple(path))}: {_path_text(path)}: {message}"
-
-
 def substitute_env(value, environ, report, path: tuple = ()):
     """Replace ${VAR} and ${VAR:-default} in every string; `$$` is a literal `$`."""
     if isinstance(value, dict):
@@ -334,20 +167,6 @@ def substitute_env(value, environ, report, path: tuple = ()):
         return ""
 
     return VAR_PATTERN.sub(replace, value)
-
-
-def validation_problems(validator, filename, lines: dict, index_names: dict, from_env: dict) -> list:
-    """Format cerberus errors as "file:line: field: message (hint)", sorted by line."""
-    problems = []
-    for error, message in explain_errors(validator):
-        shown = _display(error.document_path, index_names)
-        variable = from_env.get(tuple(error.document_path))
-        if variable:
-            problems.append((0, f"{filename}: {_path_text(shown)}: {message} (set by environment variable "
-                                f"{variable})"))
-        else:
-            problems.append((_line_for(lines, shown), _format(filename, lines, shown, message)))
-    return [text for _, text in sorted(problems, key=lambda item: item[0])]
 
 
 def apply_env_overrides(data: dict, environ, report) -> dict:
@@ -418,12 +237,12 @@ def normalise_endpoints(data: dict, lines: dict, filename, problems: list) -> tu
     as_map: dict = {}
     for index, item in enumerate(endpoints):
         if not isinstance(item, dict):
-            problems.append(_format(filename, lines, ("endpoints", index),
+            problems.append(format_problem(filename, lines, ("endpoints", index),
                                     f"each endpoint must be a mapping, not {type(item).__name__}"))
             continue
         name = item.get("name") or _name_from_path(item.get("path"), index)
         if name in as_map:
-            problems.append(_format(filename, lines, ("endpoints", index, "name"),
+            problems.append(format_problem(filename, lines, ("endpoints", index, "name"),
                                     f"duplicate endpoint name '{name}' (names must be unique)"))
             continue
         as_map[str(name)] = item
@@ -442,101 +261,6 @@ def _name_from_path(path, index: int) -> str:
     return "_".join(words) or f"endpoint{index}"
 
 
-def _display(path: tuple, index_names: dict) -> tuple:
-    if len(path) >= 2 and path[0] == "endpoints" and path[1] in index_names:
-        return ("endpoints", index_names[path[1]]) + tuple(path[2:])
-    return tuple(path)
-
-
-def explain_errors(validator: cerberus.Validator):
-    """Yield (error, message with hint) for every leaf cerberus error."""
-    for error in _leaf_errors(validator._errors):
-        yield error, _message(validator, error)
-
-
-def _leaf_errors(errors):
-    for error in errors:
-        if error.is_group_error and error.child_errors:
-            yield from _leaf_errors(error.child_errors)
-        else:
-            yield error
-
-
-def _message(validator, error) -> str:
-    rule, constraint, value = error.rule, error.constraint, error.value
-    if error.code == cerberus.errors.UNKNOWN_FIELD.code:
-        allowed = _allowed_keys(validator.schema, error.document_path)
-        return f"unknown field{_suggest(str(error.field), allowed)}"
-    if rule == "required":
-        return "required field is missing"
-    if rule == "type":
-        types = constraint if isinstance(constraint, str) else " or ".join(constraint)
-        return f"must be of {types} type, got {type(value).__name__} {_short(value)}"
-    if rule == "allowed":
-        bad = value if not isinstance(value, list) else [v for v in value if v not in constraint]
-        bad_text = ", ".join(_short(v) for v in bad) if isinstance(bad, list) else _short(bad)
-        first = bad[0] if isinstance(bad, list) and bad else bad
-        return f"unallowed value {bad_text}{_suggest(str(first), [str(c) for c in constraint])}"
-    if rule in ("min", "max"):
-        return f"{rule} value is {constraint}, got {_short(value)}"
-    if rule in ("minlength", "maxlength"):
-        return f"{rule[:3]} length is {constraint}, got {len(value)}"
-    if rule == "regex":
-        return f"value {_short(value)} does not match the expected form ({_regex_hint(error.document_path)})"
-    if rule == "nullable":
-        return "must not be empty (null)"
-    if rule == "excludes":
-        others = constraint if isinstance(constraint, list) else [constraint]
-        return f"cannot be used together with {' or '.join(repr(o) for o in others)} (choose one)"
-    template = validator.error_handler.messages.get(error.code) or rule or "invalid value"
-    try:
-        return template.format(*error.info, constraint=constraint, field=error.field, value=value)
-    except (IndexError, KeyError):
-        return f"invalid value {_short(value)} ({rule})"
-
-
-def _regex_hint(path) -> str:
-    last = next((p for p in reversed(path) if isinstance(p, str)), "")
-    hints = {
-        "path": "must start with '/'",
-        "url": "an http:// or https:// URL",
-        "name": "letters, digits, '_', '.' and '-' only",
-    }
-    return hints.get(last, "see the config reference in the README")
-
-
-def _short(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _suggest(word: str, choices) -> str:
-    choices = [c for c in choices if isinstance(c, str)]
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    if close:
-        return f" (did you mean '{close[0]}'?)"
-    if choices and len(choices) <= 12:
-        return f" (allowed: {', '.join(sorted(choices))})"
-    return ""
-
-
-def _allowed_keys(schema, path: tuple) -> list:
-    from collections.abc import Mapping
-
-    rules = {"type": "dict", "schema": schema}
-    for part in path[:-1]:
-        if rules.get("type") == "list":
-            rules = rules.get("schema", {})
-            continue
-        if "valuesrules" in rules and "schema" not in rules:
-            rules = rules["valuesrules"]
-            continue
-        sub = rules.get("schema", {})
-        rules = sub.get(part, {}) if isinstance(sub, Mapping) else {}
-    if "valuesrules" in rules and "schema" not in rules:
-        rules = rules["valuesrules"]
-    schema = rules.get("schema", {})
-    return list(schema) if isinstance(schema, Mapping) else []
 
 
 def build_endpoints(config: Config, index_names: dict, problems: list) -> list:
@@ -551,7 +275,7 @@ def build_endpoints(config: Config, index_names: dict, problems: list) -> list:
         shown = ("endpoints", index_names.get(name, name))
         mode = data.get("mode") or default_mode
         mode_cls = MODES[mode]
-        where = f"{config.where('endpoints', name)}: {_path_text(shown)}"
+        where = f"{config.where('endpoints', name)}: {path_text(shown)}"
         if mode_cls.block_required and mode not in data:
             problems.append(f"{where}: mode '{mode}' needs a '{mode}:' block (see the {mode} mode "
                             f"reference in the README)")
@@ -561,7 +285,7 @@ def build_endpoints(config: Config, index_names: dict, problems: list) -> list:
         for path, method in [(path, m) for path, route_methods in routes for m in route_methods]:
             key = (method, route_key(path))
             if key in seen:
-                problems.append(f"{_format(config.path, config.lines, ('endpoints', name, 'path'), '')[:-2]}"
+                problems.append(f"{format_problem(config.path, config.lines, ('endpoints', name, 'path'), '')[:-2]}"
                                 f": {method} {path} is already served by endpoint "
                                 f"'{seen[key]}' (each method and path may appear once)")
             seen[key] = name
@@ -581,7 +305,7 @@ def check_references(config: Config, problems: list) -> None:
             if upstream and upstream not in upstreams:
                 problems.append(f"{config.where('endpoints', spec.name, block_name, 'upstream')}: "
                                 f"endpoints.{spec.name}.{block_name}.upstream: unknown upstream "
-                                f"'{upstream}'{_suggest(upstream, list(upstreams))}")
+                                f"'{upstream}'{suggest(upstream, list(upstreams))}")
     names = [spec.name for spec in config.endpoints]
     for plugin_name, plugin in config.data["plugins"].items():
         where = config.where("plugins", plugin_name, "script")
@@ -592,7 +316,7 @@ def check_references(config: Config, problems: list) -> None:
             if not any(_glob(pattern, n) for n in names):
                 problems.append(f"{config.where('plugins', plugin_name, 'endpoints')}: "
                                 f"plugins.{plugin_name}.endpoints: '{pattern}' matches no endpoint"
-                                f"{_suggest(pattern, names)}")
+                                f"{suggest(pattern, names)}")
 
 
 def _glob(pattern: str, name: str) -> bool:

@@ -6,7 +6,7 @@ from urllib.parse import urlencode
 
 import sqlalchemy as sa
 
-from backworks.config import _suggest
+from backworks.config_errors import suggest as _suggest
 from backworks.errors import HTTPError
 from backworks.records import Field, Invalid
 

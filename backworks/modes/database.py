@@ -7,7 +7,7 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 
-from backworks.config import _suggest
+from backworks.config_errors import suggest as _suggest
 from backworks.db import Database, build_table, prepare_table
 from backworks.errors import ConfigError, HTTPError
 from backworks.http import Reply, RequestData, is_json_type, json_reply
