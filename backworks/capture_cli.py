@@ -12,6 +12,7 @@ import yaml
 from backworks.capture_store import CaptureStore, safe_url
 from backworks.config import load_config
 from backworks.errors import ConfigError
+from backworks.problems import exit_with_problems
 
 logger = logging.getLogger(__name__)
 
@@ -23,10 +24,19 @@ def open_store(config_path: str) -> CaptureStore:
     try:
         config = load_config(config_path)
     except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        sys.exit(1)
+        exit_with_problems(exc)
     return CaptureStore.from_config(config)
+
+
+def read_rows(config_path: str, endpoint: str | None) -> list:
+    """Return the recorded exchanges (of one endpoint, or all); exit 1 when the store cannot be read."""
+    store = open_store(config_path)
+    try:
+        return store.rows(endpoint)
+    except Exception as exc:
+        _fail(f"cannot read the capture store {safe_url(store.url)}: {exc}")
+    finally:
+        store.close()
 
 
 def _fail(message: str) -> None:
@@ -47,13 +57,7 @@ def export_command(har_path, endpoint, config):
     """Write the exchanges recorded in CONFIG's capture store to a HAR file."""
     from backworks.har import export_har
 
-    store = open_store(config)
-    try:
-        rows = store.rows(endpoint)
-    except Exception as exc:
-        _fail(f"cannot read the capture store {safe_url(store.url)}: {exc}")
-    finally:
-        store.close()
+    rows = read_rows(config, endpoint)
     Path(har_path).write_text(json.dumps(export_har(rows), indent=2, ensure_ascii=False), encoding="utf-8")
     click.echo(f"exported {len(rows)} exchange(s) to {har_path}")
 
@@ -88,13 +92,7 @@ def mocks_from_capture(config, out_path, endpoint):
     """Write mock endpoints that answer what CONFIG's capture store recorded."""
     from backworks.mockgen import build_mocks
 
-    store = open_store(config)
-    try:
-        rows = store.rows(endpoint)
-    except Exception as exc:
-        _fail(f"cannot read the capture store {safe_url(store.url)}: {exc}")
-    finally:
-        store.close()
+    rows = read_rows(config, endpoint)
     out = Path(out_path)
     data = build_mocks(rows, out.parent / f"{out.stem}_files")
     text = "# Written by `backworks mocks-from-capture`: one mock endpoint per recorded method and path.\n"

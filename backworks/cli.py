@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 
 import click
 import yaml
@@ -11,6 +10,7 @@ import yaml
 from backworks import __version__
 from backworks.config import load_config, masked
 from backworks.errors import ConfigError
+from backworks.problems import exit_with_problems
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +30,7 @@ def check(config):
     try:
         runtime = load_runtime(config, options={"check_only": True})
     except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        click.echo(f"{len(exc.problems)} problem(s) in {config}", err=True)
-        sys.exit(1)
+        exit_with_problems(exc, summary=f"{len(exc.problems)} problem(s) in {config}")
     plugins = len(runtime.config.data["plugins"])
     click.echo(f"{config}: OK ({len(runtime.endpoints)} endpoints, {plugins} plugins)")
     runtime.close()
@@ -47,9 +44,7 @@ def print_config(config, as_json):
     try:
         loaded = load_config(config)
     except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        sys.exit(1)
+        exit_with_problems(exc)
     data = masked(loaded.data)
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
@@ -68,9 +63,7 @@ def serve(config, host, port):
     try:
         app = create_app(config, options={"dev_server": True})
     except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        sys.exit(1)
+        exit_with_problems(exc)
     click.echo(f"Backworks dev server on http://{host}:{port} (config {config})")
     app.run(host=host, port=port, threaded=False, use_reloader=False)
 
