@@ -20,7 +20,7 @@ from backworks.runtime import Runtime, load_runtime
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("backworks.access")
 
-WATCH_INTERVAL_S = 0.5
+WATCH_INTERVAL_S = 0.25
 RETIRE_AFTER_S = 30.0
 
 

@@ -23,7 +23,7 @@ SERVER = section("Server limits and request handling.", {
                                "when present, else generated) and echoed on every response.",
                                default="X-Request-Id"),
     "watch": field("boolean", "Reload config and scripts when their files change (checked every "
-                   "half second).", default=True),
+                   "quarter second).", default=True),
 }, default={})
 
 ADMIN = section("Dashboard, admin API and metrics.", {
