@@ -68,7 +68,7 @@ class Backworks:
                                 request_id=request_id)
         reply.headers.append((runtime.request_id_header, request_id))
         self.recorder.record(environ, reply.status, started, endpoint, request_id)
-        if runtime.config.data["server"]["access_log"]:
+        if runtime.config.data["server"]["access_log"] and access_logger.isEnabledFor(logging.INFO):
             self._log(environ, reply.status, started, endpoint, request_id, reply.meta)
         return reply(environ, start_response)
 
@@ -77,13 +77,17 @@ class Backworks:
         name = endpoint.spec.name if endpoint else "-"
         mode = endpoint.spec.mode if endpoint else "-"
         path = environ.get("PATH_INFO") or "/"
-        extra = "".join(f" {k}={v}" for k, v in (meta or {}).items())
-        access_logger.info("%s %s %s %.1fms endpoint=%s mode=%s id=%s%s", environ.get("REQUEST_METHOD"), path,
-                           status or "reset", duration_ms, name, mode, request_id, extra,
-                           extra={"http": {"method": environ.get("REQUEST_METHOD"), "path": path,
-                                           "status": status, "duration_ms": round(duration_ms, 2),
-                                           "endpoint": name, "mode": mode, "request_id": request_id,
-                                           **(meta or {})}})
+        method = environ.get("REQUEST_METHOD")
+        extra = "".join(f" {k}={v}" for k, v in meta.items()) if meta else ""
+        # A record built directly skips logging's caller lookup, a third of the cost of .info().
+        record = logging.LogRecord("backworks.access", logging.INFO, __file__, 0,
+                                   "%s %s %s %.1fms endpoint=%s mode=%s id=%s%s",
+                                   (method, path, status or "reset", duration_ms, name, mode, request_id, extra),
+                                   None)
+        if self.runtime.config.data["server"]["log_json"]:
+            record.http = {"method": method, "path": path, "status": status, "endpoint": name, "mode": mode,
+                           "duration_ms": round(duration_ms, 2), "request_id": request_id, **(meta or {})}
+        access_logger.handle(record)
 
     def reload(self, reason: str = "requested") -> bool:
         """Load the config again; keep serving the old one if the new one is broken."""

@@ -175,9 +175,9 @@ block), `log.info("text")` (also log.debug/warning/error: lines go to the server
 """
 
 
-def on_load(settings):
-    """Once per (re)load, with this plugin's config block (the same as `config`). Raise to refuse a bad one."""
-    if not isinstance(settings.get("greeting", ""), str):
+def on_load(config):
+    """Once per (re)load, with this plugin's config block (as the global `config`). Raise to refuse a bad one."""
+    if not isinstance(config.get("greeting", ""), str):
         raise ValueError("config.greeting must be a string")
 
 

@@ -38,12 +38,11 @@ def handle(request: dict) -> object:
     """
 
 
-def on_load(settings: dict) -> None:
-    """Run once per (re)load with the plugin's `config` block; the return value is ignored.
+def on_load(config: dict) -> None:
+    """Run once per (re)load with (a copy of) the plugin's `config` block; the return value is ignored.
 
-    Name the parameter anything but `config` (the global of that name cannot be rebound; it holds the
-    same block). A failure here refuses the load: at startup the server does not start, on reload the
-    previous version keeps serving.
+    A failure here refuses the load: at startup the server does not start, on reload the previous
+    version keeps serving.
     """
 
 

@@ -166,13 +166,16 @@ class RequestData:
     def to_dict(self, include_body: bool = True) -> dict:
         """Return the plain-data request plugins receive (body and json None unless include_body)."""
         query: dict = {}
-        for key, values in self.query.lists():
-            query[key] = values[0] if len(values) == 1 else list(values)
-        headers: dict = {}
-        # the environ's own headers unless a plugin replaced them: no copy on the hot path
-        for key, value in (self._headers if self._headers is not None else self.wz.headers).items():
-            lkey = key.lower()
-            headers[lkey] = f"{headers[lkey]}, {value}" if lkey in headers else value
+        if self._query is not None or self.wz.environ.get("QUERY_STRING"):
+            for key, values in self.query.lists():
+                query[key] = values[0] if len(values) == 1 else list(values)
+        if self._headers is None:  # the environ's own headers unless a plugin replaced them
+            headers = environ_headers(self.wz.environ)
+        else:
+            headers = {}
+            for key, value in self._headers.items():
+                lkey = key.lower()
+                headers[lkey] = f"{headers[lkey]}, {value}" if lkey in headers else value
         has_body = self._body is not None or self.wz.content_length or "HTTP_TRANSFER_ENCODING" in self.wz.environ
         body = self.body if include_body and has_body else b""
         return {
@@ -217,6 +220,35 @@ class RequestData:
 
 
 _UNSET = object()
+_HEADER_KEYS: dict = {}  # environ key -> lower-case header name, or "" for other keys
+_MAX_HEADER_KEYS = 1024  # clients choose header names: remember a bounded number
+
+
+def _header_key(key: str) -> str:
+    """The lower-case header name of an environ key, as werkzeug's EnvironHeaders names it ("" if none)."""
+    if key.startswith("HTTP_") and key not in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
+        name = key[5:].replace("_", "-")
+    elif key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        name = key.replace("_", "-")
+    else:
+        return ""
+    return name.lower() if name.isascii() else name.title().lower()
+
+
+def environ_headers(environ: dict) -> dict:
+    """The request headers of a WSGI environ as {lower-case name: value}, repeated names joined with ", "."""
+    headers: dict = {}
+    names = _HEADER_KEYS
+    for key, value in environ.items():
+        name = names.get(key)
+        if name is None:
+            name = _header_key(key)
+            if len(names) < _MAX_HEADER_KEYS:
+                names[key] = name
+        if not name or not value and key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            continue
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
 
 
 def _encode_query(query: MultiDict) -> str:

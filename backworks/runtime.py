@@ -70,7 +70,7 @@ class Runtime:
         name, params = self.router.match(environ)
         endpoint = self.endpoints[name]
         wz = Request(environ)
-        if self.max_headers and len(wz.headers) > self.max_headers:
+        if self.max_headers and len(environ) > self.max_headers and len(wz.headers) > self.max_headers:
             raise HTTPError(431, "too_many_headers",
                             f"request has {len(wz.headers)} headers; the limit is {self.max_headers} "
                             f"(server.max_header_count)")

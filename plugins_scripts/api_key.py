@@ -6,8 +6,8 @@ config: {keys: ["secret-1", "secret-2"]}
 import hmac
 
 
-def on_load(settings):
-    if not settings.get("keys"):
+def on_load(config):
+    if not config.get("keys"):
         raise ValueError("api_key needs at least one key in config.keys")
 
 

@@ -1,6 +1,7 @@
 """The gateway: matching, JSON errors, HEAD, limits, request ids, access log, reload."""
 from __future__ import annotations
 
+import json
 import logging
 import time
 
@@ -155,3 +156,26 @@ def test_healthz_and_readyz(client):
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.get_json()["status"] == "ready"
+
+
+def test_json_access_log_carries_the_request_fields(tmp_path, caplog):
+    from backworks.app import JsonFormatter
+
+    app = create_app(write_config(tmp_path, """
+        server: {log_json: true}
+        endpoints:
+          a: {path: /a, mock: {body: x}}
+    """))
+    caplog.set_level(logging.INFO, logger="backworks.access")
+    app.test_client().get("/a", headers={"X-Request-Id": "r-9"})
+    (record,) = [r for r in caplog.records if r.name == "backworks.access"]
+    payload = json.loads(JsonFormatter().format(record))
+    assert payload["method"] == "GET" and payload["path"] == "/a" and payload["status"] == 200
+    assert payload["endpoint"] == "a" and payload["mode"] == "mock" and payload["request_id"] == "r-9"
+    assert payload["message"].startswith("GET /a 200 ")
+
+
+def test_unmatched_and_wrong_method_still_get_json_errors_after_fast_routing(client):
+    assert client.get("/hello/").status_code == 404
+    assert client.put("/files/a/b").status_code == 405
+    assert client.get("/hello/%C3%A9").get_json() == {"greeting": "hi é"}

@@ -471,3 +471,16 @@ def test_every_hook_has_a_test_and_a_readme_section():
     assert set(hooks.HOOKS) == {"before_request", "after_response", "handle", "on_load", "health_check"}
     for hook in hooks.HOOKS:
         assert getattr(hooks, hook).__doc__, f"{hook} has no docstring in backworks/hooks.py"
+
+
+def test_on_load_config_parameter_receives_the_plugin_config(tmp_path, caplog):
+    script = """
+        def on_load(config):
+            log.info("loaded with " + config["greeting"])
+
+        def before_request(request):
+            return None
+    """
+    with caplog.at_level(logging.INFO):
+        plugin_app(tmp_path, {"greeter": script}, {"greeter": {"config": {"greeting": "hi"}}})
+    assert "greeter.py: loaded with hi" in caplog.text

@@ -75,7 +75,9 @@ class Sandbox:
     def run_phase(self, phase: str, steps: list, request: dict, response: dict | None = None) -> PhaseResult:
         """Run every step's `phase` hook in order with fail-open semantics (one round trip in a child)."""
         check_phase(phase)
-        steps = [step for step in map(Step._make, steps) if phase in self._hooks.get(step.key, (phase,))]
+        hooks = self._hooks
+        steps = [step if type(step) is Step else Step._make(step) for step in steps
+                 if phase in hooks.get(step[0], (phase,))]
         if not steps:
             return PhaseResult(request=request, response=response)
         if self._inline_here():

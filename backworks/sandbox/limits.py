@@ -44,20 +44,32 @@ class Clock:
 
     active = False
     expired = False
-    installed = False
     deadline = 0.0
     session = False  # a phase keeps one periodic timer for all its steps
+    old_limit = None  # the RLIMIT_AS that disarm() / end_session() restore
 
 
 def _on_alarm(signum, frame):
     if not Clock.active:
-        if not Clock.session:
+        if not Clock.session:  # a stray tick after the call: stop the timer, never raise into the host
             signal.setitimer(signal.ITIMER_REAL, 0)
         return
     if not Clock.expired and time.perf_counter() < Clock.deadline:
-        return  # a periodic tick of a phase session, before this step's deadline
+        return  # a periodic tick before the running step's deadline
     Clock.expired = True
-    raise _timeout()
+    if in_script(frame):
+        raise _timeout()
+    # Host code (the runner just before or after the call): the script's next checkpoint raises, or
+    # the runner reports the timeout once the call returns.
+
+
+def in_script(frame) -> bool:
+    """Tell whether a plugin script's frame is on the stack (script globals hold the `_bw_tick` checkpoint)."""
+    while frame is not None:
+        if frame.f_globals.get("_bw_tick") is tick:
+            return True
+        frame = frame.f_back
+    return False
 
 
 _TIMEOUT = Timeout()
@@ -73,7 +85,7 @@ def _timeout() -> Timeout:
 
 def tick() -> None:
     """Checkpoint compiled into scripts: once the budget is spent, every handler re-raises the timeout."""
-    if Clock.expired or (Clock.active and time.perf_counter() > Clock.deadline):
+    if Clock.active and (Clock.expired or time.perf_counter() > Clock.deadline):
         Clock.expired = True  # the alarm handler itself may fail at the recursion limit: check the clock too
         raise _timeout()
 
@@ -92,9 +104,11 @@ def timer_usable() -> bool:
     return current in (signal.SIG_DFL, signal.SIG_IGN, None, _on_alarm)
 
 
-def _install() -> None:
-    signal.signal(signal.SIGALRM, _on_alarm)
-    Clock.installed = True
+def ensure_handler() -> None:
+    """(Re)install the alarm handler unless it is in place: host code may have reset it (to SIG_DFL,
+    whose action would kill the process) since the last call. Call it before every arming."""
+    if _raw_handler(signal.SIGALRM) is not _on_alarm:
+        signal.signal(signal.SIGALRM, _on_alarm)
 
 
 class AddressSpace:
@@ -111,65 +125,68 @@ class AddressSpace:
         return int(os.pread(cls.fd, 64, 0).split(None, 1)[0]) * PAGE
 
 
-def arm(budget: Budget, memory: bool = True):
-    """Arm the timer and (if `memory`) lower RLIMIT_AS to now + budget; return what disarm() restores.
+def _lower_address_space(memory_mb: int) -> None:
+    old_limit = resource.getrlimit(resource.RLIMIT_AS)
+    ceiling = AddressSpace.current() + memory_mb * 1024 * 1024
+    if old_limit[1] != resource.RLIM_INFINITY:
+        ceiling = min(ceiling, old_limit[1])
+    resource.setrlimit(resource.RLIMIT_AS, (ceiling, old_limit[1]))
+    Clock.old_limit = old_limit
 
-    The caller's `finally` must set `Clock.active = False` as its first statement (inline, not through a
-    function call: a pending alarm is delivered at a function's entry), then call disarm().
+
+def _restore_address_space() -> None:
+    old_limit, Clock.old_limit = Clock.old_limit, None
+    if old_limit is not None:
+        resource.setrlimit(resource.RLIMIT_AS, old_limit)
+
+
+def arm(budget: Budget, memory: bool = True) -> None:
+    """Start one call's budget: the timer (or, in a phase session, the step's deadline) and, if `memory`
+    outside a session, RLIMIT_AS lowered to now + budget.
+
+    Call it inside the `try` whose `finally` disarms: its first statement must be `Clock.active = False`
+    (inline, not through a function call: a pending alarm is delivered at a function's entry), then
+    disarm(). Whatever was armed is then undone even if arming itself was interrupted.
     """
-    if _raw_handler(signal.SIGALRM) is not _on_alarm:
-        _install()
-    old_limit = None
-    if memory and not Clock.session:
-        old_limit = resource.getrlimit(resource.RLIMIT_AS)
-        ceiling = AddressSpace.current() + budget.memory_mb * 1024 * 1024
-        if old_limit[1] != resource.RLIM_INFINITY:
-            ceiling = min(ceiling, old_limit[1])
-        resource.setrlimit(resource.RLIMIT_AS, (ceiling, old_limit[1]))
+    if not Clock.session:
+        ensure_handler()
+        if memory:
+            _lower_address_space(budget.memory_mb)
     Clock.expired = False
     Clock.deadline = time.perf_counter() + budget.timeout_ms / 1000.0
     Clock.active = True
     if not Clock.session:
         signal.setitimer(signal.ITIMER_REAL, budget.timeout_ms / 1000.0, REFIRE_S)
-    return old_limit
 
 
-def disarm(old_limit) -> None:
-    """Stop the timer and restore the address-space limit (after `Clock.active = False`)."""
+def disarm() -> None:
+    """Stop the call's timer and restore the address-space limit (after `Clock.active = False`)."""
     Clock.active = False
     if not Clock.session:
         signal.setitimer(signal.ITIMER_REAL, 0)
-    if old_limit is not None:
-        resource.setrlimit(resource.RLIMIT_AS, old_limit)
+        _restore_address_space()
 
 
-def begin_session(memory_mb: int | None):
+def begin_session(memory_mb: int | None) -> None:
     """Start one periodic timer (and one address-space ceiling) for all the steps of a phase.
 
-    Each step then only sets its deadline: the timer ticks every REFIRE_S and raises once the running
-    step's deadline has passed. Returns what end_session() restores.
+    The handler is verified once here, not per step. Each step then only sets its deadline: the timer
+    ticks every REFIRE_S and raises once the running step's deadline has passed. Call it inside the
+    `try` whose `finally` calls end_session().
     """
-    if _raw_handler(signal.SIGALRM) is not _on_alarm:
-        _install()
-    old_limit = None
-    if memory_mb is not None:
-        old_limit = resource.getrlimit(resource.RLIMIT_AS)
-        ceiling = AddressSpace.current() + memory_mb * 1024 * 1024
-        if old_limit[1] != resource.RLIM_INFINITY:
-            ceiling = min(ceiling, old_limit[1])
-        resource.setrlimit(resource.RLIMIT_AS, (ceiling, old_limit[1]))
+    ensure_handler()
     Clock.session = True
+    if memory_mb is not None:
+        _lower_address_space(memory_mb)
     signal.setitimer(signal.ITIMER_REAL, REFIRE_S, REFIRE_S)
-    return old_limit
 
 
-def end_session(old_limit) -> None:
+def end_session() -> None:
     """Stop the phase's periodic timer and restore the address-space limit."""
-    Clock.session = False
     Clock.active = False
     signal.setitimer(signal.ITIMER_REAL, 0)
-    if old_limit is not None:
-        resource.setrlimit(resource.RLIMIT_AS, old_limit)
+    Clock.session = False
+    _restore_address_space()
 
 
 def release_memory() -> None:

@@ -45,29 +45,35 @@ def run_phase(runner: Runner, phase: str, steps: list, request: dict, response: 
               emit: Callable | None = None) -> PhaseResult:
     """Run the steps in order in this process; `emit(index, key, outcome, result)` sees each step as it ends."""
     check_phase(phase)
-    steps = [Step(*step) for step in steps]
+    steps = [step if type(step) is Step else Step(*step) for step in steps]
     if not steps:
         return PhaseResult(request=request, response=response)
     memory = max(step.budget.memory_mb for step in steps) if runner.memory else None
-    old_limit = limits.begin_session(memory)
     try:
+        limits.begin_session(memory)
         return _run_steps(runner, phase, steps, request, response, emit)
     finally:
-        limits.end_session(old_limit)
+        limits.end_session()
 
 
 def _run_steps(runner, phase, steps, request, response, emit) -> PhaseResult:
     result = PhaseResult(request=request, response=response)
+    frozen = None  # the hooks' input, serialised once per change: each hook thaws its own deep copy
     for index, step in enumerate(steps):
         loaded = runner.loaded.get(step.key)
         if loaded is not None and phase not in loaded.script.hooks:
             continue
-        args = (result.request,) if phase == "before_request" else (result.request, result.response)
-        outcome = runner.call(step.key, phase, args, step.budget)
-        if outcome.kind == "ok":
+        if frozen is None:
+            frozen = values.freeze((result.request,) if phase == "before_request"
+                                   else (result.request, result.response))
+        outcome = runner.call_with(step.key, phase, values.thaw(frozen), step.budget)
+        if outcome.kind == "ok" and outcome.value is not None:
+            current = result.request, result.response
             outcome, result.request, result.response, short = apply(phase, outcome, result.request,
                                                                      result.response, lambda: _name(runner, step.key))
             result.short_circuit = short
+            if result.request is not current[0] or result.response is not current[1]:
+                frozen = None  # the next hook sees the new value
         result.outcomes.append((step.key, outcome))
         if emit is not None:
             emit(index, step.key, outcome, result)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import functools
 import gc
 import logging
 import os
@@ -28,7 +29,7 @@ _repr.maxstring = 200
 _repr.maxother = 200
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     """What one script call produced: a value, or the kind of failure and the script's own traceback."""
 
@@ -75,7 +76,12 @@ class PhaseResult:
 
 
 class Loaded:
-    """A script whose module body (and on_load) ran: the globals every call starts from."""
+    """A script whose module body (and on_load) ran: the globals every call starts from.
+
+    Calls reuse one globals dict (`scope`), reset to `base` after each call: the script's functions are
+    bound to it once, at load, so a call creates no function objects and no reference cycles for the
+    garbage collector. Mutable values are copied into it before each call.
+    """
 
     def __init__(self, script: Script, snapshot: dict, state):
         self.script = script
@@ -88,6 +94,40 @@ class Loaded:
                                  if not _immutable((snapshot[k].__defaults__, snapshot[k].__kwdefaults__))}
         self.mutable = [k for k, v in snapshot.items() if not k.startswith("__") and k not in _HOST_NAMES
                         and isinstance(v, _MUTABLE)]
+        self.copies = [(name, _copier(snapshot[name])) for name in self.mutable]
+        # A function takes its builtins from its globals' __builtins__ when it is created: the scope must
+        # hold the safe ones by then, or the script would get the host's.
+        self.scope: dict = dict(snapshot)
+        self.base = dict(snapshot)
+        for name in self.functions:
+            fn = snapshot[name]
+            rebound = types.FunctionType(fn.__code__, self.scope, fn.__name__, fn.__defaults__, fn.__closure__)
+            if rebound.__builtins__ is not snapshot["__builtins__"]:
+                raise RuntimeError(f"{self.name}: {name} would not run with the sandbox's builtins")
+            rebound.__kwdefaults__ = fn.__kwdefaults__
+            self.base[name] = rebound
+        self.scope.update(self.base)
+        self.busy = False
+
+    def prepare(self, log: ScriptLog) -> dict:
+        """Ready the reused globals for one call: this call's log and fresh copies of mutable values."""
+        scope = self.scope
+        scope["log"] = log
+        for name, copier in self.copies:
+            scope[name] = copier()
+        for name in self.mutable_defaults:  # def f(seen=[]) must not remember across calls either
+            original, function = self.snapshot[name], scope[name]
+            function.__defaults__ = _copy_value(original.__defaults__)
+            function.__kwdefaults__ = _copy_value(original.__kwdefaults__)
+        return scope
+
+    def reset(self) -> None:
+        """Undo what a call did to the globals: rebound names get their loaded values, new names go."""
+        scope, base = self.scope, self.base
+        scope.update(base)
+        if len(scope) != len(base):
+            for name in [name for name in scope if name not in base]:
+                del scope[name]
 
 
 def _apply(function, *args, **kwargs):
@@ -178,26 +218,35 @@ class Runner:
 
     def call(self, key: str, hook: str, args: tuple, budget: Budget) -> Outcome:
         """Call one hook of the script loaded as `key` with copies of `args`."""
+        return self.call_with(key, hook, values.copy(tuple(args)), budget)
+
+    def call_with(self, key: str, hook: str, args: tuple, budget: Budget) -> Outcome:
+        """Call one hook with `args` that are already this call's own copies (nothing else holds them)."""
         loaded = self.loaded.get(key)
         if loaded is None:
             return Outcome("error", message=f"{key}: no script is loaded under this name")
         if hook not in loaded.script.hooks:
-            return Outcome("error", message=f"{_short(loaded.script.filename)}: defines no {hook}()")
+            return Outcome("error", message=f"{loaded.name}: defines no {hook}()")
         log = ScriptLog(loaded.name)
-        function = self.fresh(loaded, log)[hook]
-        return self.run(loaded.script, function, values.copy(tuple(args)), budget, log)
+        if loaded.busy:  # a call inside a call of the same script: it gets globals of its own
+            return self.run(loaded.script, self.fresh(loaded, log)[hook], args, budget, log)
+        loaded.busy = True
+        try:
+            return self.run(loaded.script, loaded.prepare(log)[hook], args, budget, log)
+        finally:
+            loaded.busy = False
+            loaded.reset()  # nothing a call leaves in its globals reaches the next one
 
     def run(self, script: Script, function: Callable, args: tuple, budget: Budget, log: ScriptLog) -> Outcome:
         """Call `function(*args)` under the budget and classify what happened."""
         started = time.perf_counter()
-        old_limit = None
         try:
-            old_limit = limits.arm(budget, self.memory)
             try:
+                limits.arm(budget, self.memory)
                 value = function(*args)
             finally:
-                Clock.active = False
-                limits.disarm(old_limit)
+                Clock.active = False  # first: from here on the alarm handler never raises
+                limits.disarm()
             if Clock.expired:
                 raise Timeout()
         except (Timeout, Exception) as exc:
@@ -248,6 +297,16 @@ def _immutable(value) -> bool:
     if type(value) in _ATOMS:
         return True
     return type(value) is tuple and all(_immutable(item) for item in value)
+
+
+def _copier(value) -> Callable[[], object]:
+    """A function returning a new deep copy of a mutable global at each call (prepared once, at load)."""
+    if type(value) in (dict, list) and not value:
+        return type(value)
+    try:
+        return functools.partial(values.thaw, values.freeze(value))
+    except ValueError:  # not plain data (a deque, a namespace): copied the slow way
+        return functools.partial(_copy_value, value)
 
 
 def _copy_value(value):

@@ -25,6 +25,14 @@ def copy(value):
     return marshal.loads(marshal.dumps(value))
 
 
+def freeze(value) -> bytes:
+    """The immutable serialised form of plain data: thaw() makes as many deep copies as needed from it."""
+    return marshal.dumps(value)
+
+
+thaw = marshal.loads  # thaw(frozen) -> a new deep copy of what freeze() serialised
+
+
 def plain(value, path: str = "value"):
     """Return a validated copy of `value`: dict/list/str/int/float/bool/None only, bounded in depth and size."""
     budget = [MAX_BYTES]

@@ -4,16 +4,19 @@ from __future__ import annotations
 import os
 import resource
 import signal
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from backworks.sandbox import Budget, Sandbox, compile_script
-from backworks.sandbox.limits import timer_usable
+from backworks.sandbox import Budget, Sandbox, Step, compile_script
+from backworks.sandbox.limits import Clock, Timeout, timer_usable
 
 BUDGET = Budget(timeout_ms=100, memory_mb=64)
 LIMIT_S = BUDGET.timeout_ms / 1000 + 0.050
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def rss_mb() -> float:
@@ -151,3 +154,99 @@ def test_inline_refuses_a_foreign_alarm_handler_and_uses_a_child():
     finally:
         signal.signal(signal.SIGALRM, previous)
         box.close()
+
+
+RESET_ALARM_CHILD = """
+import signal, time
+from backworks.sandbox import Budget, Sandbox, Step, compile_script
+
+SPIN = "while True:\\n    pass\\n"
+HOOKS = ("def handle(request):\\n    while True:\\n        pass\\n\\n"
+         "def before_request(request):\\n    while True:\\n        pass\\n")
+REQUEST = {"method": "GET", "path": "/x", "path_params": {}, "query": {}, "headers": {}, "body": None,
+           "json": None, "client_ip": "127.0.0.1", "endpoint": "x"}
+budget = Budget(timeout_ms=50, memory_mb=64)
+box = Sandbox("inline", {})
+kinds = []
+signal.signal(signal.SIGALRM, signal.SIG_DFL)  # host code resets the handler before each kind of run
+kinds.append(box.load("body", compile_script(SPIN, "body.py"), {}, budget).kind)
+assert box.load("spin", compile_script(HOOKS, "spin.py"), {}, budget).ok
+for _ in range(3):
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    kinds.append(box.call("spin", "handle", ({},), budget).kind)
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    result = box.run_phase("before_request", [Step("spin", budget, "open")], REQUEST)
+    kinds.append(result.outcomes[0][1].kind)
+signal.signal(signal.SIGALRM, signal.SIG_DFL)
+assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+time.sleep(0.05)  # a timer left armed would now end this process with "Alarm clock"
+print(" ".join(kinds))
+"""
+
+
+def test_inline_timeout_survives_host_code_resetting_the_alarm_handler():
+    # In a child interpreter: if SIGALRM's default action fired, it would kill pytest itself.
+    child = subprocess.run([sys.executable, "-c", RESET_ALARM_CHILD], capture_output=True, text=True, timeout=60,
+                           cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert child.returncode == 0, (child.returncode, child.stderr[-2000:])
+    assert child.stdout.split() == ["timeout"] * 7
+
+
+EDGE = """
+import time
+
+def handle(request):
+    end = time.perf_counter() + request["spin"]
+    n = 0
+    while time.perf_counter() < end:
+        n += 1
+    return n
+
+def before_request(request):
+    end = time.perf_counter() + float(request["headers"]["x-spin"])
+    while time.perf_counter() < end:
+        pass
+    return {"headers": {"x-spun": "yes"}}
+"""
+
+
+def test_inline_calls_at_the_budget_edge_never_leak_a_timeout_into_the_host():
+    box = Sandbox("inline", {})
+    budget = Budget(timeout_ms=20, memory_mb=64)
+    assert box.load("edge", compile_script(EDGE, "edge.py"), {}, budget).ok
+    request = {"method": "GET", "path": "/x", "path_params": {}, "query": {}, "headers": {}, "body": None,
+               "json": None, "client_ip": "127.0.0.1", "endpoint": "x"}
+    kinds = []
+    try:
+        for index in range(200):
+            spin = 0.015 + (index % 11) / 1000  # 15 to 25 ms against a 20 ms budget
+            if index % 2:
+                kinds.append(box.call("edge", "handle", ({"spin": spin},), budget).kind)
+            else:
+                phase_request = {**request, "headers": {"x-spin": str(spin)}}
+                result = box.run_phase("before_request", [Step("edge", budget, "open")], phase_request)
+                kinds.append(result.outcomes[0][1].kind)
+                assert result.request["headers"] == ({"x-spun": "yes"} if kinds[-1] == "ok"
+                                                     else {"x-spin": str(spin)})
+            assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+            assert not Clock.active
+            sum(range(20000))  # host work: a stray alarm would raise here
+    except Timeout:
+        pytest.fail(f"a Timeout escaped into host code after {len(kinds)} calls")
+    time.sleep(0.02)
+    assert set(kinds) <= {"ok", "timeout"} and "ok" in kinds and "timeout" in kinds, kinds
+
+
+def test_alarm_outside_script_frames_never_raises():
+    box = Sandbox("inline", {})
+    run(box, "    return 1")
+    Clock.active, Clock.expired, Clock.deadline = True, False, 0.0  # as if a step's deadline passed in host code
+    try:
+        os.kill(os.getpid(), signal.SIGALRM)
+        sum(range(1000))  # the handler runs here, in host code: it must only note the expiry
+        assert Clock.expired
+    finally:
+        Clock.active = False
+    os.kill(os.getpid(), signal.SIGALRM)  # and with nothing running it returns quietly
+    sum(range(1000))
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)

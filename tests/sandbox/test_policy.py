@@ -169,3 +169,29 @@ def test_builtins_hold_no_way_out():
                  "setattr", "delattr", "memoryview", "super", "print"):
         assert name not in SAFE_BUILTINS, name
     assert all(issubclass(value, Exception) for name, value in SAFE_BUILTINS.items() if name.endswith("Error"))
+
+
+@pytest.mark.parametrize("isolation", ["inline", "process"])
+def test_on_load_may_name_its_parameter_config(isolation):
+    source = ("GREETING = None\n\ndef on_load(config):\n    global GREETING\n    GREETING = config['greeting']\n"
+              "    config['greeting'] = 'changed'\n\n"
+              "def handle(request, log=None, state=None):\n    return [GREETING, config['greeting']]\n")
+    box = Sandbox(isolation, {})
+    try:
+        assert box.load("k", compile_script(source, "p.py"), {"greeting": "hi"}, Budget()).ok
+        assert box.call("k", "handle", ({},)).value == ["hi", "hi"]  # the global `config` is untouched
+    finally:
+        box.close()
+
+
+@pytest.mark.parametrize("source, name", [
+    ("def on_load(_getattr_):\n    pass", "_getattr_"),
+    ("def f(_write_):\n    pass", "_write_"),
+    ("def f(x, /, _getiter_=None):\n    pass", "_getiter_"),
+    ("f = lambda _print_: 1", "_print_"),
+    ("def f(*, __builtins__):\n    pass", "__builtins__"),
+    ("def f(_bw_tick):\n    pass", "_bw_tick"),
+])
+def test_parameters_still_cannot_shadow_guard_names(source, name):
+    assert problems(source) == [f"plugin.py:1: name '{name}' is not allowed (use a name that does not start "
+                                "with '__' or end with '_')"]
