@@ -1,6 +1,6 @@
 """Mock endpoint vs bare Flask, same 1 KB JSON list, gunicorn sync with 2 workers, wrk at 32 and 1 connections.
 
-Run: .venv/bin/python bench/bench_mock.py [--seconds 5]
+Run: .venv/bin/python bench/bench_mock.py [--seconds 3] [--rounds 3]
 Targets: throughput ratio (Backworks / bare Flask) >= 0.90 at 32 connections; p50 at 1 connection
 within 1.2x of bare Flask.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import textwrap
@@ -16,9 +17,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Server, print_row, run_wrk  # noqa: E402
 
-ITEMS = [{"id": i, "name": f"item-{i}", "price": round(i * 1.25, 2), "tags": ["a", "b"]} for i in range(17)]
+ITEMS = [{"id": i, "name": f"item-{i}", "price": round(i * 1.25, 2), "tags": ["a", "b"]} for i in range(18)]
 BARE_APP = textwrap.dedent("""
     import json
+import statistics
     from flask import Flask, Response
     BODY = json.dumps(%r, separators=(",", ":")).encode()
     app = Flask(__name__)
@@ -31,7 +33,8 @@ BARE_APP = textwrap.dedent("""
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     body = json.dumps(ITEMS, separators=(",", ":"))
     work = Path(tempfile.mkdtemp(prefix="bench-mock-"))
@@ -51,10 +54,16 @@ def main() -> None:
                                               ready_path="/items"),
     }
     try:
+        # Rounds alternate between the servers so that load from elsewhere on the machine hits all alike;
+        # each figure is the median over the rounds.
         for connections in (32, 1):
-            print(f"{connections} connection(s):")
-            for label, server in servers.items():
-                result = run_wrk(server.url + "/items", connections, args.seconds, threads=2)
+            print(f"{connections} connection(s), median of {args.rounds} interleaved rounds:")
+            runs: dict = {label: [] for label in servers}
+            for _ in range(args.rounds):
+                for label, server in servers.items():
+                    runs[label].append(run_wrk(server.url + "/items", connections, args.seconds, threads=2))
+            for label, samples in runs.items():
+                result = {key: statistics.median(s[key] for s in samples) for key in samples[0]}
                 results[(label, connections)] = result
                 print_row(label, result)
     finally:
