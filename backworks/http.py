@@ -8,6 +8,7 @@ from typing import Iterable
 from werkzeug.datastructures import Headers, MultiDict
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wrappers import Request
+from werkzeug.wsgi import get_path_info
 
 from backworks.errors import HTTPError
 
@@ -108,20 +109,35 @@ def reply_from_http_error(exc: HTTPError, request_id: str | None = None) -> Repl
 class RequestData:
     """The request as modes and plugins see it: built lazily from WSGI, or from a plugin's dict."""
 
-    def __init__(self, wz: Request, endpoint: str, path_params: dict, request_id: str,
+    def __init__(self, environ: dict | Request, endpoint: str, path_params: dict, request_id: str,
                  max_body_bytes: int, client_ip: str):
-        self.wz = wz
+        # The werkzeug Request is built only when something needs it: the proxy path reads the environ.
+        if isinstance(environ, Request):
+            self._wz: Request | None = environ
+            environ = environ.environ
+        else:
+            self._wz = None
+        self.environ = environ
         self.endpoint = endpoint
         self.path_params = path_params
         self.request_id = request_id
         self.max_body_bytes = max_body_bytes
         self.client_ip = client_ip
-        self.method = wz.method
-        self.path = wz.path
+        self.method = environ.get("REQUEST_METHOD", "GET").upper()
+        # as werkzeug's Request.path: PATH_INFO decoded as UTF-8, one leading slash
+        self.received_path = "/" + get_path_info(environ).lstrip("/")
+        self.path = self.received_path
         self._body: bytes | None = None
         self._json: object = _UNSET
         self._query: MultiDict | None = None
         self._headers: Headers | None = None
+
+    @property
+    def wz(self) -> Request:
+        """The werkzeug Request over the environ (built on first use)."""
+        if self._wz is None:
+            self._wz = Request(self.environ)
+        return self._wz
 
     @property
     def query(self) -> MultiDict:
@@ -137,11 +153,17 @@ class RequestData:
             self._headers = Headers(self.wz.headers)
         return self._headers
 
+    def header_items(self) -> Iterable[tuple[str, str]]:
+        """The (name, value) pairs of the request headers, read from the environ unless replaced."""
+        if self._headers is not None:
+            return self._headers.items()
+        return environ_header_items(self.environ)
+
     @property
     def query_string(self) -> str:
         """The raw query string, as the client sent it."""
         if self._query is None or self._query is self.wz.args:
-            return self.wz.query_string.decode("latin-1")
+            return self.environ.get("QUERY_STRING", "")
         return _encode_query(self._query)
 
     @property
@@ -166,17 +188,17 @@ class RequestData:
     def to_dict(self, include_body: bool = True) -> dict:
         """Return the plain-data request plugins receive (body and json None unless include_body)."""
         query: dict = {}
-        if self._query is not None or self.wz.environ.get("QUERY_STRING"):
+        if self._query is not None or self.environ.get("QUERY_STRING"):
             for key, values in self.query.lists():
                 query[key] = values[0] if len(values) == 1 else list(values)
         if self._headers is None:  # the environ's own headers unless a plugin replaced them
-            headers = environ_headers(self.wz.environ)
+            headers = environ_headers(self.environ)
         else:
             headers = {}
             for key, value in self._headers.items():
                 lkey = key.lower()
                 headers[lkey] = f"{headers[lkey]}, {value}" if lkey in headers else value
-        has_body = self._body is not None or self.wz.content_length or "HTTP_TRANSFER_ENCODING" in self.wz.environ
+        has_body = self._body is not None or declares_body(self.environ)
         body = self.body if include_body and has_body else b""
         return {
             "method": self.method,
@@ -195,7 +217,7 @@ class RequestData:
 
         keep_body: keep this request's body (bytes, or the unread stream) and ignore the dict's.
         """
-        new = RequestData(self.wz, self.endpoint, dict(data.get("path_params") or {}),
+        new = RequestData(self._wz or self.environ, self.endpoint, dict(data.get("path_params") or {}),
                           self.request_id, self.max_body_bytes, self.client_ip)
         new.method = str(data.get("method") or self.method).upper()
         new.path = str(data.get("path") or self.path)
@@ -233,6 +255,41 @@ def _header_key(key: str) -> str:
     else:
         return ""
     return name.lower() if name.isascii() else name.title().lower()
+
+
+_HEADER_NAMES: dict = {}  # environ key -> header name as werkzeug's EnvironHeaders spells it, or ""
+
+
+def _header_name(key: str) -> str:
+    if key.startswith("HTTP_") and key not in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
+        return key[5:].replace("_", "-").title()
+    if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        return key.replace("_", "-").title()
+    return ""
+
+
+def environ_header_items(environ: dict) -> list[tuple[str, str]]:
+    """The request headers of a WSGI environ as (name, value) pairs, named and ordered as werkzeug does."""
+    items = []
+    names = _HEADER_NAMES
+    for key, value in environ.items():
+        name = names.get(key)
+        if name is None:
+            name = _header_name(key)
+            if len(names) < _MAX_HEADER_KEYS:
+                names[key] = name
+        if name and (value or key.startswith("HTTP_")):  # an empty Content-Type/-Length is absent
+            items.append((name, value))
+    return items
+
+
+def declares_body(environ: dict) -> bool:
+    """True when the request announces a body: a chunked transfer or a Content-Length above 0 (no parsing
+    through werkzeug, whose Request would be built for this alone)."""
+    if "HTTP_TRANSFER_ENCODING" in environ:
+        return True
+    length = (environ.get("CONTENT_LENGTH") or "").strip(" \t")
+    return length.isascii() and length.isdigit() and int(length) > 0
 
 
 def environ_headers(environ: dict) -> dict:

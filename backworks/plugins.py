@@ -40,8 +40,9 @@ class Plugin:
         self.breaker = Breaker(breaker["failure_threshold"], breaker["recovery_s"], on_change=self._breaker_changed)
         self.stats = PluginStats()
         self.pending_load: tuple | None = None
-        self._latency = {hook: PLUGIN_LATENCY.labels(name, hook) for hook in (BEFORE, AFTER, "health_check")}
-        self._calls: dict = {}
+        hooks = (BEFORE, AFTER, "health_check")
+        self._latency = {hook: PLUGIN_LATENCY.labels(name, hook) for hook in hooks}
+        self._calls: dict = {(hook, "ok"): PLUGIN_CALLS.labels(name, hook, "ok") for hook in hooks}
         PLUGIN_BREAKER_OPEN.labels(name).set(0)
 
     def record(self, hook: str, kind: str, duration_ms: float, outcome=None, count_breaker: bool = True) -> None:

@@ -4,11 +4,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from werkzeug.wrappers import Request
-
 from backworks.config import Config, load_config
 from backworks.errors import ConfigError, HTTPError
-from backworks.http import Reply, RequestData, is_trusted_peer, parse_json_body
+from backworks.http import Reply, RequestData, environ_header_items, is_trusted_peer, parse_json_body
 from backworks.modes import MODES
 from backworks.modes.base import LoadContext, Mode
 from backworks.routing import Router
@@ -69,15 +67,15 @@ class Runtime:
         """Route and answer one request; HTTPError for client-facing failures."""
         name, params = self.router.match(environ)
         endpoint = self.endpoints[name]
-        wz = Request(environ)
-        if self.max_headers and len(environ) > self.max_headers and len(wz.headers) > self.max_headers:
-            raise HTTPError(431, "too_many_headers",
-                            f"request has {len(wz.headers)} headers; the limit is {self.max_headers} "
-                            f"(server.max_header_count)")
-        request = RequestData(wz, name, params, request_id, self.max_body, self.client_ip(environ))
+        if self.max_headers and len(environ) > self.max_headers:
+            count = len(environ_header_items(environ))
+            if count > self.max_headers:
+                raise HTTPError(431, "too_many_headers", f"request has {count} headers; the limit is "
+                                f"{self.max_headers} (server.max_header_count)")
+        request = RequestData(environ, name, params, request_id, self.max_body, self.client_ip(environ))
         mode = endpoint.mode
         if mode.reads_body:
-            parse_json_body(wz.headers.get("Content-Type"), request.body)
+            parse_json_body(environ.get("CONTENT_TYPE"), request.body)
         chain = endpoint.plugins
         if chain is None:
             return mode.handle(request), endpoint

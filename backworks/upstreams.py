@@ -18,6 +18,9 @@ from backworks.errors import HTTPError
 logger = logging.getLogger(__name__)
 
 IDEMPOTENT = frozenset(("GET", "HEAD", "PUT", "DELETE", "OPTIONS"))
+# Retries are Upstream.send's job (with breakers and backoff); one shared object spares urllib3 building
+# a Retry per request from `retries=False`.
+NO_RETRIES = urllib3.Retry(total=False, redirect=False)
 
 
 class UpstreamFailure(HTTPError):
@@ -156,12 +159,18 @@ class Upstream:
         self.client_host = settings["host_header"] == "client"
         self.health = settings.get("health_check")
         self.targets = [Target(self, spec, settings) for spec in settings["targets"]]
+        self.only = self.targets[0] if len(self.targets) == 1 else None
         self._counter = itertools.count()
         self._lock = threading.Lock()
 
     def pick(self, exclude=()) -> Target | None:
         """Choose a target by the balance policy among the available ones (None when none is)."""
         now = time.monotonic()
+        if self.only is not None:  # one target: tried again on retries, as long as it is available
+            chosen = self.only if self.only.available(now) else None
+            if chosen is not None:
+                chosen.breaker.begin(now)
+            return chosen
         candidates = [t for t in self.targets if t not in exclude and t.available(now)]
         if not candidates and exclude:
             candidates = [t for t in self.targets if t.available(now)]
@@ -218,7 +227,7 @@ class Upstream:
         target.active += 1
         try:
             response = target.pool().urlopen(method, target.base_path + path, body=body, headers=headers,
-                                             retries=False, redirect=False, assert_same_host=False,
+                                             retries=NO_RETRIES, redirect=False, assert_same_host=False,
                                              preload_content=False, decode_content=False)
         except RequestBodyError:
             target.active -= 1

@@ -141,7 +141,7 @@ class Exchange:
         if error:
             logger.info("capture of %s %s recorded incomplete: %s", self.request.method, self.request.path, error)
         request = self.request
-        environ = request.wz.environ
+        environ = request.environ
         query = request.query_string
         row = {
             "recorded_at": self.recorded_at,

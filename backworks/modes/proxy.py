@@ -55,6 +55,7 @@ class ProxyMode(Mode):
         self.set_headers = [(str(k), str(v)) for k, v in (block.get("set_headers") or {}).items()]
         self.removed = HOP_BY_HOP | {h.lower() for h in block.get("remove_headers") or []} | \
             {k.lower() for k, _ in self.set_headers} | {"host", "content-length"}
+        self.dropped = self.removed | FORWARDED  # not copied upstream (X-Forwarded-* are rebuilt)
         server = ctx.config.data["server"]
         self.trusted = frozenset(server["trusted_proxies"])
         self.max_body = server["max_body_bytes"]
@@ -97,9 +98,9 @@ class ProxyMode(Mode):
 
     def upstream_path(self, request: RequestData) -> str:
         """Return the path and query sent upstream, byte-exact when no plugin changed them."""
-        environ = request.wz.environ
+        environ = request.environ
         raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
-        if request.path == request.wz.path and raw.startswith("/"):
+        if request.path == request.received_path and raw.startswith("/"):
             path = raw.split("?", 1)[0]
         else:
             path = quote(request.path, safe="/:@!$&'()*+,;=-._~%")
@@ -114,17 +115,18 @@ class ProxyMode(Mode):
         """Return the headers sent upstream: end-to-end ones, X-Forwarded-*, the configured rules."""
         out: dict = {}
         seen: dict = {}
-        for key, value in request.headers.items():
+        dropped = self.dropped
+        for key, value in request.header_items():
             lkey = key.lower()
             if lkey in NOTED:
                 seen[lkey] = value
-            if lkey in self.removed or lkey in FORWARDED:
+            if lkey in dropped:
                 continue
             out[key] = f"{out[key]}, {value}" if key in out else value
         if "connection" in seen:
             tokens = _connection_tokens(seen["connection"])
             out = {k: v for k, v in out.items() if k.lower() not in tokens}
-        environ = request.wz.environ
+        environ = request.environ
         peer = environ.get("REMOTE_ADDR") or ""
         trusted = is_trusted_peer(peer, self.trusted)
         hops = [hop for hop in (trusted and seen.get("x-forwarded-for"), peer) if hop]
@@ -149,6 +151,9 @@ class ProxyMode(Mode):
             if tap is not None:
                 tap.request_chunk(data)
             return (data or None), True, None
+        environ = request.environ
+        if "CONTENT_LENGTH" not in environ and "HTTP_TRANSFER_ENCODING" not in environ:
+            return None, True, None  # no body at all (most GETs): no werkzeug request needed
         wz = request.wz
         length = wz.content_length
         chunked = bool(wz.environ.get("wsgi.input_terminated")) and length is None and \
@@ -174,8 +179,8 @@ def _connection_tokens(value: str | None) -> set:
 
 def response_headers(headers) -> list:
     """Return the upstream's headers without hop-by-hop ones, repeated headers kept."""
-    removed = HOP_BY_HOP | _connection_tokens(headers.get("connection"))
-    return [(k, v) for k, v in headers.items() if k.lower() not in removed]
+    removed = HOP_BY_HOP | _connection_tokens(headers.get("connection")) if "connection" in headers else HOP_BY_HOP
+    return [(k, v) for k, v in headers.iteritems() if k.lower() not in removed]
 
 
 class BodyReader:

@@ -112,17 +112,28 @@ def ensure_handler() -> None:
 
 
 class AddressSpace:
-    """Reads this process's mapped size from /proc (fd kept open per process)."""
+    """Reads this process's mapped size from /proc (fd kept open per process, reopened after a fork)."""
 
     fd = -1
-    pid = -1
 
     @classmethod
     def current(cls) -> int:
-        if cls.pid != os.getpid():
-            cls.fd = os.open("/proc/self/statm", os.O_RDONLY)
-            cls.pid = os.getpid()
+        if cls.fd < 0:
+            cls.fd = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
         return int(os.pread(cls.fd, 64, 0).split(None, 1)[0]) * PAGE
+
+    @classmethod
+    def forget(cls) -> None:
+        """In a forked child: the inherited fd reads the parent's /proc entry; close it, reopen on next use."""
+        fd, cls.fd = cls.fd, -1
+        if fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+os.register_at_fork(after_in_child=AddressSpace.forget)
 
 
 def _lower_address_space(memory_mb: int) -> None:

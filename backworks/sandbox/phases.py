@@ -66,7 +66,7 @@ def _run_steps(runner, phase, steps, request, response, emit) -> PhaseResult:
         if frozen is None:
             frozen = values.freeze((result.request,) if phase == "before_request"
                                    else (result.request, result.response))
-        outcome = runner.call_with(step.key, phase, values.thaw(frozen), step.budget)
+        outcome = runner.call_with(step.key, phase, values.thaw(frozen), step.budget, loaded)
         if outcome.kind == "ok" and outcome.value is not None:
             current = result.request, result.response
             outcome, result.request, result.response, short = apply(phase, outcome, result.request,

@@ -220,9 +220,9 @@ class Runner:
         """Call one hook of the script loaded as `key` with copies of `args`."""
         return self.call_with(key, hook, values.copy(tuple(args)), budget)
 
-    def call_with(self, key: str, hook: str, args: tuple, budget: Budget) -> Outcome:
+    def call_with(self, key: str, hook: str, args: tuple, budget: Budget, loaded: Loaded | None = None) -> Outcome:
         """Call one hook with `args` that are already this call's own copies (nothing else holds them)."""
-        loaded = self.loaded.get(key)
+        loaded = loaded or self.loaded.get(key)
         if loaded is None:
             return Outcome("error", message=f"{key}: no script is loaded under this name")
         if hook not in loaded.script.hooks:

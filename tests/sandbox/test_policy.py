@@ -195,3 +195,20 @@ def test_on_load_may_name_its_parameter_config(isolation):
 def test_parameters_still_cannot_shadow_guard_names(source, name):
     assert problems(source) == [f"plugin.py:1: name '{name}' is not allowed (use a name that does not start "
                                 "with '__' or end with '_')"]
+
+
+def test_reused_call_globals_keep_safe_builtins_and_forget_each_call():
+    source = ("ITEMS = [1]\n\ndef handle(request):\n    global EXTRA, ITEMS\n    seen = [EXTRA] if request.get('peek') "
+              "else []\n    EXTRA = 'left behind'\n    ITEMS = ITEMS + [2]\n    return [seen, ITEMS, "
+              "getattr(1, 'real')]\n")
+    box = Sandbox("inline", {})
+    box.load("k", compile_script(source, "p.py"), {}, Budget())
+    assert box.call("k", "handle", ({},)).value == [[], [1, 2], 1]
+    again = box.call("k", "handle", ({"peek": True},))
+    assert again.kind == "error" and "NameError" in again.message  # EXTRA did not survive the first call
+    assert box.call("k", "handle", ({},)).value == [[], [1, 2], 1]
+    probe = compile_script("def handle(request):\n    return getattr(1, '__class__')\n", "q.py")
+    box.load("q", probe, {}, Budget())
+    for _ in range(2):  # the second call runs in reused globals: still the guarded getattr
+        outcome = box.call("q", "handle", ({},))
+        assert outcome.kind == "error" and "'__class__' is not allowed" in outcome.message
