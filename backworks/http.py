@@ -284,8 +284,10 @@ def environ_header_items(environ: dict) -> list[tuple[str, str]]:
 
 
 def declares_body(environ: dict) -> bool:
-    """True when the request announces a body: a chunked transfer or a Content-Length above 0 (no parsing
-    through werkzeug, whose Request would be built for this alone)."""
+    """Tell whether the request announces a body: a Transfer-Encoding, or a Content-Length above 0.
+
+    Read from the environ as werkzeug reads it, without building a werkzeug Request for this alone.
+    """
     if "HTTP_TRANSFER_ENCODING" in environ:
         return True
     length = (environ.get("CONTENT_LENGTH") or "").strip(" \t")

@@ -105,8 +105,11 @@ def timer_usable() -> bool:
 
 
 def ensure_handler() -> None:
-    """(Re)install the alarm handler unless it is in place: host code may have reset it (to SIG_DFL,
-    whose action would kill the process) since the last call. Call it before every arming."""
+    """Reinstall the alarm handler unless it is in place; call it before arming the timer.
+
+    Host code may have reset it since the last call (pytest-timeout's signal method leaves SIG_DFL, whose
+    action would kill the process at the next tick).
+    """
     if _raw_handler(signal.SIGALRM) is not _on_alarm:
         signal.signal(signal.SIGALRM, _on_alarm)
 
