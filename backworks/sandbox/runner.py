@@ -3,20 +3,27 @@ from __future__ import annotations
 
 import collections
 import copy
+import datetime
+import dis
 import functools
 import gc
+import hashlib
+import hmac
 import logging
+import marshal
 import os
 import reprlib
 import time
 import traceback
 import types
+import uuid
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
+import re2
 from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
 
-from backworks.sandbox import guards, limits, values
+from backworks.sandbox import env, guards, limits, values
 from backworks.sandbox.limits import Budget, Clock, Timeout
 from backworks.sandbox.logs import ScriptLog
 from backworks.sandbox.policy import Script
@@ -80,7 +87,9 @@ class Loaded:
 
     Calls reuse one globals dict (`scope`), reset to `base` after each call: the script's functions are
     bound to it once, at load, so a call creates no function objects and no reference cycles for the
-    garbage collector. Mutable values are copied into it before each call.
+    garbage collector. What a call could change (lists, dicts, sets and the tuples holding them, functions
+    whose closure cells or default values hold such things...) is found at load and re-created from a
+    pristine copy before each call; deeply immutable values are shared by every call.
     """
 
     def __init__(self, script: Script, snapshot: dict, state):
@@ -88,24 +97,37 @@ class Loaded:
         self.name = _short(script.filename)
         self.snapshot = snapshot
         self.state = state
-        self.functions = [k for k, v in snapshot.items() if isinstance(v, types.FunctionType)
-                          and v.__code__.co_filename == script.filename]
-        self.mutable_defaults = {k for k in self.functions
-                                 if not _immutable((snapshot[k].__defaults__, snapshot[k].__kwdefaults__))}
-        self.mutable = [k for k, v in snapshot.items() if not k.startswith("__") and k not in _HOST_NAMES
-                        and isinstance(v, _MUTABLE)]
-        self.copies = [(name, _copier(snapshot[name])) for name in self.mutable]
         # A function takes its builtins from its globals' __builtins__ when it is created: the scope must
         # hold the safe ones by then, or the script would get the host's.
         self.scope: dict = dict(snapshot)
+        names = [k for k in snapshot if not k.startswith("__") and k not in _HOST_NAMES]
+        # Every script function reachable from the globals (in a dict, a closure, a default...) is rebound to
+        # the reused scope once, here: one left bound to the load-time globals would reach their values.
+        loading = _Cloner(script.filename, self.scope, frozenset())
         self.base = dict(snapshot)
-        for name in self.functions:
-            fn = snapshot[name]
-            rebound = types.FunctionType(fn.__code__, self.scope, fn.__name__, fn.__defaults__, fn.__closure__)
-            if rebound.__builtins__ is not snapshot["__builtins__"]:
-                raise RuntimeError(f"{self.name}: {name} would not run with the sandbox's builtins")
-            rebound.__kwdefaults__ = fn.__kwdefaults__
-            self.base[name] = rebound
+        self.base.update(loading.clone_all({name: snapshot[name] for name in names}))
+        for value in self.base.values():
+            if isinstance(value, types.FunctionType) and value.__globals__ is self.scope \
+                    and value.__builtins__ is not snapshot["__builtins__"]:
+                raise RuntimeError(f"{self.name}: {value.__name__} would not run with the sandbox's builtins")
+        scan = _Scan(script.filename, _rebound_cells(script.code))
+        for name in names:
+            scan.visit(self.base[name])
+        self.shared, self.inert, plain = scan.solve()
+        self.mutable = [name for name in names if not _atom(self.base[name]) and id(self.base[name]) not in self.shared]
+        self.pristine = {name: self.base[name] for name in self.mutable}
+        self.copies: list = []
+        self.frozen = None
+        self.cloner = None
+        if all(id(self.base[name]) in plain for name in self.mutable):
+            if not scan.aliased:  # plain trees: marshal format 2 (no shared parts or cycles) thaws fastest
+                self.copies = [(name, type(value) if type(value) in (dict, list) and not value
+                                else functools.partial(marshal.loads, marshal.dumps(value, 2)))
+                               for name, value in self.pristine.items()]
+            else:  # one marshal round trip copies it all and keeps what the globals share
+                self.frozen = marshal.dumps(tuple(self.pristine.values()), 4)
+        else:
+            self.cloner = _Cloner(script.filename, self.scope, self.shared)
         self.scope.update(self.base)
         self.busy = False
 
@@ -113,12 +135,21 @@ class Loaded:
         """Ready the reused globals for one call: this call's log and fresh copies of mutable values."""
         scope = self.scope
         scope["log"] = log
-        for name, copier in self.copies:
-            scope[name] = copier()
-        for name in self.mutable_defaults:  # def f(seen=[]) must not remember across calls either
-            original, function = self.snapshot[name], scope[name]
-            function.__defaults__ = _copy_value(original.__defaults__)
-            function.__kwdefaults__ = _copy_value(original.__kwdefaults__)
+        if self.copies:
+            for name, copier in self.copies:
+                scope[name] = copier()
+        elif self.frozen is not None:
+            scope.update(zip(self.mutable, marshal.loads(self.frozen)))
+        elif self.cloner is not None:
+            scope.update(self.cloner.clone_all(self.pristine))
+        return scope
+
+    def fresh(self, log: ScriptLog) -> dict:
+        """Globals of their own (a call inside a call of the same script): every function rebound to them."""
+        scope = dict(self.snapshot)
+        scope["log"] = log
+        names = {k: v for k, v in self.base.items() if not k.startswith("__") and k not in _HOST_NAMES}
+        scope.update(_Cloner(self.script.filename, scope, self.inert).clone_all(names))
         return scope
 
     def reset(self) -> None:
@@ -128,6 +159,240 @@ class Loaded:
         if len(scope) != len(base):
             for name in [name for name in scope if name not in base]:
                 del scope[name]
+
+
+_MISSING = object()
+_PLAIN = (dict, list, tuple, set, frozenset)
+_CONTAINER_TYPES = (list, dict, set, bytearray, collections.deque, types.SimpleNamespace)
+
+
+def _rebound_cells(code: types.CodeType) -> frozenset:
+    """Names of closure variables that some function of the script rebinds (`nonlocal n; n += 1`)."""
+    names, todo = set(), [code]
+    while todo:
+        code = todo.pop()
+        todo.extend(const for const in code.co_consts if isinstance(const, types.CodeType))
+        if code.co_freevars:
+            names.update(op.argval for op in dis.get_instructions(code)
+                         if op.opname in ("STORE_DEREF", "DELETE_DEREF") and op.argval in code.co_freevars)
+    return frozenset(names)
+
+
+def _atom(value) -> bool:
+    return type(value) in _ATOMS
+
+
+def _shareable(value) -> bool:
+    """Values nothing in a script can change: shared by every call without a look inside."""
+    kind = type(value)
+    if kind in _ATOMS or kind in _IMMUTABLE_TYPES or isinstance(value, (type, env.Facade)):
+        return True
+    if isinstance(value, _IMMUTABLE_CLASSES) or kind is StateFacade or kind is ScriptLog:
+        return True
+    if kind is types.MethodType:  # a host object's method (scripts define no classes): random.choice
+        return True
+    if kind is types.BuiltinFunctionType:  # a builtin, or a method bound to an object: `append = seen.append`
+        owner = value.__self__
+        return owner is None or isinstance(owner, (types.ModuleType, type, env.Facade)) \
+            or not isinstance(owner, _CONTAINER_TYPES + (types.FunctionType,))
+    return False
+
+
+class _Scan:
+    """Which objects reachable from a script's globals are deeply immutable, found once at load.
+
+    A script function counts as immutable when its default values and closure cells hold only immutable
+    values (cells cannot be rebound: `nonlocal` is refused); tuples and frozensets when their items are.
+    """
+
+    def __init__(self, filename: str, rebound: frozenset = frozenset()):
+        self.filename = filename
+        self.rebound = rebound        # closure variables some script function rebinds (`nonlocal`)
+        self.nodes: dict[int, object] = {}
+        self.edges: dict[int, list] = {}
+        self.mutable: set = set()
+        self.functions: set = set()   # script functions (and what holds them): rebound per scope
+        self.unplain: set = set()     # not a plain-data tree marshal copies faithfully
+        self.aliased = False          # some object is reached twice: copies must keep it shared
+
+    def children(self, value) -> list | None:
+        """The objects inside `value`, or None when `value` itself can change."""
+        kind = type(value)
+        if kind is tuple or kind is frozenset:
+            return list(value)
+        if kind is types.FunctionType:
+            if value.__code__.co_filename != self.filename:
+                return []
+            self.functions.add(id(value))
+            if self.rebound and not self.rebound.isdisjoint(value.__code__.co_freevars):
+                self.mutable.add(id(value))  # a cell a call may rebind: fresh cells for every call
+            inside = list(value.__defaults__ or ()) + list((value.__kwdefaults__ or {}).values())
+            for cell in value.__closure__ or ():
+                try:
+                    inside.append(cell.cell_contents)
+                except ValueError:  # an empty cell
+                    pass
+            return inside
+        if kind is types.MethodType:
+            return [value.__func__, value.__self__]
+        return None
+
+    def visit(self, root) -> None:
+        stack = [root]
+        while stack:
+            value = stack.pop()
+            key = id(value)
+            if _atom(value):
+                continue
+            if key in self.nodes:
+                self.aliased = True
+                continue
+            self.nodes[key] = value
+            if _shareable(value):
+                self.edges[key] = []
+                self.unplain.add(key)
+                continue
+            inside = self.children(value)
+            if type(value) not in _PLAIN:
+                self.unplain.add(key)
+            if inside is None:
+                self.mutable.add(key)
+                if type(value) in (dict, list, set):
+                    inside = list(value.items()) if type(value) is dict else list(value)
+                    inside = [part for item in inside for part in (item if type(value) is dict else (item,))]
+                else:
+                    inside = []
+            self.edges[key] = [item for item in inside if not _atom(item)]
+            stack.extend(self.edges[key])
+
+    def solve(self) -> tuple[frozenset, frozenset, frozenset]:
+        """(ids of immutable objects, of those also holding no script function, of plain-data trees)."""
+        parents: dict[int, list] = {}
+        for key, inside in self.edges.items():
+            for item in inside:
+                parents.setdefault(id(item), []).append(key)
+
+        def spread(marked: set) -> set:
+            marked, todo = set(marked), list(marked)
+            while todo:
+                for parent in parents.get(todo.pop(), ()):
+                    if parent not in marked:
+                        marked.add(parent)
+                        todo.append(parent)
+            return marked
+
+        mutable = spread(self.mutable)
+        holding = spread(self.functions)
+        unplain = spread(self.unplain)
+        shared = frozenset(key for key in self.nodes if key not in mutable)
+        return shared, frozenset(key for key in shared if key not in holding), \
+            frozenset(key for key in self.nodes if key not in unplain)
+
+
+class _Cloner:
+    """Deep copies of a script's values for one globals dict: script functions in them are bound to it."""
+
+    def __init__(self, filename: str, scope: dict, shared: frozenset):
+        self.filename = filename
+        self.scope = scope
+        self.shared = shared
+
+    def clone_all(self, named: dict) -> dict:
+        """Copies of every value in `named`, made together: what they share stays shared."""
+        memo: dict = {}
+        return {name: self.clone(value, memo) for name, value in named.items()}
+
+    def clone(self, value, memo: dict):
+        kind = type(value)
+        if kind in _ATOMS:
+            return value
+        key = id(value)
+        if key in self.shared:
+            return value
+        found = memo.get(key, _MISSING)
+        if found is not _MISSING:
+            return found
+        clone = self.clone
+        if kind is list:
+            new = memo[key] = []
+            new.extend([clone(item, memo) for item in value])
+        elif kind is dict:
+            new = memo[key] = {}
+            for k, v in value.items():
+                new[clone(k, memo)] = clone(v, memo)
+        elif kind is tuple:
+            items = tuple([clone(item, memo) for item in value])
+            new = memo.get(key, _MISSING)  # a cycle through a list inside may have made it already
+            if new is _MISSING:
+                new = memo[key] = value if all(a is b for a, b in zip(items, value)) else items
+        elif kind is set or kind is frozenset:
+            items = [clone(item, memo) for item in value]
+            new = memo.get(key, _MISSING)
+            if new is _MISSING:
+                new = memo[key] = kind(items)
+        elif kind is types.FunctionType:
+            if value.__code__.co_filename != self.filename:
+                return value
+            cells, fill = None, []
+            if value.__closure__:  # closures made by one call share cells: their copies share new ones
+                cells = []
+                for old in value.__closure__:
+                    cell = memo.get(id(old), _MISSING)
+                    if cell is _MISSING:
+                        cell = memo[id(old)] = types.CellType()
+                        fill.append((old, cell))
+                    cells.append(cell)
+                cells = tuple(cells)
+            new = types.FunctionType(value.__code__, self.scope, value.__name__, None, cells)
+            memo[key] = new  # before its contents: a function may hold itself (recursion in a closure)
+            new.__qualname__ = value.__qualname__
+            if value.__defaults__ is not None:
+                new.__defaults__ = clone(value.__defaults__, memo)
+            if value.__kwdefaults__ is not None:
+                new.__kwdefaults__ = clone(value.__kwdefaults__, memo)
+            for old, cell in fill:
+                try:
+                    contents = old.cell_contents
+                except ValueError:
+                    continue
+                cell.cell_contents = clone(contents, memo)
+        elif kind is types.MethodType:
+            new = memo[key] = types.MethodType(clone(value.__func__, memo), clone(value.__self__, memo))
+        elif kind is bytearray:
+            new = memo[key] = bytearray(value)
+        elif kind is types.SimpleNamespace:
+            new = memo[key] = types.SimpleNamespace()
+            for k, v in vars(value).items():
+                setattr(new, k, clone(v, memo))
+        elif kind is collections.deque:
+            new = memo[key] = collections.deque(maxlen=value.maxlen)
+            new.extend([clone(item, memo) for item in value])
+        elif kind is collections.defaultdict:
+            new = memo[key] = collections.defaultdict(clone(value.default_factory, memo))
+            for k, v in value.items():
+                new[clone(k, memo)] = clone(v, memo)
+        elif kind is collections.OrderedDict or kind is collections.Counter:
+            new = memo[key] = kind()
+            for k, v in value.items():
+                new[clone(k, memo)] = clone(v, memo)
+        elif kind is types.BuiltinFunctionType and not _shareable(value):  # `add = seen.add`
+            new = memo[key] = getattr(clone(value.__self__, memo), value.__name__)
+        elif _shareable(value):
+            return value
+        else:
+            copier = getattr(value, "copy", None) if kind in _COPY_METHOD_TYPES else None
+            try:
+                new = copier() if copier is not None else copy.deepcopy(value, memo)
+            except Exception:  # an object that cannot be copied: shared, as it is
+                new = value
+            memo[key] = new
+        return new
+
+
+def _uncopyable(loaded: Loaded, exc: BaseException) -> Outcome:
+    kind = "memory" if isinstance(exc, MemoryError) else "error"
+    return Outcome(kind, message=f"{loaded.name}: its module state could not be copied for this call "
+                                 f"({type(exc).__name__})")
 
 
 def _apply(function, *args, **kwargs):
@@ -196,25 +461,12 @@ class Runner:
 
         outcome = self.run(script, body, (), budget, log)
         if outcome.ok:
-            self.loaded[key] = Loaded(script, scope, state)
+            try:
+                self.loaded[key] = Loaded(script, scope, state)
+            except (RecursionError, ValueError, MemoryError) as exc:  # nested too deep to copy per call
+                return Outcome("error", message=f"{_short(script.filename)}: its module state cannot be copied "
+                                                f"for each call ({type(exc).__name__}: {_describe(exc)})")
         return outcome
-
-    def fresh(self, loaded: Loaded, log: ScriptLog) -> dict:
-        """Per-call globals: the loaded snapshot with functions rebound and mutable values copied."""
-        scope = dict(loaded.snapshot)
-        scope["log"] = log
-        for name in loaded.mutable:
-            value = scope[name]
-            scope[name] = type(value)() if type(value) in (dict, list) and not value else _copy_value(value)
-        for name in loaded.functions:
-            fn = scope[name]
-            defaults, kwdefaults = fn.__defaults__, fn.__kwdefaults__
-            if name in loaded.mutable_defaults:  # def f(seen=[]) must not remember across calls either
-                defaults, kwdefaults = _copy_value(defaults), _copy_value(kwdefaults)
-            rebound = types.FunctionType(fn.__code__, scope, fn.__name__, defaults, fn.__closure__)
-            rebound.__kwdefaults__ = kwdefaults
-            scope[name] = rebound
-        return scope
 
     def call(self, key: str, hook: str, args: tuple, budget: Budget) -> Outcome:
         """Call one hook of the script loaded as `key` with copies of `args`."""
@@ -229,10 +481,18 @@ class Runner:
             return Outcome("error", message=f"{loaded.name}: defines no {hook}()")
         log = ScriptLog(loaded.name)
         if loaded.busy:  # a call inside a call of the same script: it gets globals of its own
-            return self.run(loaded.script, self.fresh(loaded, log)[hook], args, budget, log)
+            try:
+                scope = loaded.fresh(log)
+            except (RecursionError, MemoryError) as exc:
+                return _uncopyable(loaded, exc)
+            return self.run(loaded.script, scope[hook], args, budget, log)
         loaded.busy = True
         try:
-            return self.run(loaded.script, loaded.prepare(log)[hook], args, budget, log)
+            try:
+                scope = loaded.prepare(log)
+            except (RecursionError, MemoryError) as exc:
+                return _uncopyable(loaded, exc)
+            return self.run(loaded.script, scope[hook], args, budget, log)
         finally:
             loaded.busy = False
             loaded.reset()  # nothing a call leaves in its globals reaches the next one
@@ -290,36 +550,10 @@ class Runner:
 
 
 _ATOMS = (str, int, float, bool, bytes, type(None))
-_MUTABLE = (dict, list, set, bytearray, collections.deque, types.SimpleNamespace)
-
-
-def _immutable(value) -> bool:
-    if type(value) in _ATOMS:
-        return True
-    return type(value) is tuple and all(_immutable(item) for item in value)
-
-
-def _copier(value) -> Callable[[], object]:
-    """A function returning a new deep copy of a mutable global at each call (prepared once, at load)."""
-    if type(value) in (dict, list) and not value:
-        return type(value)
-    try:
-        return functools.partial(values.thaw, values.freeze(value))
-    except ValueError:  # not plain data (a deque, a namespace): copied the slow way
-        return functools.partial(_copy_value, value)
-
-
-def _copy_value(value):
-    if type(value) is types.SimpleNamespace:
-        return types.SimpleNamespace(**{k: _copy_value(v) for k, v in vars(value).items()})
-    try:
-        return values.copy(value)
-    except ValueError:
-        pass
-    try:
-        return copy.deepcopy(value)
-    except Exception:  # an object that cannot be copied (a module facade inside a tuple): share it
-        return value
+_IMMUTABLE_TYPES = frozenset({complex, range, type(Ellipsis), types.ModuleType})
+_IMMUTABLE_CLASSES = (datetime.date, datetime.time, datetime.timedelta, datetime.tzinfo, uuid.UUID,
+                      time.struct_time, re2._Regexp)
+_COPY_METHOD_TYPES = frozenset({type(hashlib.sha256()), type(hmac.new(b"k", digestmod="sha256"))})
 
 
 MAX_FRAMES = 20
