@@ -7,6 +7,7 @@ import os
 import sys
 import threading
 import time
+import weakref
 from pathlib import Path
 
 from flask import Flask, jsonify, request
@@ -44,7 +45,7 @@ class Backworks:
         self.recorder = RequestRecorder(runtime.config.data["admin"]["recent_requests"])
 
     def __call__(self, environ, start_response):
-        if self._watch_pid != os.getpid():
+        if self._watch_pid != lifecycle.current_pid():
             self._start_watcher()
         path = environ.get("PATH_INFO") or "/"
         runtime = self.runtime
@@ -139,17 +140,25 @@ class Backworks:
             self._watch_pid = os.getpid()
         if not self.runtime.config.data["server"]["watch"]:
             return
-        thread = threading.Thread(target=self._watch, name="backworks-watcher", daemon=True)
+        thread = threading.Thread(target=_watch, args=(weakref.ref(self),), name="backworks-watcher",
+                                  daemon=True)
         thread.start()
 
-    def _watch(self) -> None:
-        while True:
-            time.sleep(WATCH_INTERVAL_S)
-            try:
-                self.check_files()
-                self.close_retired()
-            except Exception:
-                logger.exception("file watcher failed; it keeps watching")
+
+
+def _watch(ref) -> None:
+    """Poll the watched files of a Backworks app until the app itself is gone."""
+    while True:
+        time.sleep(WATCH_INTERVAL_S)
+        backworks = ref()
+        if backworks is None:
+            return
+        try:
+            backworks.check_files()
+            backworks.close_retired()
+        except Exception:
+            logger.exception("file watcher failed; it keeps watching")
+        del backworks
 
 
 def watched_mtimes(runtime: Runtime) -> dict:

@@ -179,3 +179,17 @@ def test_unmatched_and_wrong_method_still_get_json_errors_after_fast_routing(cli
     assert client.get("/hello/").status_code == 404
     assert client.put("/files/a/b").status_code == 405
     assert client.get("/hello/%C3%A9").get_json() == {"greeting": "hi é"}
+
+
+def test_file_watcher_stops_when_its_app_is_gone(tmp_path):
+    import gc
+    import threading
+
+    before = set(threading.enumerate())
+    app = create_app(write_config(tmp_path, "endpoints:\n  a: {path: /a, mock: {body: x}}\n"))
+    app.test_client().get("/a")
+    (watcher,) = [t for t in set(threading.enumerate()) - before if t.name == "backworks-watcher"]
+    del app
+    gc.collect()
+    watcher.join(timeout=2)
+    assert not watcher.is_alive()
