@@ -131,6 +131,7 @@ class RequestData:
         self._json: object = _UNSET
         self._query: MultiDict | None = None
         self._headers: Headers | None = None
+        self._environ_headers: list | None = None
 
     @property
     def wz(self) -> Request:
@@ -157,7 +158,9 @@ class RequestData:
         """The (name, value) pairs of the request headers, read from the environ unless replaced."""
         if self._headers is not None:
             return self._headers.items()
-        return environ_header_items(self.environ)
+        if self._environ_headers is None:  # read once: the proxy and the capture both want them
+            self._environ_headers = environ_header_items(self.environ)
+        return self._environ_headers
 
     @property
     def query_string(self) -> str:

@@ -23,6 +23,20 @@ from backworks.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 _last_good: dict[str, dict] = {}  # resolved config path -> {file: bytes} that last loaded cleanly
+_pid = os.getpid()
+
+
+def _after_fork() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+def current_pid() -> int:
+    """Return this process's id without a system call (per-request checks for a fork use it)."""
+    return _pid
 _checked: dict[str, dict] = {}  # resolved config path -> {file: (mtime_ns, size)} last validated
 
 

@@ -13,6 +13,7 @@ from urllib3.exceptions import (ConnectTimeoutError, HTTPError as Urllib3Error, 
                                 ReadTimeoutError)
 
 from backworks import metrics
+from backworks.lifecycle import current_pid
 from backworks.errors import HTTPError
 
 logger = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ class Target:
 
     def pool(self) -> urllib3.HTTPConnectionPool:
         """Return this process's connection pool (pools are never shared across a fork)."""
-        if self._pool_pid != os.getpid():
+        if self._pool_pid != current_pid():
             cls = urllib3.HTTPSConnectionPool if self.scheme == "https" else urllib3.HTTPConnectionPool
             self._pool = cls(self.host, self.port, maxsize=self.pool_size, block=False, timeout=self.timeout,
                              retries=False)
@@ -308,7 +309,7 @@ class UpstreamSet:
 
     def get(self, name: str) -> Upstream:
         """Return the upstream named `name`; start health checks in this process on first use."""
-        if self._pid != os.getpid():
+        if self._pid != current_pid():
             self.start()
         return self.upstreams[name]
 

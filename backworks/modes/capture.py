@@ -143,15 +143,17 @@ class Exchange:
         request = self.request
         environ = request.environ
         query = request.query_string
+        headers = list(request.header_items())
+        host = next((value for name, value in headers if name.lower() == "host"), "")
         row = {
             "recorded_at": self.recorded_at,
             "endpoint": request.endpoint,
             "method": request.method,
-            "url": f"{environ['wsgi.url_scheme']}://{request.headers.get('Host', '')}{quote(request.path)}"
+            "url": f"{environ['wsgi.url_scheme']}://{host}{quote(request.path)}"
                    + (f"?{query}" if query else ""),
             "path": request.path,
             "query": query,
-            "request_headers": list(request.headers.items()),
+            "request_headers": headers,
             "request_body": b"".join(self.request_parts),
             "request_body_size": self.request_size,
             "request_body_hash": self.request_hash.hexdigest(),
