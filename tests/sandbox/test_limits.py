@@ -250,3 +250,40 @@ def test_alarm_outside_script_frames_never_raises():
     os.kill(os.getpid(), signal.SIGALRM)  # and with nothing running it returns quietly
     sum(range(1000))
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_host_objects_are_frozen_for_the_collector_only_while_a_budget_is_armed():
+    import gc
+
+    from backworks.sandbox import limits
+
+    host_object = [object()]
+    assert gc.get_freeze_count() == 0
+    try:
+        Clock.active = False
+        limits.arm(Budget(timeout_ms=1000, memory_mb=64), memory=False)
+        assert gc.get_freeze_count() > 0  # the host heap is skipped by collections the script triggers
+    finally:
+        Clock.active = False
+        limits.disarm()
+    assert gc.get_freeze_count() == 0
+    assert host_object
+
+
+def test_a_host_that_froze_its_own_objects_keeps_them_frozen():
+    import gc
+
+    from backworks.sandbox import limits
+
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    try:
+        try:
+            Clock.active = False
+            limits.arm(Budget(timeout_ms=1000, memory_mb=64), memory=False)
+        finally:
+            Clock.active = False
+            limits.disarm()
+        assert gc.get_freeze_count() >= frozen
+    finally:
+        gc.unfreeze()
