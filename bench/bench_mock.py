@@ -20,7 +20,6 @@ from common import Server, print_row, run_wrk  # noqa: E402
 ITEMS = [{"id": i, "name": f"item-{i}", "price": round(i * 1.25, 2), "tags": ["a", "b"]} for i in range(18)]
 BARE_APP = textwrap.dedent("""
     import json
-import statistics
     from flask import Flask, Response
     BODY = json.dumps(%r, separators=(",", ":")).encode()
     app = Flask(__name__)
