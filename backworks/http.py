@@ -245,21 +245,7 @@ class RequestData:
 
 
 _UNSET = object()
-_HEADER_KEYS: dict = {}  # environ key -> lower-case header name, or "" for other keys
 _MAX_HEADER_KEYS = 1024  # clients choose header names: remember a bounded number
-
-
-def _header_key(key: str) -> str:
-    """The lower-case header name of an environ key, as werkzeug's EnvironHeaders names it ("" if none)."""
-    if key.startswith("HTTP_") and key not in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
-        name = key[5:].replace("_", "-")
-    elif key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-        name = key.replace("_", "-")
-    else:
-        return ""
-    return name.lower() if name.isascii() else name.title().lower()
-
-
 _HEADER_NAMES: dict = {}  # environ key -> header name as werkzeug's EnvironHeaders spells it, or ""
 
 
@@ -300,15 +286,8 @@ def declares_body(environ: dict) -> bool:
 def environ_headers(environ: dict) -> dict:
     """The request headers of a WSGI environ as {lower-case name: value}, repeated names joined with ", "."""
     headers: dict = {}
-    names = _HEADER_KEYS
-    for key, value in environ.items():
-        name = names.get(key)
-        if name is None:
-            name = _header_key(key)
-            if len(names) < _MAX_HEADER_KEYS:
-                names[key] = name
-        if not name or not value and key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            continue
+    for name, value in environ_header_items(environ):
+        name = name.lower()
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
     return headers
 
