@@ -167,14 +167,7 @@ def watched_mtimes(runtime: Runtime) -> dict:
     paths = {Path(config.path)}
     for value in _named_files(config.data):
         paths.add(config.resolve(value))
-    mtimes = {}
-    for path in paths:
-        try:
-            stat = path.stat()
-            mtimes[str(path)] = (stat.st_mtime_ns, stat.st_size)
-        except OSError:
-            mtimes[str(path)] = None
-    return mtimes
+    return lifecycle.file_stats(str(path) for path in paths)
 
 
 def _named_files(data):
