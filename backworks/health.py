@@ -8,12 +8,20 @@ import os
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 from prometheus_client.exposition import choose_encoder
 
+from backworks.metrics import TALLY
+
 logger = logging.getLogger(__name__)
 
 
-@functools.lru_cache(maxsize=1)
 def registry() -> CollectorRegistry:
-    """The registry /metrics reads: every worker's files under gunicorn, this process's otherwise."""
+    """The registry /metrics reads, with this process's batched updates written first."""
+    TALLY.flush()
+    return _registry()
+
+
+@functools.lru_cache(maxsize=1)
+def _registry() -> CollectorRegistry:
+    """Every worker's files under gunicorn, this process's registry otherwise."""
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return REGISTRY
     aggregated = CollectorRegistry()

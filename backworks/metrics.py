@@ -5,7 +5,13 @@ module, and /metrics aggregates every worker's files. Without it, metrics are pe
 """
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import threading
+import time
+import weakref
+from bisect import bisect_left
 
 from prometheus_client import Counter, Gauge, Histogram
 
@@ -29,3 +35,144 @@ UPSTREAM_REQUESTS = Counter("backworks_upstream_requests_total", "Requests sent 
                             "outcome (ok, error, timeout).", ["upstream", "target", "outcome"])
 CAPTURE_WRITES = Counter("backworks_capture_writes_total", "Exchanges recorded, by outcome (ok, failed).",
                          ["outcome"])
+
+
+class Tally:
+    """Counter increments and histogram observations summed in memory and written in batches.
+
+    Updating a labelled child costs 0.3-0.6 us (a lock, and an mmap'ed file under gunicorn); a request
+    through five plugins makes a dozen such updates. The tally sums them in dicts instead and writes them
+    at most FLUSH_S later: from a daemon thread, before every read of the metrics in this process
+    (/metrics, the admin API) and at exit. Histograms are bucketed here and added to the child's buckets
+    in one step; a child without those internals is written through at once.
+    """
+
+    FLUSH_S = 1.0
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._counts: dict = {}  # counter child -> pending amount
+        self._histograms: dict = {}  # histogram child -> [sum, count per bucket...]
+        self._bounds: dict = {}  # histogram child -> its upper bounds, or None when it cannot be batched
+        self._sources: weakref.WeakSet = weakref.WeakSet()  # objects that sum their own, with a flush()
+        self._thread_pid = 0
+
+    def add_source(self, source) -> None:
+        """Flush `source` (an object with its own pending sums and a flush() method) with the rest."""
+        self._sources.add(source)
+        if self._thread_pid != _pid:
+            self._start_thread()
+
+    def inc(self, child, amount: float = 1) -> None:
+        """Add `amount` to a counter child."""
+        with self._lock:
+            counts = self._counts
+            counts[child] = counts.get(child, 0) + amount
+        if self._thread_pid != _pid:
+            self._start_thread()
+
+    def observe(self, child, value: float) -> None:
+        """Record one observation of a histogram child."""
+        bounds = self._bounds.get(child, _UNKNOWN)
+        if bounds is _UNKNOWN:
+            bounds = self._bounds[child] = _histogram_bounds(child)
+        if bounds is None:
+            child.observe(value)
+            return
+        with self._lock:
+            pending = self._histograms.get(child)
+            if pending is None:
+                pending = self._histograms[child] = [0.0] + [0] * len(bounds)
+            pending[0] += value
+            pending[bisect_left(bounds, value) + 1] += 1
+        if self._thread_pid != _pid:
+            self._start_thread()
+
+    def count_and_time(self, counter, histogram, seconds: float) -> None:
+        """inc(counter) and observe(histogram, seconds) together (one lock)."""
+        bounds = self._bounds.get(histogram, _UNKNOWN)
+        if bounds is _UNKNOWN or bounds is None:
+            self.inc(counter)
+            self.observe(histogram, seconds)
+            return
+        with self._lock:
+            counts = self._counts
+            counts[counter] = counts.get(counter, 0) + 1
+            pending = self._histograms.get(histogram)
+            if pending is None:
+                pending = self._histograms[histogram] = [0.0] + [0] * len(bounds)
+            pending[0] += seconds
+            pending[bisect_left(bounds, seconds) + 1] += 1
+        if self._thread_pid != _pid:
+            self._start_thread()
+
+    def flush(self) -> None:
+        """Write everything pending to the Prometheus children."""
+        with self._lock:
+            counts, self._counts = self._counts, {}
+            histograms, self._histograms = self._histograms, {}
+        for child, amount in counts.items():
+            child.inc(amount)
+        for child, pending in histograms.items():
+            add_to_histogram(child, pending[0], pending[1:])
+        for source in list(self._sources):
+            source.flush()
+
+    def _start_thread(self) -> None:
+        with self._lock:
+            if self._thread_pid == _pid:
+                return
+            self._thread_pid = _pid
+        threading.Thread(target=self._run, name="backworks-metrics", daemon=True).start()
+
+    def _run(self) -> None:
+        pid = _pid
+        while pid == _pid:  # a forked child starts its own thread
+            time.sleep(self.FLUSH_S)
+            try:
+                self.flush()
+            except Exception:
+                logger.exception("writing metrics failed")
+
+
+_UNKNOWN = object()
+
+
+def add_to_histogram(child, total: float, counts: list) -> None:
+    """Add observations already bucketed by the child's upper bounds (`counts`) summing to `total`."""
+    if _histogram_bounds(child) is None:
+        # A prometheus_client without bulk access: one observation per count at its bucket's upper bound
+        # (twice the last bound for the overflow bucket). Bucket counts stay exact; the sum is approximate.
+        for bound, count in zip(LATENCY_BUCKETS + (LATENCY_BUCKETS[-1] * 2,), counts):
+            for _ in range(count):
+                child.observe(bound)
+        return
+    child._sum.inc(total)
+    for bucket, count in zip(child._buckets, counts):
+        if count:
+            bucket.inc(count)
+
+
+def _histogram_bounds(child) -> tuple | None:
+    """The upper bounds of a histogram child whose buckets can be added to in bulk, else None."""
+    bounds = getattr(child, "_upper_bounds", None)
+    buckets = getattr(child, "_buckets", None)
+    if bounds is None or buckets is None or len(bounds) != len(buckets) or not hasattr(child, "_sum"):
+        return None
+    return tuple(bounds)
+
+
+_pid = os.getpid()
+
+
+def _after_fork() -> None:
+    global _pid
+    _pid = os.getpid()
+    TALLY._lock = threading.Lock()
+    TALLY._counts, TALLY._histograms = {}, {}  # the parent's pending values are the parent's to write
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+TALLY = Tally()
+atexit.register(TALLY.flush)

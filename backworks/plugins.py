@@ -10,7 +10,7 @@ from backworks.breaker import OPEN, Breaker
 from backworks.config import Config, endpoint_matches
 from backworks.errors import ConfigError
 from backworks.isolation import on_main_thread, pick_isolation
-from backworks.metrics import PLUGIN_BREAKER_OPEN, PLUGIN_CALLS, PLUGIN_LATENCY
+from backworks.metrics import PLUGIN_BREAKER_OPEN
 from backworks.modes.base import LoadContext
 from backworks.plugin_chain import AFTER, BEFORE, PluginChain
 from backworks.plugin_stats import PluginStats
@@ -38,21 +38,13 @@ class Plugin:
         self.step = Step(self.key, self.budget, self.on_error)
         breaker = settings["circuit_breaker"]
         self.breaker = Breaker(breaker["failure_threshold"], breaker["recovery_s"], on_change=self._breaker_changed)
-        self.stats = PluginStats()
+        self.stats = PluginStats(name)
         self.pending_load: tuple | None = None
-        hooks = (BEFORE, AFTER, "health_check")
-        self._latency = {hook: PLUGIN_LATENCY.labels(name, hook) for hook in hooks}
-        self._calls: dict = {(hook, "ok"): PLUGIN_CALLS.labels(name, hook, "ok") for hook in hooks}
         PLUGIN_BREAKER_OPEN.labels(name).set(0)
 
     def record(self, hook: str, kind: str, duration_ms: float, outcome=None, count_breaker: bool = True) -> None:
         """Count one hook call in stats, metrics and the breaker; log failures and the script's log lines."""
         self.stats.record(hook, kind, duration_ms)
-        counter = self._calls.get((hook, kind))
-        if counter is None:
-            counter = self._calls[(hook, kind)] = PLUGIN_CALLS.labels(self.name, hook, kind)
-        counter.inc()
-        self._latency[hook].observe(duration_ms / 1000.0)
         if count_breaker:
             self.breaker.record(kind == "ok")
         if outcome is None:
@@ -145,7 +137,9 @@ class PluginSet:
         return {"ok": ok, "plugins": report}
 
     def close(self) -> None:
-        """Nothing to release here: the sandboxes belong to the load context, which closes them."""
+        """Write the plugins' last counts to Prometheus (the sandboxes belong to the load context)."""
+        for plugin in self.plugins.values():
+            plugin.stats.flush()
 
 
 def check_health(plugin: Plugin) -> dict:

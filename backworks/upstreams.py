@@ -135,7 +135,7 @@ class Target:
         if counter is None:
             counter = self._counters[outcome] = metrics.UPSTREAM_REQUESTS.labels(
                 self.upstream.name, self.name, outcome)
-        counter.inc()
+        metrics.TALLY.inc(counter)
 
     def available(self, now: float) -> bool:
         """Return True when the target is healthy and its breaker lets a call through."""

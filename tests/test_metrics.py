@@ -12,6 +12,7 @@ import requests
 from prometheus_client.mmap_dict import MmapedDict
 
 from backworks.app import create_app
+from backworks.metrics import Tally
 from conftest import write_config
 from ops_helpers import GUNICORN_CONF, sample
 
@@ -24,6 +25,12 @@ CONFIG = """
       down: {path: /down, mock: {status: 503, json: {down: true}}}
 """
 FAILING = "def before_request(request):\n    raise ValueError('always')\n"
+
+
+def scrape(server) -> str:
+    """/metrics once every worker has written its batched updates (each does within Tally.FLUSH_S)."""
+    time.sleep(Tally.FLUSH_S + 0.5)
+    return requests.get(server.url + "/metrics", timeout=10).text
 
 
 def per_worker_counts(directory: Path, endpoint: str) -> dict:
@@ -51,7 +58,7 @@ def test_metrics_add_up_across_two_gunicorn_workers(tmp_path, gunicorn):
     down = [requests.get(server.url + "/down", timeout=10).status_code for _ in range(3)]
     assert slow == [200] * 8 and hello == [200] * 12 and down == [503] * 3
 
-    text = requests.get(server.url + "/metrics", timeout=10).text
+    text = scrape(server)
     assert sample(text, "backworks_requests_total", endpoint="slow", mode="mock", status="200") == 8
     assert sample(text, "backworks_requests_total", endpoint="hello", mode="mock", status="200") == 12
     assert sample(text, "backworks_requests_total", endpoint="down", mode="mock", status="503") == 3
@@ -110,7 +117,7 @@ def test_plugin_failures_are_counted_by_kind_across_workers(tmp_path, gunicorn):
     with ThreadPoolExecutor(4) as pool:
         statuses = list(pool.map(lambda _: requests.get(server.url + "/hello", timeout=10).status_code, range(12)))
     assert statuses == [200] * 12  # fail-open: the request goes on without the plugin
-    text = requests.get(server.url + "/metrics", timeout=10).text
+    text = scrape(server)
     assert sample(text, "backworks_plugin_calls_total", plugin="failing", hook="before_request", kind="error") == 12
     assert sample(text, "backworks_plugin_breaker_open", plugin="failing") == 0
 

@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from backworks import hooks
+from backworks.metrics import TALLY
 from backworks.errors import ConfigError
 from tests.conftest import ROOT
 from tests.plugin_helpers import ECHO, plugin_app, plugin_set, plugin_status, write_plugins
@@ -59,6 +60,7 @@ FAILING_AFTER = {kind: source.replace("before_request(request)", "after_response
 
 def calls(plugin: str, hook: str, kind: str) -> float:
     """The Prometheus count of one plugin's hook calls of one kind."""
+    TALLY.flush()
     return REGISTRY.get_sample_value("backworks_plugin_calls_total",
                                      {"plugin": plugin, "hook": hook, "kind": kind}) or 0.0
 

@@ -10,7 +10,7 @@ import time
 from collections import deque
 from urllib.parse import parse_qsl, urlencode
 
-from backworks.metrics import REQUEST_LATENCY, REQUESTS
+from backworks.metrics import REQUEST_LATENCY, REQUESTS, TALLY
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +46,7 @@ class RequestRecorder:
         if children is None:
             children = self._children[key] = (REQUESTS.labels(name, mode, str(status or "reset")),
                                                REQUEST_LATENCY.labels(name, mode))
-        children[0].inc()
-        children[1].observe(duration)
+        TALLY.count_and_time(children[0], children[1], duration)
         if self.recent.maxlen:
             self.recent.append((time.time(), environ.get("REQUEST_METHOD"), environ.get("PATH_INFO") or "/",
                                 environ.get("QUERY_STRING", ""), status, duration, name, mode, request_id,

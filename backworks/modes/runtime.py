@@ -6,7 +6,7 @@ import logging
 
 from backworks.errors import ConfigError
 from backworks.http import JSON_TYPE, Reply, RequestData, error_reply
-from backworks.metrics import PLUGIN_CALLS, PLUGIN_LATENCY
+from backworks.metrics import PLUGIN_CALLS, PLUGIN_LATENCY, TALLY
 from backworks.modes.base import LoadContext, Mode
 from backworks.schema import field
 
@@ -76,8 +76,8 @@ class RuntimeMode(Mode):
                 reply = to_reply(outcome.value)
             except ValueError as exc:
                 outcome.kind, outcome.message = "invalid", str(exc)
-        self.latency.observe(outcome.duration_ms / 1000.0)
-        PLUGIN_CALLS.labels(self.key, "handle", outcome.kind).inc()
+        TALLY.count_and_time(PLUGIN_CALLS.labels(self.key, "handle", outcome.kind), self.latency,
+                             outcome.duration_ms / 1000.0)
         meta = {"handler": outcome.kind, "handler_ms": round(outcome.duration_ms, 1)}
         if reply is None:
             return self.failure(request, outcome, meta)

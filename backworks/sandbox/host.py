@@ -5,7 +5,7 @@ import logging
 import threading
 
 from backworks.sandbox.limits import Budget, timer_usable
-from backworks.sandbox.phases import check_phase, run_phase
+from backworks.sandbox.phases import check_phase, run_steps
 from backworks.sandbox.policy import Script
 from backworks.sandbox.child import plain_outcome
 from backworks.sandbox.process import ChildProcess
@@ -82,7 +82,7 @@ class Sandbox:
             return PhaseResult(request=request, response=response)
         if self._inline_here():
             self._load_pending()
-            return run_phase(self.runner, phase, steps, request, response)
+            return run_steps(self.runner, phase, steps, request, response)
         for step in steps:
             self._ensure_child_loaded(step.key)
         return self.child.run_phase(phase, steps, request, response)

@@ -156,7 +156,7 @@ def _restore_address_space() -> None:
         resource.setrlimit(resource.RLIMIT_AS, old_limit)
 
 
-def arm(budget: Budget, memory: bool = True) -> None:
+def arm(budget: Budget, memory: bool = True, now: float | None = None) -> None:
     """Start one call's budget: the timer (or, in a phase session, the step's deadline) and, if `memory`
     outside a session, RLIMIT_AS lowered to now + budget.
 
@@ -170,7 +170,7 @@ def arm(budget: Budget, memory: bool = True) -> None:
         if memory:
             _lower_address_space(budget.memory_mb)
     Clock.expired = False
-    Clock.deadline = time.perf_counter() + budget.timeout_ms / 1000.0
+    Clock.deadline = (now or time.perf_counter()) + budget.timeout_ms / 1000.0
     Clock.active = True
     if not Clock.session:
         signal.setitimer(signal.ITIMER_REAL, budget.timeout_ms / 1000.0, REFIRE_S)

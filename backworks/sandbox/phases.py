@@ -47,8 +47,14 @@ def run_phase(runner: Runner, phase: str, steps: list, request: dict, response: 
     check_phase(phase)
     steps = [step if type(step) is Step else Step(*step) for step in steps]
     if not steps:
-        return PhaseResult(request=request, response=response)
-    memory = max(step.budget.memory_mb for step in steps) if runner.memory else None
+        return PhaseResult(request, response)
+    return run_steps(runner, phase, steps, request, response, emit)
+
+
+def run_steps(runner: Runner, phase: str, steps: list, request: dict, response: dict | None = None,
+              emit: Callable | None = None) -> PhaseResult:
+    """run_phase for a checked phase and a non-empty list of Step."""
+    memory = max([step.budget.memory_mb for step in steps]) if runner.memory else None
     try:
         limits.begin_session(memory)
         return _run_steps(runner, phase, steps, request, response, emit)
@@ -57,7 +63,7 @@ def run_phase(runner: Runner, phase: str, steps: list, request: dict, response: 
 
 
 def _run_steps(runner, phase, steps, request, response, emit) -> PhaseResult:
-    result = PhaseResult(request=request, response=response)
+    result = PhaseResult(request, response)
     frozen = None  # the hooks' input, serialised once per change: each hook thaws its own deep copy
     for index, step in enumerate(steps):
         loaded = runner.loaded.get(step.key)

@@ -71,7 +71,7 @@ class Step(NamedTuple):
     on_error: str  # "open" | "closed"
 
 
-@dataclass
+@dataclass(slots=True)
 class PhaseResult:
     """The request/response after a phase, and what each step did."""
 
@@ -129,6 +129,9 @@ class Loaded:
         else:
             self.cloner = _Cloner(script.filename, self.scope, self.shared)
         self.scope.update(self.base)
+        # Only `global` statements in the script's functions can rebind its globals during a call (scripts
+        # reach no globals dict): without any, reset() has nothing to undo.
+        self.rebinds = _global_stores(script.code)
         self.busy = False
 
     def prepare(self, log: ScriptLog) -> dict:
@@ -155,6 +158,8 @@ class Loaded:
     def reset(self) -> None:
         """Undo what a call did to the globals: rebound names get their loaded values, new names go."""
         scope, base = self.scope, self.base
+        if not self.rebinds and len(scope) == len(base):
+            return
         scope.update(base)
         if len(scope) != len(base):
             for name in [name for name in scope if name not in base]:
@@ -175,6 +180,16 @@ def _rebound_cells(code: types.CodeType) -> frozenset:
         if code.co_freevars:
             names.update(op.argval for op in dis.get_instructions(code)
                          if op.opname in ("STORE_DEREF", "DELETE_DEREF") and op.argval in code.co_freevars)
+    return frozenset(names)
+
+
+def _global_stores(code: types.CodeType) -> frozenset:
+    """Names that some function of the script assigns or deletes with a `global` statement."""
+    names, todo = set(), [const for const in code.co_consts if isinstance(const, types.CodeType)]
+    while todo:
+        code = todo.pop()
+        todo.extend(const for const in code.co_consts if isinstance(const, types.CodeType))
+        names.update(op.argval for op in dis.get_instructions(code) if op.opname in ("STORE_GLOBAL", "DELETE_GLOBAL"))
     return frozenset(names)
 
 
@@ -502,11 +517,12 @@ class Runner:
         started = time.perf_counter()
         try:
             try:
-                limits.arm(budget, self.memory)
+                limits.arm(budget, self.memory, started)
                 value = function(*args)
             finally:
                 Clock.active = False  # first: from here on the alarm handler never raises
-                limits.disarm()
+                if not Clock.session:  # within a phase session only the step's deadline was set
+                    limits.disarm()
             if Clock.expired:
                 raise Timeout()
         except (Timeout, Exception) as exc:
@@ -515,7 +531,7 @@ class Runner:
             else:
                 kind = "memory" if isinstance(exc, MemoryError) else "error"
             return self.failure(kind, script, exc, started, log, budget)
-        return Outcome("ok", value, "", "", round((time.perf_counter() - started) * 1000.0, 3), log._lines)
+        return Outcome("ok", value, "", "", (time.perf_counter() - started) * 1000.0, log._lines)
 
     def failure(self, kind, script, exc, started, log, budget) -> Outcome:
         """Build a failed Outcome with the script's own frames only."""

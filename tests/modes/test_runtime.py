@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from backworks.app import create_app
+from backworks.metrics import TALLY
 from backworks.errors import ConfigError
 from tests.conftest import write_config
 
@@ -300,6 +301,7 @@ def test_handler_calls_are_counted_by_outcome(serve):
                    "    return 1\n")
 
     def count(kind):
+        TALLY.flush()
         return REGISTRY.get_sample_value("backworks_plugin_calls_total",
                                          {"plugin": "runtime:run", "hook": "handle", "kind": kind}) or 0
 
