@@ -16,6 +16,7 @@ from backworks import health, lifecycle
 from backworks.admin.recorder import RequestRecorder
 from backworks.errors import ConfigError, HTTPError
 from backworks.http import error_reply, reply_from_http_error
+from backworks.plugin_chain import format_notes
 from backworks.runtime import Runtime, load_runtime
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ class Backworks:
         mode = endpoint.spec.mode if endpoint else "-"
         path = environ.get("PATH_INFO") or "/"
         method = environ.get("REQUEST_METHOD")
+        if meta and "plugins" in meta:  # (plugin, outcome) pairs, formatted only when logged
+            meta = {**meta, "plugins": format_notes(meta["plugins"])}
         extra = "".join(f" {k}={v}" for k, v in meta.items()) if meta else ""
         # A record built directly skips logging's caller lookup, a third of the cost of .info().
         record = logging.LogRecord("backworks.access", logging.INFO, __file__, 0,

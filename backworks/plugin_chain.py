@@ -67,7 +67,7 @@ class PluginChain:
                 except ValueError as exc:
                     logger.warning("plugin answer in before_request ignored: %s", exc)
                     continue
-                reply.meta = {"plugins": format_notes(notes)}
+                reply.meta = {"plugins": notes}
                 return reply
             current = result.request
         try:
@@ -97,7 +97,7 @@ class PluginChain:
             except ValueError as exc:
                 logger.warning("plugin response change ignored: %s", exc)
         if notes:
-            reply.meta = {**(reply.meta or {}), "plugins": format_notes(notes)}
+            reply.meta = {**reply.meta, "plugins": notes} if reply.meta else {"plugins": notes}
         return reply
 
 
@@ -130,10 +130,10 @@ def closed_reply(closed: tuple, request: RequestData, notes: list) -> Reply:
     """The 503 a plugin with on_error: closed answers when it fails (no details of the failure)."""
     plugin, kind = closed
     reply = error_reply(503, "plugin_failed", f"plugin {plugin.name} failed: {kind}", request_id=request.request_id)
-    reply.meta = {"plugins": format_notes(notes)}
+    reply.meta = {"plugins": notes}
     return reply
 
 
 def format_notes(notes: list) -> str:
-    """What the access log shows: plugin:outcome pairs in call order."""
+    """What the access log shows of a reply's `plugins` note: plugin:outcome pairs in call order."""
     return ",".join(f"{name}:{kind}" for name, kind in notes)

@@ -132,6 +132,7 @@ class Loaded:
         # Only `global` statements in the script's functions can rebind its globals during a call (scripts
         # reach no globals dict): without any, reset() has nothing to undo.
         self.rebinds = _global_stores(script.code)
+        self.plain = not (self.copies or self.frozen is not None or self.cloner is not None)  # nothing to copy
         self.busy = False
 
     def prepare(self, log: ScriptLog) -> dict:
@@ -158,8 +159,6 @@ class Loaded:
     def reset(self) -> None:
         """Undo what a call did to the globals: rebound names get their loaded values, new names go."""
         scope, base = self.scope, self.base
-        if not self.rebinds and len(scope) == len(base):
-            return
         scope.update(base)
         if len(scope) != len(base):
             for name in [name for name in scope if name not in base]:
@@ -503,14 +502,19 @@ class Runner:
             return self.run(loaded.script, scope[hook], args, budget, log)
         loaded.busy = True
         try:
-            try:
-                scope = loaded.prepare(log)
-            except (RecursionError, MemoryError) as exc:
-                return _uncopyable(loaded, exc)
+            if loaded.plain:
+                scope = loaded.scope
+                scope["log"] = log
+            else:
+                try:
+                    scope = loaded.prepare(log)
+                except (RecursionError, MemoryError) as exc:
+                    return _uncopyable(loaded, exc)
             return self.run(loaded.script, scope[hook], args, budget, log)
         finally:
             loaded.busy = False
-            loaded.reset()  # nothing a call leaves in its globals reaches the next one
+            if loaded.rebinds or len(loaded.scope) != len(loaded.base):
+                loaded.reset()  # nothing a call leaves in its globals reaches the next one
 
     def run(self, script: Script, function: Callable, args: tuple, budget: Budget, log: ScriptLog) -> Outcome:
         """Call `function(*args)` under the budget and classify what happened."""
