@@ -50,6 +50,7 @@ class Clock:
     old_limit = None  # the RLIMIT_AS that disarm() / end_session() restore
     hard_limit = None  # this process's hard RLIMIT_AS, read on first use (only ever lowered, and rarely)
     froze_host = False  # the host's objects sit in gc's permanent generation while script code runs
+    host_froze = None  # whether the host froze its own heap (asked on first use)
 
 
 def _on_alarm(signum, frame):
@@ -209,8 +210,11 @@ def _freeze_host() -> None:
     # A full collection triggered by the script's allocations would scan the whole host heap in C, where
     # no timer can interrupt it (measured: a recursing script in a long-lived process overran its 100 ms
     # budget by 25-90 ms). Frozen, the host's objects are skipped; freeze/unfreeze are O(1) list splices.
-    # A host that froze objects itself is left alone.
-    if gc.get_freeze_count() == 0:
+    # A host that froze its heap itself (wsgi.py does, after loading) is left alone: its requests' objects
+    # are few. Whether it did is asked once per process: gc.get_freeze_count() walks the frozen objects.
+    if Clock.host_froze is None:
+        Clock.host_froze = gc.get_freeze_count() > 0
+    if not Clock.host_froze:
         gc.freeze()
         Clock.froze_host = True
 
