@@ -50,7 +50,7 @@ class Clock:
     old_limit = None  # the RLIMIT_AS that disarm() / end_session() restore
     hard_limit = None  # this process's hard RLIMIT_AS, read on first use (only ever lowered, and rarely)
     froze_host = False  # the host's objects sit in gc's permanent generation while script code runs
-    host_froze = None  # whether the host froze its own heap (asked on first use)
+    host_froze = False  # the host froze its own heap (seen once, remembered)
 
 
 def _on_alarm(signum, frame):
@@ -211,12 +211,14 @@ def _freeze_host() -> None:
     # no timer can interrupt it (measured: a recursing script in a long-lived process overran its 100 ms
     # budget by 25-90 ms). Frozen, the host's objects are skipped; freeze/unfreeze are O(1) list splices.
     # A host that froze its heap itself (wsgi.py does, after loading) is left alone: its requests' objects
-    # are few. Whether it did is asked once per process: gc.get_freeze_count() walks the frozen objects.
-    if Clock.host_froze is None:
-        Clock.host_froze = gc.get_freeze_count() > 0
-    if not Clock.host_froze:
+    # are few. gc.get_freeze_count() walks the frozen objects: it is asked only while it finds none.
+    if Clock.host_froze:
+        return
+    if gc.get_freeze_count() == 0:
         gc.freeze()
         Clock.froze_host = True
+    else:
+        Clock.host_froze = True
 
 
 def _thaw_host() -> None:

@@ -285,5 +285,7 @@ def test_a_host_that_froze_its_own_objects_keeps_them_frozen():
             Clock.active = False
             limits.disarm()
         assert gc.get_freeze_count() >= frozen
+        assert Clock.host_froze  # remembered: counting frozen objects walks them all
     finally:
         gc.unfreeze()
+        Clock.host_froze = False  # this process's later tests are a host that froze nothing
