@@ -102,14 +102,17 @@ def test_dashboard_asks_for_the_token_in_a_fresh_tab(tmp_path, gunicorn, browser
     server = gunicorn(write_config(tmp_path, CONFIG), workers=1, extra=GUNICORN_CONF)
     browser.get(f"{server.url}/_backworks/")
     assert browser.title == "Backworks admin: token required"
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # Submitting loads a new page: elements of the old one go stale, so read them only through waits.
+    wait = WebDriverWait(browser, 15, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
     field = browser.find_element("name", "token")
     field.send_keys("wrong")
     field.submit()
-    assert "That token is wrong." in browser.find_element("id", "why").text
+    wait.until(lambda d: "That token is wrong." in d.find_element("id", "why").text)
     field = browser.find_element("name", "token")
     field.send_keys(TOKEN)
     field.submit()
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    WebDriverWait(browser, 15).until(lambda d: d.title == "dash: Backworks dashboard")
+    wait.until(lambda d: d.title == "dash: Backworks dashboard")
     assert "token" not in browser.current_url
