@@ -144,3 +144,29 @@ def test_breaker_gauge_of_a_replaced_worker_does_not_stick(tmp_path, gunicorn):
     text = requests.get(server.url + "/metrics", timeout=10).text
     assert sample(text, "backworks_plugin_breaker_open", plugin="failing") == 0
     assert sample(text, "backworks_requests_total", endpoint="hello", status="200") == 1  # counters survive
+
+
+def test_tally_buckets_like_prometheus_and_writes_in_the_background():
+    from prometheus_client import CollectorRegistry, Counter, Histogram
+    from prometheus_client.utils import floatToGoString
+
+    from backworks.metrics import LATENCY_BUCKETS, TALLY
+
+    registry = CollectorRegistry()
+    counter = Counter("tally_test_total", "test", registry=registry)
+    batched = Histogram("tally_batched_seconds", "test", buckets=LATENCY_BUCKETS, registry=registry)
+    direct = Histogram("tally_direct_seconds", "test", buckets=LATENCY_BUCKETS, registry=registry)
+    values = [0.0001, 0.0005, 0.001, 0.003, 0.01, 0.7, 2.5, 11.0, 0.0]
+    for value in values:
+        TALLY.count_and_time(counter, batched, value)
+        direct.observe(value)
+    assert registry.get_sample_value("tally_test_total") == 0  # summed in memory, not written yet
+    deadline = time.monotonic() + Tally.FLUSH_S * 3
+    while registry.get_sample_value("tally_test_total") != len(values):  # the flusher thread writes it
+        assert time.monotonic() < deadline, "the tally was not written within its flush interval"
+        time.sleep(0.05)
+    for bound in [*map(floatToGoString, LATENCY_BUCKETS), "+Inf"]:
+        expected = registry.get_sample_value("tally_direct_seconds_bucket", {"le": bound})
+        assert expected is not None and registry.get_sample_value("tally_batched_seconds_bucket", {"le": bound}) == \
+            expected, bound
+    assert abs(registry.get_sample_value("tally_batched_seconds_sum") - sum(values)) < 1e-9
