@@ -64,27 +64,31 @@ def run_steps(runner: Runner, phase: str, steps: list, request: dict, response: 
 
 def _run_steps(runner, phase, steps, request, response, emit) -> PhaseResult:
     result = PhaseResult(request, response)
+    outcomes = result.outcomes
+    loaded_scripts, call, thaw = runner.loaded, runner.call_with, values.thaw
     frozen = None  # the hooks' input, serialised once per change: each hook thaws its own deep copy
-    for index, step in enumerate(steps):
-        loaded = runner.loaded.get(step.key)
+    for index, (key, budget, on_error) in enumerate(steps):
+        loaded = loaded_scripts.get(key)
         if loaded is not None and phase not in loaded.script.hooks:
             continue
         if frozen is None:
             frozen = values.freeze((result.request,) if phase == "before_request"
                                    else (result.request, result.response))
-        outcome = runner.call_with(step.key, phase, values.thaw(frozen), step.budget, loaded)
-        if outcome.kind == "ok" and outcome.value is not None:
+        outcome = call(key, phase, thaw(frozen), budget, loaded)
+        ok = outcome.kind == "ok"
+        if ok and outcome.value is not None:
             current = result.request, result.response
             outcome, result.request, result.response, short = apply(phase, outcome, result.request,
-                                                                     result.response, lambda: _name(runner, step.key))
+                                                                     result.response, lambda: _name(runner, key))
+            ok = outcome.kind == "ok"
             result.short_circuit = short
             if result.request is not current[0] or result.response is not current[1]:
                 frozen = None  # the next hook sees the new value
-        result.outcomes.append((step.key, outcome))
+        outcomes.append((key, outcome))
         if emit is not None:
-            emit(index, step.key, outcome, result)
-        if outcome.kind != "ok" and step.on_error == "closed":
-            result.failed_closed = (step.key, outcome)
+            emit(index, key, outcome, result)
+        if not ok and on_error == "closed":
+            result.failed_closed = (key, outcome)
             break
         if result.short_circuit:
             break

@@ -18,6 +18,7 @@ import traceback
 import types
 import uuid
 from dataclasses import dataclass, field
+from time import perf_counter
 from typing import Callable, NamedTuple
 
 import re2
@@ -518,10 +519,15 @@ class Runner:
 
     def run(self, script: Script, function: Callable, args: tuple, budget: Budget, log: ScriptLog) -> Outcome:
         """Call `function(*args)` under the budget and classify what happened."""
-        started = time.perf_counter()
+        started = perf_counter()
         try:
             try:
-                limits.arm(budget, self.memory, started)
+                if Clock.session:  # a phase's timer already ticks: only this step's deadline is new (see arm)
+                    Clock.expired = False
+                    Clock.deadline = started + budget.timeout_ms / 1000.0
+                    Clock.active = True
+                else:
+                    limits.arm(budget, self.memory, started)
                 value = function(*args)
             finally:
                 Clock.active = False  # first: from here on the alarm handler never raises
@@ -535,7 +541,7 @@ class Runner:
             else:
                 kind = "memory" if isinstance(exc, MemoryError) else "error"
             return self.failure(kind, script, exc, started, log, budget)
-        return Outcome("ok", value, "", "", (time.perf_counter() - started) * 1000.0, log._lines)
+        return Outcome("ok", value, "", "", (perf_counter() - started) * 1000.0, log._lines)
 
     def failure(self, kind, script, exc, started, log, budget) -> Outcome:
         """Build a failed Outcome with the script's own frames only."""
