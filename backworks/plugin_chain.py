@@ -19,9 +19,12 @@ class Phase:
         self.hook = hook
         self.plugins = plugins
         self.groups = groups(plugins)
+        self.flags = plugins[0].flags if plugins else None  # shared by every plugin of one load
 
     def active_groups(self) -> list:
         """The groups to run now: all of them unless a breaker skips a plugin."""
+        if not self.flags.tripped:
+            return self.groups
         allowed = [p.breaker.allow() for p in self.plugins]
         if all(allowed):
             return self.groups
@@ -105,9 +108,10 @@ def run_group(hook: str, run: tuple, request: dict, response: dict | None, notes
     """Run one group's phase; return (PhaseResult or None, (plugin, kind) that failed closed, or None)."""
     sandbox, plugins, steps, by_key = run
     try:
-        for plugin in plugins:
-            if plugin.pending_load is not None:
-                plugin.finish_load()
+        if plugins[0].flags.pending:
+            for plugin in plugins:
+                if plugin.pending_load is not None:
+                    plugin.finish_load()
         result = sandbox.run_phase(hook, steps, request, response)
     except Exception:
         logger.exception("plugin sandbox failed to run %s for %s", hook, ", ".join(p.name for p in plugins))

@@ -6,7 +6,7 @@ import os
 import threading
 from pathlib import Path
 
-from backworks.breaker import OPEN, Breaker
+from backworks.breaker import CLOSED, OPEN, Breaker
 from backworks.config import Config, endpoint_matches
 from backworks.errors import ConfigError
 from backworks.isolation import on_main_thread, pick_isolation
@@ -19,10 +19,21 @@ logger = logging.getLogger(__name__)
 script_logger = logging.getLogger("backworks.plugin")  # the logger scripts' `log` lines go to
 
 
+class SetFlags:
+    """What a request checks once for all the plugins of a load: breakers not closed, inline loads pending."""
+
+    __slots__ = ("tripped", "pending")
+
+    def __init__(self):
+        self.tripped: set[str] = set()  # plugins whose breaker is open or half-open
+        self.pending: set[str] = set()  # plugins loaded off the main thread, not yet made inline
+
+
 class Plugin:
     """One loaded plugin: its compiled script, its sandbox, budget, breaker and counters."""
 
-    def __init__(self, name: str, settings: dict, script, isolation: str, sandbox, display: str):
+    def __init__(self, name: str, settings: dict, script, isolation: str, sandbox, display: str,
+                 flags: SetFlags | None = None):
         from backworks.sandbox import Budget, Step
 
         self.name = name
@@ -40,6 +51,7 @@ class Plugin:
         self.breaker = Breaker(breaker["failure_threshold"], breaker["recovery_s"], on_change=self._breaker_changed)
         self.stats = PluginStats(name)
         self.pending_load: tuple | None = None
+        self.flags = flags or SetFlags()
         PLUGIN_BREAKER_OPEN.labels(name).set(0)
 
     def record(self, hook: str, kind: str, duration_ms: float, outcome=None, count_breaker: bool = True) -> None:
@@ -59,12 +71,17 @@ class Plugin:
         if self.pending_load is None or not on_main_thread():
             return
         pending, self.pending_load = self.pending_load, None
+        self.flags.pending.discard(self.name)
         outcome = self.sandbox.load(self.key, *pending)
         if not outcome.ok:
             logger.warning("plugin %s could not be loaded inline: %s", self.name, describe(outcome))
 
     def _breaker_changed(self, state: str) -> None:
-        PLUGIN_BREAKER_OPEN.labels(self.name).set(0 if state == "closed" else 1)
+        if state == CLOSED:
+            self.flags.tripped.discard(self.name)
+        else:
+            self.flags.tripped.add(self.name)
+        PLUGIN_BREAKER_OPEN.labels(self.name).set(0 if state == CLOSED else 1)
         logger.warning("plugin %s: circuit breaker %s", self.name, state.replace("_", "-"))
 
 
@@ -91,11 +108,12 @@ class PluginSet:
         self.config = config
         self.ctx = ctx
         self.plugins: dict[str, Plugin] = {}
+        self.flags = SetFlags()
         problems: list[str] = []
         enabled = [(s["order"], name, s) for name, s in config.data["plugins"].items() if s["enabled"]]
         for _, name, settings in sorted(enabled, key=lambda item: item[:2]):
             try:
-                self.plugins[name] = load_plugin(name, settings, config, ctx)
+                self.plugins[name] = load_plugin(name, settings, config, ctx, self.flags)
             except ConfigError as exc:
                 problems.extend(exc.problems)
         if problems:
@@ -162,7 +180,8 @@ def check_health(plugin: Plugin) -> dict:
     return item
 
 
-def load_plugin(name: str, settings: dict, config: Config, ctx: LoadContext) -> Plugin:
+def load_plugin(name: str, settings: dict, config: Config, ctx: LoadContext,
+                flags: SetFlags | None = None) -> Plugin:
     """Compile a plugin's script, pick its isolation and load it (module body + on_load) in its sandbox."""
     from backworks.sandbox import Budget, Sandbox, ScriptError, compile_script
 
@@ -194,9 +213,10 @@ def load_plugin(name: str, settings: dict, config: Config, ctx: LoadContext) -> 
     if not outcome.ok:
         raise ConfigError([f"{where}: {display} failed to load: {describe(outcome)}"])
     logger.info("plugin %s loaded from %s (%s isolation)", name, display, isolation)
-    plugin = Plugin(name, settings, script, isolation, sandbox, display)
+    plugin = Plugin(name, settings, script, isolation, sandbox, display, flags)
     if deferred:
         plugin.pending_load = (script, settings["config"], budget)
+        plugin.flags.pending.add(name)
     return plugin
 
 
