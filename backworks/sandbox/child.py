@@ -16,7 +16,7 @@ import struct
 import sys
 import time
 
-from backworks.sandbox.limits import Budget, AddressSpace
+from backworks.sandbox.limits import SIZE_MAX_AGE_S, AddressSpace, Budget
 from backworks.sandbox.phases import run_phase
 from backworks.sandbox.policy import Script
 from backworks.sandbox import values
@@ -59,17 +59,40 @@ def _confine() -> None:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
 
 
+class _Limits:
+    """The limits last set, so that a message under the same budget makes no system call for them."""
+
+    ceiling = None
+    cpu_budget_ms = None
+    cpu_set_at = float("-inf")
+
+
 def _memory_ceiling(memory_mb: int) -> None:
-    """Cap this process's address space at its current size + the budget (for the whole message)."""
-    ceiling = AddressSpace.current() + memory_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (ceiling, resource.RLIM_INFINITY))
+    """Cap this process's address space at its current size + the budget (for the whole message).
+
+    The size read from /proc is reused for 10 ms (limits.SIZE_MAX_AGE_S); an unchanged ceiling is not set
+    again.
+    """
+    ceiling = AddressSpace.current(SIZE_MAX_AGE_S) + memory_mb * 1024 * 1024
+    if ceiling != _Limits.ceiling:
+        resource.setrlimit(resource.RLIMIT_AS, (ceiling, resource.RLIM_INFINITY))
+        _Limits.ceiling = ceiling
 
 
 def _cpu_backstop(budget_ms: int) -> None:
+    """RLIMIT_CPU at the CPU time used + the budget + 2 s: kills the child if its parent failed to.
+
+    It is re-set once a second or when the budget changes: the CPU time used cannot grow faster than the
+    wall clock, so until then every message still has at least its budget + 1 s before the limit.
+    """
+    now = time.monotonic()
+    if budget_ms == _Limits.cpu_budget_ms and now - _Limits.cpu_set_at < 1.0:
+        return
     usage = resource.getrusage(resource.RUSAGE_SELF)
     used = usage.ru_utime + usage.ru_stime
-    soft = int(math.ceil(used + budget_ms / 1000.0)) + 1
+    soft = int(math.ceil(used + budget_ms / 1000.0)) + 2
     resource.setrlimit(resource.RLIMIT_CPU, (soft, resource.RLIM_INFINITY))
+    _Limits.cpu_budget_ms, _Limits.cpu_set_at = budget_ms, now
 
 
 class Child:
