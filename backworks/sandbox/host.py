@@ -80,6 +80,10 @@ class Sandbox:
                  if phase in hooks.get(step[0], (phase,))]
         if not steps:
             return PhaseResult(request=request, response=response)
+        return self.run_checked_phase(phase, steps, request, response)
+
+    def run_checked_phase(self, phase: str, steps: list, request: dict, response: dict | None = None) -> PhaseResult:
+        """run_phase for a known phase and a non-empty list of Step whose scripts all define it."""
         if self._inline_here():
             self._load_pending()
             return run_steps(self.runner, phase, steps, request, response)
