@@ -162,13 +162,13 @@ def test_plugins_sharing_a_sandbox_run_in_one_call_per_phase(tmp_path, monkeypat
     from backworks.sandbox import Sandbox
 
     phases = []
-    original = Sandbox.run_phase
+    original = Sandbox.run_checked_phase
 
     def counted(self, phase, steps, request, response=None):
         phases.append((self.isolation, phase, [step.key for step in steps]))
         return original(self, phase, steps, request, response)
 
-    monkeypatch.setattr(Sandbox, "run_phase", counted)
+    monkeypatch.setattr(Sandbox, "run_checked_phase", counted)
     trail = """
         def before_request(request):
             headers = dict(request["headers"])
