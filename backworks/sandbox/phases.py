@@ -65,7 +65,7 @@ def run_steps(runner: Runner, phase: str, steps: list, request: dict, response: 
 def _run_steps(runner, phase, steps, request, response, emit) -> PhaseResult:
     result = PhaseResult(request, response)
     outcomes = result.outcomes
-    loaded_scripts, call, thaw = runner.loaded, runner.call_with, values.thaw
+    loaded_scripts, call, thaw = runner.loaded, runner.call_step, values.thaw
     frozen = None  # the hooks' input, serialised once per change: each hook thaws its own deep copy
     for index, (key, budget, on_error) in enumerate(steps):
         loaded = loaded_scripts.get(key)

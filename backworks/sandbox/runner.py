@@ -136,6 +136,13 @@ class Loaded:
         self.plain = not (self.copies or self.frozen is not None or self.cloner is not None)  # nothing to copy
         self.busy = False
 
+    def scope_for(self, log: ScriptLog) -> dict:
+        """The globals for one call: the reused scope, with this call's log (and copies, see prepare)."""
+        if self.plain:
+            self.scope["log"] = log
+            return self.scope
+        return self.prepare(log)
+
     def prepare(self, log: ScriptLog) -> dict:
         """Ready the reused globals for one call: this call's log and fresh copies of mutable values."""
         scope = self.scope
@@ -404,6 +411,13 @@ class _Cloner:
         return new
 
 
+def _failure_kind(exc: BaseException) -> str:
+    """How a call that raised `exc` failed: timeout, memory or error."""
+    if Clock.expired or isinstance(exc, Timeout):
+        return "timeout"
+    return "memory" if isinstance(exc, MemoryError) else "error"
+
+
 def _uncopyable(loaded: Loaded, exc: BaseException) -> Outcome:
     kind = "memory" if isinstance(exc, MemoryError) else "error"
     return Outcome(kind, message=f"{loaded.name}: its module state could not be copied for this call "
@@ -503,19 +517,48 @@ class Runner:
             return self.run(loaded.script, scope[hook], args, budget, log)
         loaded.busy = True
         try:
-            if loaded.plain:
-                scope = loaded.scope
-                scope["log"] = log
-            else:
-                try:
-                    scope = loaded.prepare(log)
-                except (RecursionError, MemoryError) as exc:
-                    return _uncopyable(loaded, exc)
+            try:
+                scope = loaded.scope_for(log)
+            except (RecursionError, MemoryError) as exc:
+                return _uncopyable(loaded, exc)
             return self.run(loaded.script, scope[hook], args, budget, log)
         finally:
             loaded.busy = False
             if loaded.rebinds or len(loaded.scope) != len(loaded.base):
                 loaded.reset()  # nothing a call leaves in its globals reaches the next one
+
+    def call_step(self, key: str, hook: str, args: tuple, budget: Budget, loaded: Loaded | None) -> Outcome:
+        """call_with for one step of a phase (its timer already ticks): the common case in one frame.
+
+        A script called from within itself goes through call_with.
+        """
+        if loaded is None or loaded.busy or not Clock.session:
+            return self.call_with(key, hook, args, budget, loaded)
+        log = ScriptLog(loaded.name)
+        try:
+            scope = loaded.scope_for(log)
+        except (RecursionError, MemoryError) as exc:
+            loaded.reset()
+            return _uncopyable(loaded, exc)
+        function = scope[hook]
+        loaded.busy = True
+        started = perf_counter()
+        try:
+            try:
+                Clock.expired = False
+                Clock.deadline = started + budget.timeout_ms / 1000.0
+                Clock.active = True
+                value = function(*args)
+            finally:
+                Clock.active = False  # first: from here on the alarm handler never raises
+                loaded.busy = False
+                if loaded.rebinds or len(scope) != len(loaded.base):
+                    loaded.reset()
+            if Clock.expired:
+                raise Timeout()
+        except (Timeout, Exception) as exc:
+            return self.failure(_failure_kind(exc), loaded.script, exc, started, log, budget)
+        return Outcome("ok", value, "", "", (perf_counter() - started) * 1000.0, log._lines)
 
     def run(self, script: Script, function: Callable, args: tuple, budget: Budget, log: ScriptLog) -> Outcome:
         """Call `function(*args)` under the budget and classify what happened."""
@@ -536,11 +579,7 @@ class Runner:
             if Clock.expired:
                 raise Timeout()
         except (Timeout, Exception) as exc:
-            if Clock.expired or isinstance(exc, Timeout):
-                kind = "timeout"
-            else:
-                kind = "memory" if isinstance(exc, MemoryError) else "error"
-            return self.failure(kind, script, exc, started, log, budget)
+            return self.failure(_failure_kind(exc), script, exc, started, log, budget)
         return Outcome("ok", value, "", "", (perf_counter() - started) * 1000.0, log._lines)
 
     def failure(self, kind, script, exc, started, log, budget) -> Outcome:
