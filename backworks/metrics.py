@@ -58,9 +58,13 @@ class Tally:
         self._thread_pid = 0
 
     def add_source(self, source) -> None:
-        """Flush `source` (an object with its own pending sums and a flush() method) with the rest."""
-        self._sources.add(source)
-        self._ensure_thread()
+        """Flush `source` (an object with its own pending sums and a flush() method) with the rest.
+
+        The flushing thread starts with the first request's update, not here: a process that only checks
+        a config (gunicorn's master) gets no thread.
+        """
+        with self._lock:
+            self._sources.add(source)
 
     def inc(self, child, amount: float = 1) -> None:
         """Add `amount` to a counter child."""
@@ -115,12 +119,13 @@ class Tally:
         with self._lock:
             counts, self._counts = self._counts, {}
             histograms, self._histograms = self._histograms, {}
+            sources = list(self._sources)
         for child, amount in counts.items():
-            child.inc(amount)
+            _write(child.inc, amount)
         for child, pending in histograms.items():
-            add_to_histogram(child, pending[0], pending[1:])
-        for source in list(self._sources):
-            source.flush()
+            _write(add_to_histogram, child, pending[0], pending[1:])
+        for source in sources:
+            _write(source.flush)
 
     def _start_thread(self) -> None:
         with self._lock:
@@ -140,6 +145,14 @@ class Tally:
 
 
 _UNKNOWN = object()
+
+
+def _write(function, *args) -> None:
+    """One write of a flush; a failure is logged and the rest of the batch still goes out."""
+    try:
+        function(*args)
+    except Exception:
+        logger.exception("writing a metric failed")
 
 
 def add_to_histogram(child, total: float, counts: list) -> None:

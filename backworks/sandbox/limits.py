@@ -163,7 +163,13 @@ def _lower_address_space(memory_mb: int, max_age_s: float = 0.0) -> None:
     if hard != resource.RLIM_INFINITY:
         ceiling = min(ceiling, hard)
     try:  # one system call sets the ceiling and returns the limit to restore
-        Clock.old_limit = resource.prlimit(0, resource.RLIMIT_AS, (ceiling, hard))
+        old_limit = resource.prlimit(0, resource.RLIMIT_AS, (ceiling, hard))
+        if old_limit[1] != hard:  # changed from outside since it was read: keep the process's own
+            Clock.hard_limit = old_limit[1]
+            if old_limit[1] != resource.RLIM_INFINITY:
+                ceiling = min(ceiling, old_limit[1])
+            resource.setrlimit(resource.RLIMIT_AS, (ceiling, old_limit[1]))
+        Clock.old_limit = old_limit
     except (ValueError, OSError):  # the hard limit was lowered since it was read: read it again
         Clock.hard_limit = None
         old_limit = resource.getrlimit(resource.RLIMIT_AS)
@@ -202,6 +208,7 @@ def disarm() -> None:
     Clock.active = False
     if not Clock.session:
         signal.setitimer(signal.ITIMER_REAL, 0)
+        AddressSpace.read_at = float("-inf")  # a load or handler may have grown the heap: read it again
         _restore_address_space()
         _thaw_host()
 
@@ -210,8 +217,8 @@ def _freeze_host() -> None:
     # A full collection triggered by the script's allocations would scan the whole host heap in C, where
     # no timer can interrupt it (measured: a recursing script in a long-lived process overran its 100 ms
     # budget by 25-90 ms). Frozen, the host's objects are skipped; freeze/unfreeze are O(1) list splices.
-    # A host that froze its heap itself (wsgi.py does, after loading) is left alone: its requests' objects
-    # are few. gc.get_freeze_count() walks the frozen objects: it is asked only while it finds none.
+    # A host that froze its heap itself is left alone. gc.get_freeze_count() walks the frozen objects:
+    # it is asked only while it finds none.
     if Clock.host_froze:
         return
     if gc.get_freeze_count() == 0:

@@ -164,6 +164,13 @@ class Loaded:
         scope.update(_Cloner(self.script.filename, scope, self.inert).clone_all(names))
         return scope
 
+    def after_call(self) -> None:
+        """Undo what a call did to the globals; the call's copies of mutable values are let go at once."""
+        if self.rebinds or len(self.scope) != len(self.base):
+            self.reset()
+        elif not self.plain:
+            self.scope.update(self.pristine)
+
     def reset(self) -> None:
         """Undo what a call did to the globals: rebound names get their loaded values, new names go."""
         scope, base = self.scope, self.base
@@ -524,8 +531,7 @@ class Runner:
             return self.run(loaded.script, scope[hook], args, budget, log)
         finally:
             loaded.busy = False
-            if loaded.rebinds or len(loaded.scope) != len(loaded.base):
-                loaded.reset()  # nothing a call leaves in its globals reaches the next one
+            loaded.after_call()
 
     def call_step(self, key: str, hook: str, args: tuple, budget: Budget, loaded: Loaded | None) -> Outcome:
         """call_with for one step of a phase (its timer already ticks): the common case in one frame.
@@ -552,8 +558,7 @@ class Runner:
             finally:
                 Clock.active = False  # first: from here on the alarm handler never raises
                 loaded.busy = False
-                if loaded.rebinds or len(scope) != len(loaded.base):
-                    loaded.reset()
+                loaded.after_call()
             if Clock.expired:
                 raise Timeout()
         except (Timeout, Exception) as exc:
