@@ -26,6 +26,17 @@ MAX_FRAME = 64 * 1024 * 1024
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+_pid = os.getpid()  # this process's id, kept current across forks without a system call per use
+
+
+def _after_fork() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
 class ChildGone(Exception):
     """The child died, overran its hard deadline, or sent garbage; it has been killed."""
 
@@ -48,7 +59,7 @@ class ChildProcess:
         self.scripts: dict[str, tuple] = {}  # key -> (script, config, budget): replayed after a respawn
         self.ready = False
         self.spawns = 0
-        self.owner = os.getpid()
+        self.owner = _pid
 
     # process management
 
@@ -85,8 +96,8 @@ class ChildProcess:
 
     def ensure(self) -> None:
         """Make sure a child is running, ready, and holds every loaded script."""
-        if self.owner != os.getpid():  # this process was forked: the children and pipes are the parent's
-            self.proc, self.spare, self.buffer, self.ready, self.owner = None, None, b"", False, os.getpid()
+        if self.owner != _pid:  # this process was forked: the children and pipes are the parent's
+            self.proc, self.spare, self.buffer, self.ready, self.owner = None, None, b"", False, _pid
         if self.proc is None or self.proc.poll() is not None:
             if self.proc is not None:
                 self.kill()

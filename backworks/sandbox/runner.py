@@ -134,6 +134,7 @@ class Loaded:
         # reach no globals dict): without any, reset() has nothing to undo.
         self.rebinds = _global_stores(script.code)
         self.plain = not (self.copies or self.frozen is not None or self.cloner is not None)  # nothing to copy
+        self.idle_log: ScriptLog | None = None
         self.busy = False
 
     def scope_for(self, log: ScriptLog) -> dict:
@@ -540,7 +541,7 @@ class Runner:
         """
         if loaded is None or loaded.busy or not Clock.session:
             return self.call_with(key, hook, args, budget, loaded)
-        log = ScriptLog(loaded.name)
+        log, loaded.idle_log = loaded.idle_log or ScriptLog(loaded.name), None
         try:
             scope = loaded.scope_for(log)
         except (RecursionError, MemoryError) as exc:
@@ -563,7 +564,10 @@ class Runner:
                 raise Timeout()
         except (Timeout, Exception) as exc:
             return self.failure(_failure_kind(exc), loaded.script, exc, started, log, budget)
-        return Outcome("ok", value, "", "", (perf_counter() - started) * 1000.0, log._lines)
+        lines = log._lines
+        if not lines:  # a log the call did not write to serves the next call (scripts cannot keep it)
+            loaded.idle_log, lines = log, []
+        return Outcome("ok", value, "", "", (perf_counter() - started) * 1000.0, lines)
 
     def run(self, script: Script, function: Callable, args: tuple, budget: Budget, log: ScriptLog) -> Outcome:
         """Call `function(*args)` under the budget and classify what happened."""
