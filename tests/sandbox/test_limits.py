@@ -284,7 +284,7 @@ def test_a_host_that_froze_its_own_objects_keeps_them_frozen():
         finally:
             Clock.active = False
             limits.disarm()
-        assert gc.get_freeze_count() >= frozen
+        assert gc.get_freeze_count() > frozen // 2  # unfrozen it would be 0 (frozen objects freed meanwhile leave it)
         assert Clock.host_froze  # remembered: counting frozen objects walks them all
     finally:
         gc.unfreeze()
