@@ -73,16 +73,6 @@ class Tally:
             counts[child] = counts.get(child, 0) + amount
         self._ensure_thread()
 
-    def observe(self, child, value: float) -> None:
-        """Record one observation of a histogram child."""
-        bounds = self._bounds_of(child)
-        if bounds is None:
-            child.observe(value)
-            return
-        with self._lock:
-            self._add(child, bounds, value)
-        self._ensure_thread()
-
     def count_and_time(self, counter, histogram, seconds: float) -> None:
         """inc(counter) and observe(histogram, seconds) together (one lock)."""
         bounds = self._bounds_of(histogram)
@@ -93,7 +83,11 @@ class Tally:
         with self._lock:
             counts = self._counts
             counts[counter] = counts.get(counter, 0) + 1
-            self._add(histogram, bounds, seconds)
+            pending = self._histograms.get(histogram)
+            if pending is None:
+                pending = self._histograms[histogram] = [0.0] + [0] * len(bounds)
+            pending[0] += seconds
+            pending[bisect_left(bounds, seconds) + 1] += 1
         self._ensure_thread()
 
     def _bounds_of(self, child) -> tuple | None:
@@ -101,14 +95,6 @@ class Tally:
         if bounds is _UNKNOWN:
             bounds = self._bounds[child] = _histogram_bounds(child)
         return bounds
-
-    def _add(self, child, bounds: tuple, value: float) -> None:
-        """Bucket one observation (the caller holds the lock)."""
-        pending = self._histograms.get(child)
-        if pending is None:
-            pending = self._histograms[child] = [0.0] + [0] * len(bounds)
-        pending[0] += value
-        pending[bisect_left(bounds, value) + 1] += 1
 
     def _ensure_thread(self) -> None:
         if self._thread_pid != _pid:

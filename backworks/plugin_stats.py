@@ -33,13 +33,12 @@ os.register_at_fork(after_in_child=_after_fork)
 class PluginStats:
     """Thread-safe counters for one plugin in this process."""
 
-    def __init__(self, name: str = "", window: int = WINDOW):
+    def __init__(self, name: str, window: int = WINDOW):
         self.name = name
         self.latencies_ms: deque = deque(maxlen=window)
         self._pending: dict = {}  # (hook, kind) -> [calls, total ms, count per latency bucket...]
         self._written: dict = {}  # (hook, kind) -> calls already written to Prometheus
-        if name:
-            TALLY.add_source(self)
+        TALLY.add_source(self)
 
     def record(self, hook: str, kind: str, duration_ms: float) -> None:
         """Count one call of `hook` that ended as `kind` after `duration_ms`."""

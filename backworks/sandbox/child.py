@@ -118,13 +118,13 @@ class Child:
             _cpu_backstop(budget[0])
             _memory_ceiling(budget[1])
             self.send(["load", self.runner.load(key, script, config, Budget(*budget)).to_wire()])
-            AddressSpace.read_at = float("-inf")  # the script's module state grew the heap: read it again
+            AddressSpace.invalidate()  # the script's module state grew the heap
         elif kind == "call":
             _, key, hook, args, budget = message
             _cpu_backstop(budget[0])
             _memory_ceiling(budget[1])
             outcome = self.runner.call(key, hook, tuple(args), Budget(*budget))
-            AddressSpace.read_at = float("-inf")
+            AddressSpace.invalidate()
             self.send(["call", plain_outcome(outcome).to_wire()])
         elif kind == "phase":
             _, phase, steps, request, response = message

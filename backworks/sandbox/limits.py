@@ -137,10 +137,15 @@ class AddressSpace:
         return cls.size
 
     @classmethod
+    def invalidate(cls) -> None:
+        """Make the next current() read /proc again (script code may have grown the heap since)."""
+        cls.read_at = float("-inf")
+
+    @classmethod
     def forget(cls) -> None:
         """In a forked child: the inherited fd reads the parent's /proc entry; close it, reopen on next use."""
         fd, cls.fd = cls.fd, -1
-        cls.read_at = float("-inf")
+        cls.invalidate()
         Clock.hard_limit = None
         if fd >= 0:
             try:
@@ -208,7 +213,7 @@ def disarm() -> None:
     Clock.active = False
     if not Clock.session:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        AddressSpace.read_at = float("-inf")  # a load or handler may have grown the heap: read it again
+        AddressSpace.invalidate()  # a load or handler may have grown the heap
         _restore_address_space()
         _thaw_host()
 
