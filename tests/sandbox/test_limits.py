@@ -289,3 +289,22 @@ def test_a_host_that_froze_its_own_objects_keeps_them_frozen():
     finally:
         gc.unfreeze()
         Clock.host_froze = False  # this process's later tests are a host that froze nothing
+
+
+def test_a_phase_right_after_a_load_gets_its_whole_memory_budget(box):
+    # Phases reuse a reading of the heap size for a few ms; a load grows the heap, so the reading must be
+    # taken again after it, or the next phase's ceiling would sit below what the load left behind.
+    budget = Budget(timeout_ms=2000, memory_mb=48)
+    big = compile_script("KEPT = tuple(bytes(2**20) for _ in range(40))\n\n"
+                         "def before_request(request):\n    return None\n", "kept.py")
+    spender = compile_script("def before_request(request):\n"
+                             "    chunks = [bytes(2**20) for _ in range(25)]\n"
+                             "    return None\n", "spender.py")
+    assert box.load("spender", spender, {}, budget).ok
+    request = {"method": "GET", "path": "/x", "path_params": {}, "query": {}, "headers": {}, "body": None,
+               "json": None, "client_ip": "127.0.0.1", "endpoint": "x"}
+    assert box.run_phase("before_request", [Step("spender", budget, "open")], request).outcomes[0][1].ok
+    assert box.load("kept", big, {}, budget).ok  # 40 MB more heap at once, kept by the script
+    result = box.run_phase("before_request", [Step("spender", budget, "open")], request)
+    assert result.outcomes[0][1].kind == "ok", result.outcomes[0][1].message
+    box.load("kept", compile_script("KEPT = None\n", "kept.py"), {}, budget)  # let the module's box go
