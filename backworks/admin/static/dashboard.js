@@ -3,10 +3,13 @@
   "use strict";
   var TOKEN_KEY = "backworks-admin-token";
   var HISTORY = 120;
+  // Rate and latency are measured over the last WINDOW_S seconds, not one poll: workers write their
+  // metrics up to a second late, so one poll can see a worker's requests and the next its latencies.
+  var WINDOW_S = 5;
   var body = document.body;
   var api = body.dataset.api;
   var pollMs = Number(body.dataset.pollMs) || 1000;
-  var previous = null;
+  var recent = [];  // stats snapshots, oldest first; recent[0] is the newest at least WINDOW_S old
   var rates = [];
   var latencies = [];
 
@@ -68,12 +71,15 @@
 
   function showStats(stats, endpoints) {
     el("total-requests").textContent = stats.requests;
-    if (previous) {
-      var dt = Math.max(stats.time - previous.time, 0.001);
-      var dn = stats.latency.count - previous.latency.count;
-      var rate = (stats.requests - previous.requests) / dt;
-      var mean = dn > 0 ? 1000 * (stats.latency.sum - previous.latency.sum) / dn : 0;
-      var p95 = dn > 0 ? 1000 * quantile(bucketDelta(stats.latency.buckets, previous.latency.buckets), 0.95) : 0;
+    recent.push(stats);
+    while (recent.length > 2 && stats.time - recent[1].time >= WINDOW_S) { recent.shift(); }
+    var first = recent[0];
+    if (first !== stats) {
+      var dt = Math.max(stats.time - first.time, 0.001);
+      var dn = stats.latency.count - first.latency.count;
+      var rate = (stats.requests - first.requests) / dt;
+      var mean = dn > 0 ? 1000 * (stats.latency.sum - first.latency.sum) / dn : 0;
+      var p95 = dn > 0 ? 1000 * quantile(bucketDelta(stats.latency.buckets, first.latency.buckets), 0.95) : 0;
       rates.push(rate); latencies.push(mean);
       if (rates.length > HISTORY) { rates.shift(); latencies.shift(); }
       el("request-rate").textContent = rate.toFixed(1);
@@ -82,7 +88,6 @@
       draw(el("rate-chart"), rates, "#2b6cb0");
       draw(el("latency-chart"), latencies, "#c05621");
     }
-    previous = stats;
     fill("endpoints", endpoints, function (tr, ep) {
       var counts = stats.endpoints[ep.name] || {requests: 0, errors: 0};
       cell(tr, ep.name); cell(tr, ep.methods.join(" ")); cell(tr, ep.path, "mono");
