@@ -5,6 +5,8 @@ changes it and reports what it saw in a header. The second and third calls must 
 """
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from backworks.sandbox import Budget, Sandbox, Step, compile_script
@@ -234,3 +236,37 @@ def test_module_state_too_deep_to_copy_is_a_load_error_not_a_host_crash(box):
     assert outcome.kind == "error" and "cannot be copied" in outcome.message
     assert box.load("ok", compile_script(SCRIPTS["list_in_tuple"], "ok.py"), {}, Budget()).ok
     assert header_after_call(box, "ok") == "1"
+
+
+SPOIL_AND_PASS = '''
+def before_request(request):
+    request["headers"]["x-spoiled"] = "yes"
+    request["path"] = "/spoiled"
+'''
+SWAP_TRUE_FOR_ONE = '''
+def before_request(request):
+    if request["json"]:
+        request["json"]["flag"] = 1
+'''
+REPORT = '''
+import json
+def before_request(request):
+    seen = json.dumps([request["path"], request["headers"], request["json"]])
+    return {"response": {"status": 200, "body": seen}}
+'''
+LOOK_ONLY = "def before_request(request):\n    return None\n"
+
+
+@pytest.mark.parametrize("body", [None, {"flag": True}], ids=["no-json", "json-with-a-bool"])
+def test_a_hook_that_returns_none_hands_on_the_request_as_it_was_before_it(box, body):
+    scripts = {"spoil": SPOIL_AND_PASS, "swap": SWAP_TRUE_FOR_ONE, "look": LOOK_ONLY, "report": REPORT}
+    for key, source in scripts.items():
+        assert box.load(key, compile_script(source, f"{key}.py"), {}, Budget()).ok
+    request = dict(REQUEST, headers={"accept": "*/*"}, json=body)
+    steps = [Step(key, Budget(), "open") for key in ("look", "spoil", "look", "swap", "report")]
+    result = box.run_phase("before_request", steps, request)
+    assert [o.kind for _, o in result.outcomes] == ["ok"] * 5
+    assert json.loads(result.response["body"]) == ["/", {"accept": "*/*"}, body]
+    if body is not None:  # True, not 1: a copy equal to the request (1 == True) but not identical is not reused
+        assert result.response["body"].endswith('{"flag": true}]')
+    assert request == dict(REQUEST, headers={"accept": "*/*"}, json=body)
