@@ -6,6 +6,7 @@ import logging
 from backworks.http import Reply, RequestData, error_reply
 from backworks.plugin_data import apply_request, apply_response, reply_from_response, request_data, \
     response_data
+from backworks.plugin_stats import record_all
 
 logger = logging.getLogger(__name__)
 
@@ -120,15 +121,18 @@ def run_group(hook: str, run: tuple, request: dict, response: dict | None, notes
             notes.append((plugin.name, "crash"))
         closed = next((p for p in plugins if p.on_error == "closed"), None)
         return None, ((closed, "crash") if closed else None)
+    quiet = []  # calls that went fine and logged nothing: counted together, without record()'s checks
     for key, outcome in result.outcomes:
         plugin = by_key[key]
         kind = outcome.kind
-        if kind == "ok" and not outcome.logs:  # the common case, without the logging checks of record()
-            plugin.stats.record(hook, kind, outcome.duration_ms)
+        if kind == "ok" and not outcome.logs:
+            quiet.append((plugin.stats, kind, outcome.duration_ms))
             plugin.breaker.record(True)
         else:
             plugin.record(hook, kind, outcome.duration_ms, outcome)
         notes.append((plugin.name, kind))
+    if quiet:
+        record_all(hook, quiet)
     if result.failed_closed is not None:
         key, outcome = result.failed_closed
         return result, (by_key[key], outcome.kind)

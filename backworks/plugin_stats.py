@@ -43,13 +43,16 @@ class PluginStats:
     def record(self, hook: str, kind: str, duration_ms: float) -> None:
         """Count one call of `hook` that ended as `kind` after `duration_ms`."""
         with _LOCK:
-            pending = self._pending.get((hook, kind))
-            if pending is None:
-                pending = self._pending[(hook, kind)] = [0, 0.0] + [0] * len(_BOUNDS_MS)
-            pending[0] += 1
-            pending[1] += duration_ms
-            pending[bisect_left(_BOUNDS_MS, duration_ms) + 2] += 1
-            self.latencies_ms.append(duration_ms)
+            self._add(hook, kind, duration_ms)
+
+    def _add(self, hook: str, kind: str, duration_ms: float) -> None:  # under _LOCK
+        pending = self._pending.get((hook, kind))
+        if pending is None:
+            pending = self._pending[(hook, kind)] = [0, 0.0] + [0] * len(_BOUNDS_MS)
+        pending[0] += 1
+        pending[1] += duration_ms
+        pending[bisect_left(_BOUNDS_MS, duration_ms) + 2] += 1
+        self.latencies_ms.append(duration_ms)
 
     def flush(self) -> None:
         """Write the calls and latencies counted since the last flush to Prometheus."""
@@ -89,3 +92,10 @@ def percentile(ordered: list, q: float) -> float | None:
         return None
     rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
     return round(ordered[rank - 1], 3)
+
+
+def record_all(hook: str, calls: list) -> None:
+    """PluginStats.record for the calls of one phase, [(stats, kind, duration_ms)], under one lock."""
+    with _LOCK:
+        for stats, kind, duration_ms in calls:
+            stats._add(hook, kind, duration_ms)

@@ -114,7 +114,10 @@ def _reusable(inputs: tuple) -> bool:
     if len(inputs) != 1:
         return False
     request = inputs[0]
-    return request.get("json") is None and all(type(v) is str for v in request.get("path_params", {}).values())
+    if request.get("json") is not None:
+        return False
+    params = request.get("path_params")
+    return not params or all(type(value) is str for value in params.values())
 
 
 def _name(runner: Runner, key: str) -> str:
