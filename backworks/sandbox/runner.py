@@ -115,7 +115,11 @@ class Loaded:
         for name in names:
             scan.visit(self.base[name])
         self.shared, self.inert, plain = scan.solve()
-        self.mutable = [name for name in names if not _atom(self.base[name]) and id(self.base[name]) not in self.shared]
+        # A global no code of the script names is out of its reach (scripts reach no globals dict): however
+        # mutable, it needs no copy (the `config` of a script that never reads it, say).
+        named = _names(script.code)
+        self.mutable = [name for name in names if name in named and not _atom(self.base[name])
+                        and id(self.base[name]) not in self.shared]
         self.pristine = {name: self.base[name] for name in self.mutable}
         self.copies: list = []
         self.frozen = None
@@ -195,6 +199,16 @@ def _rebound_cells(code: types.CodeType) -> frozenset:
         if code.co_freevars:
             names.update(op.argval for op in dis.get_instructions(code)
                          if op.opname in ("STORE_DEREF", "DELETE_DEREF") and op.argval in code.co_freevars)
+    return frozenset(names)
+
+
+def _names(code: types.CodeType) -> frozenset:
+    """Every name the script's code (module body and functions) uses for a global or an attribute."""
+    names, todo = set(), [code]
+    while todo:
+        code = todo.pop()
+        todo.extend(const for const in code.co_consts if isinstance(const, types.CodeType))
+        names.update(code.co_names)
     return frozenset(names)
 
 

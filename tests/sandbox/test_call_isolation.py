@@ -218,7 +218,7 @@ tag = make("p-")
 def helper(x, scale=2, *, names=("a",)):
     return x * scale
 def before_request(request):
-    return None
+    return config.get("x")
 '''
     runner = Runner(memory=False)
     assert runner.load("s", compile_script(source, "s.py"), {}, Budget()).ok
@@ -227,6 +227,23 @@ def before_request(request):
     scope = loaded.prepare(None)
     assert scope["tag"] is loaded.base["tag"] and scope["tag"].__globals__ is scope
     assert scope["LIMITS"] is loaded.base["LIMITS"]
+
+
+def test_mutable_globals_no_code_names_are_not_copied():
+    from backworks.sandbox.runner import Runner
+
+    source = '''
+SEEN = []
+def before_request(request):
+    return None
+'''
+    runner = Runner(memory=False)
+    assert runner.load("quiet", compile_script(source, "quiet.py"), {"k": [1]}, Budget()).ok
+    assert runner.loaded["quiet"].mutable == ["SEEN"]  # `config` is out of the script's reach
+    assert runner.loaded["quiet"].scope_for(None)["SEEN"] is not runner.loaded["quiet"].pristine["SEEN"]
+    assert runner.load("reads", compile_script(source.replace("return None", "return config"), "reads.py"),
+                       {"k": [1]}, Budget()).ok
+    assert runner.loaded["reads"].mutable == ["config", "SEEN"]
 
 
 def test_module_state_too_deep_to_copy_is_a_load_error_not_a_host_crash(box):
