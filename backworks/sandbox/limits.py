@@ -40,17 +40,28 @@ class Timeout(BaseException):
     """Raised into a script when its budget is spent; scripts cannot catch it (see checks.py)."""
 
 
-class Clock:
-    """The one timer of this process: armed only around script code, in the main thread."""
+class _Clock:
+    """The one timer of this process: armed only around script code, in the main thread.
 
-    active = False
-    expired = False
-    deadline = 0.0
-    session = False  # a phase keeps one periodic timer for all its steps
-    old_limit = None  # the RLIMIT_AS that disarm() / end_session() restore
-    hard_limit = None  # this process's hard RLIMIT_AS, read on first use (only ever lowered, and rarely)
-    froze_host = False  # the host's objects sit in gc's permanent generation while script code runs
-    host_froze = False  # the host froze its own heap (seen once, remembered)
+    One instance (`Clock`) with slots: its fields change several times per hook call, and setting a class
+    attribute would cost three times as much (every such write invalidates the class's lookup caches).
+    """
+
+    __slots__ = ("active", "expired", "deadline", "session", "old_limit", "hard_limit", "froze_host",
+                 "host_froze")
+
+    def __init__(self):
+        self.active = False
+        self.expired = False
+        self.deadline = 0.0
+        self.session = False  # a phase keeps one periodic timer for all its steps
+        self.old_limit = None  # the RLIMIT_AS that disarm() / end_session() restore
+        self.hard_limit = None  # this process's hard RLIMIT_AS, read on first use (only ever lowered, and rarely)
+        self.froze_host = False  # the host's objects sit in gc's permanent generation while script code runs
+        self.host_froze = False  # the host froze its own heap (seen once, remembered)
+
+
+Clock = _Clock()
 
 
 def _on_alarm(signum, frame):
@@ -118,34 +129,34 @@ def ensure_handler() -> None:
         signal.signal(signal.SIGALRM, _on_alarm)
 
 
-class AddressSpace:
+class _AddressSpace:
     """Reads this process's mapped size from /proc (fd kept open per process, reopened after a fork)."""
 
-    fd = -1
-    size = 0
-    read_at = float("-inf")
+    __slots__ = ("fd", "size", "read_at")
 
-    @classmethod
-    def current(cls, max_age_s: float = 0.0) -> int:
+    def __init__(self):
+        self.fd = -1
+        self.size = 0
+        self.read_at = float("-inf")
+
+    def current(self, max_age_s: float = 0.0) -> int:
         """The mapped size in bytes, read again unless the last reading is younger than `max_age_s`."""
         now = time.monotonic()
-        if now - cls.read_at >= max_age_s:
-            if cls.fd < 0:
-                cls.fd = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
-            cls.size = int(os.pread(cls.fd, 64, 0).split(None, 1)[0]) * PAGE
-            cls.read_at = now
-        return cls.size
+        if now - self.read_at >= max_age_s:
+            if self.fd < 0:
+                self.fd = os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC)
+            self.size = int(os.pread(self.fd, 64, 0).split(None, 1)[0]) * PAGE
+            self.read_at = now
+        return self.size
 
-    @classmethod
-    def invalidate(cls) -> None:
+    def invalidate(self) -> None:
         """Make the next current() read /proc again (script code may have grown the heap since)."""
-        cls.read_at = float("-inf")
+        self.read_at = float("-inf")
 
-    @classmethod
-    def forget(cls) -> None:
+    def forget(self) -> None:
         """In a forked child: the inherited fd reads the parent's /proc entry; close it, reopen on next use."""
-        fd, cls.fd = cls.fd, -1
-        cls.invalidate()
+        fd, self.fd = self.fd, -1
+        self.invalidate()
         Clock.hard_limit = None
         if fd >= 0:
             try:
@@ -154,6 +165,7 @@ class AddressSpace:
                 pass
 
 
+AddressSpace = _AddressSpace()
 os.register_at_fork(after_in_child=AddressSpace.forget)
 
 
