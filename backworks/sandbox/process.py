@@ -13,7 +13,7 @@ import threading
 import time
 
 from backworks.sandbox import values
-from backworks.sandbox.child import FLUSH_S, HEADER, write_frame
+from backworks.sandbox.child import FLUSH_S, HEADER, READ_CHUNK, write_frame
 from backworks.sandbox.limits import Budget
 from backworks.sandbox.policy import Script
 from backworks.sandbox.runner import Outcome, PhaseResult, Step
@@ -151,7 +151,7 @@ class ChildProcess:
                 self.fail("timeout", f"sandbox process overran its deadline ({what}); killed")
             ready, _, _ = select.select([fd], [], [], left)
             if ready:
-                chunk = os.read(fd, 1 << 20)
+                chunk = os.read(fd, READ_CHUNK)
                 if not chunk:
                     status = self.proc.wait()
                     self.fail("crash", f"sandbox process died ({_describe_status(status)})")
