@@ -26,6 +26,7 @@ MAX_FRAME = 64 * 1024 * 1024
 PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+_DECODER = json.JSONDecoder()
 _pid = os.getpid()  # this process's id, kept current across forks without a system call per use
 
 
@@ -55,7 +56,7 @@ class ChildProcess:
         self.proc: subprocess.Popen | None = None
         self.spare: subprocess.Popen | None = None
         self.want_spare = False  # set by the first kill
-        self.buffer = b""
+        self.buffer = bytearray()  # what the child sent past the last frame read
         self.scripts: dict[str, tuple] = {}  # key -> (script, config, budget): replayed after a respawn
         self.ready = False
         self.spawns = 0
@@ -85,7 +86,7 @@ class ChildProcess:
             _reap(spare)
             spare = None
         self.proc = spare or self.start()
-        self.buffer = b""
+        self.buffer = bytearray()
         self.ready = False
 
     def kill(self) -> int | None:
@@ -97,7 +98,7 @@ class ChildProcess:
     def ensure(self) -> None:
         """Make sure a child is running, ready, and holds every loaded script."""
         if self.owner != _pid:  # this process was forked: the children and pipes are the parent's
-            self.proc, self.spare, self.buffer, self.ready, self.owner = None, None, b"", False, _pid
+            self.proc, self.spare, self.buffer, self.ready, self.owner = None, None, bytearray(), False, _pid
         if self.proc is None or self.proc.poll() is not None:
             if self.proc is not None:
                 self.kill()
@@ -135,17 +136,22 @@ class ChildProcess:
         """Read one JSON frame before `deadline`, or kill the child."""
         fd = self.proc.stdout.fileno()
         while True:
-            if len(self.buffer) >= HEADER.size:
-                size = HEADER.unpack(self.buffer[:HEADER.size])[0]
+            buffer = self.buffer
+            if len(buffer) >= HEADER.size:
+                size = HEADER.unpack_from(buffer)[0]
                 if size > MAX_FRAME:
                     self.fail("crash", "sandbox process sent an oversized frame")
-                if len(self.buffer) >= HEADER.size + size:
-                    payload = self.buffer[HEADER.size:HEADER.size + size]
-                    self.buffer = self.buffer[HEADER.size + size:]
-                    try:
-                        return json.loads(payload)
-                    except ValueError:
-                        self.fail("crash", "sandbox process sent an unreadable frame")
+                if len(buffer) >= HEADER.size + size:
+                    payload = buffer[HEADER.size:HEADER.size + size]
+                    del buffer[:HEADER.size + size]
+                    try:  # the child writes compact JSON: no whitespace around it to strip
+                        text = payload.decode()
+                        message, end = _DECODER.raw_decode(text)
+                        if end == len(text):
+                            return message
+                    except ValueError:  # UnicodeDecodeError included
+                        pass
+                    self.fail("crash", "sandbox process sent an unreadable frame")
             left = deadline - time.monotonic()
             if left <= 0:
                 self.fail("timeout", f"sandbox process overran its deadline ({what}); killed")

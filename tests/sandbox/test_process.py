@@ -168,3 +168,33 @@ def test_inline_sandbox_loaded_from_another_thread_runs_inline_later():
         assert outcome.kind == "ok" and outcome.value == [1, 2] and "late" in box.runner.loaded
     finally:
         box.close()
+
+
+class _FramesFrom:
+    """A stand-in for a child process whose stdout is a pipe the test writes frames into."""
+
+    def __init__(self, frames: list):
+        read_end, write_end = os.pipe()
+        for payload in frames:
+            os.write(write_end, len(payload).to_bytes(4, "big") + payload)
+        os.close(write_end)
+        self.stdout = os.fdopen(read_end, "rb")
+        self.stdin = open(os.devnull, "wb")
+
+    def poll(self):
+        return 0
+
+    def wait(self):
+        return 0
+
+
+@pytest.mark.parametrize("payload", [b'["end",[]] x', b'["end",[]', b"\xff\xfe", b' ["end",[]]', b""])
+def test_a_frame_that_is_not_exactly_one_json_value_kills_the_child(payload):
+    from backworks.sandbox.process import ChildGone, ChildProcess
+
+    child = ChildProcess({})
+    child.proc = _FramesFrom([b'["end",[]]', payload])
+    assert child.receive(time.monotonic() + 5, "test") == ["end", []]
+    with pytest.raises(ChildGone, match="unreadable frame"):
+        child.receive(time.monotonic() + 5, "test")
+    assert child.proc is None
