@@ -17,10 +17,10 @@ import sys
 import time
 
 from backworks.sandbox.limits import SIZE_MAX_AGE_S, AddressSpace, Budget
-from backworks.sandbox.phases import run_phase
+from backworks.sandbox.phases import check_phase, run_steps
 from backworks.sandbox.policy import Script
 from backworks.sandbox import values
-from backworks.sandbox.runner import Outcome, Runner
+from backworks.sandbox.runner import Outcome, Runner, Step
 
 logger = logging.getLogger(__name__)
 
@@ -33,16 +33,35 @@ MAX_OPEN_FILES = 32
 FLUSH_S = 0.001
 
 
-def read_exact(fd: int, size: int) -> bytes:
-    """Read exactly `size` bytes from fd, or b"" at end of file."""
-    chunks, missing = [], size
-    while missing:
-        chunk = os.read(fd, min(missing, READ_CHUNK))
+def take_frame(buffer: bytearray, max_size: int | None = None) -> bytearray | None:
+    """Remove the first whole length-prefixed frame from `buffer` and return its payload (None: not all here).
+
+    ValueError when the announced size is over `max_size`.
+    """
+    if len(buffer) < HEADER.size:
+        return None
+    end = HEADER.size + HEADER.unpack_from(buffer)[0]
+    if max_size is not None and end - HEADER.size > max_size:
+        raise ValueError(f"frame of {end - HEADER.size} bytes")
+    if len(buffer) < end:
+        return None
+    payload = buffer[HEADER.size:end]
+    del buffer[:end]
+    return payload
+
+
+def read_frames(fd: int):
+    """Yield the payloads of the frames read from fd until end of file (usually one read per frame)."""
+    buffer = bytearray()
+    while True:
+        payload = take_frame(buffer)
+        if payload is not None:
+            yield payload
+            continue
+        chunk = os.read(fd, READ_CHUNK)
         if not chunk:
-            return b""
-        chunks.append(chunk)
-        missing -= len(chunk)
-    return b"".join(chunks)
+            return
+        buffer += chunk
 
 
 def write_frame(fd: int, payload: bytes) -> None:
@@ -134,10 +153,12 @@ class Child:
             _, phase, steps, request, response = message
             _cpu_backstop(sum(step[1][0] for step in steps))
             _memory_ceiling(max((step[1][1] for step in steps), default=0))
-            steps = [(key, Budget(*budget), on_error) for key, budget, on_error in steps]
+            check_phase(phase)
+            steps = [Step(key, Budget(*budget), on_error) for key, budget, on_error in steps]
             self.last = (request, response)
             self.pending, self.flushed = [], time.monotonic()
-            run_phase(self.runner, phase, steps, request, response, emit=self.emit_step)
+            if steps:
+                run_steps(self.runner, phase, steps, request, response, emit=self.emit_step)
             self.send(["end", self.pending])
         elif kind == "drop":
             self.runner.drop(message[1])
@@ -178,11 +199,8 @@ def main() -> None:
     sys.stdout = sys.stderr
     logging.getLogger().addHandler(logging.NullHandler())  # script log lines travel in outcomes instead
     child = None
-    while True:
-        header = read_exact(0, HEADER.size)
-        if not header:
-            return
-        message = marshal.loads(read_exact(0, HEADER.unpack(header)[0]))
+    for payload in read_frames(0):
+        message = marshal.loads(payload)
         if message[0] == "init":
             child = Child(message[1])
             continue

@@ -13,7 +13,7 @@ import threading
 import time
 
 from backworks.sandbox import values
-from backworks.sandbox.child import FLUSH_S, HEADER, READ_CHUNK, write_frame
+from backworks.sandbox.child import FLUSH_S, READ_CHUNK, take_frame, write_frame
 from backworks.sandbox.limits import Budget
 from backworks.sandbox.policy import Script
 from backworks.sandbox.runner import Outcome, PhaseResult, Step
@@ -136,22 +136,19 @@ class ChildProcess:
         """Read one JSON frame before `deadline`, or kill the child."""
         fd = self.proc.stdout.fileno()
         while True:
-            buffer = self.buffer
-            if len(buffer) >= HEADER.size:
-                size = HEADER.unpack_from(buffer)[0]
-                if size > MAX_FRAME:
-                    self.fail("crash", "sandbox process sent an oversized frame")
-                if len(buffer) >= HEADER.size + size:
-                    payload = buffer[HEADER.size:HEADER.size + size]
-                    del buffer[:HEADER.size + size]
-                    try:  # the child writes compact JSON: no whitespace around it to strip
-                        text = payload.decode()
-                        message, end = _DECODER.raw_decode(text)
-                        if end == len(text):
-                            return message
-                    except ValueError:  # UnicodeDecodeError included
-                        pass
-                    self.fail("crash", "sandbox process sent an unreadable frame")
+            try:
+                payload = take_frame(self.buffer, MAX_FRAME)
+            except ValueError:
+                self.fail("crash", "sandbox process sent an oversized frame")
+            if payload is not None:
+                try:  # the child writes compact JSON: no whitespace around it to strip
+                    text = payload.decode()
+                    message, end = _DECODER.raw_decode(text)
+                    if end == len(text):
+                        return message
+                except ValueError:  # UnicodeDecodeError included
+                    pass
+                self.fail("crash", "sandbox process sent an unreadable frame")
             left = deadline - time.monotonic()
             if left <= 0:
                 self.fail("timeout", f"sandbox process overran its deadline ({what}); killed")
