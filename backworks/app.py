@@ -11,6 +11,7 @@ import weakref
 from pathlib import Path
 
 from flask import Flask, jsonify, request
+from werkzeug.wsgi import ClosingIterator
 
 from backworks import health, lifecycle
 from backworks.admin.recorder import RequestRecorder
@@ -72,7 +73,13 @@ class Backworks:
         self.recorder.record(environ, reply.status, started, endpoint, request_id)
         if runtime.config.data["server"]["access_log"] and access_logger.isEnabledFor(logging.INFO):
             self._log(environ, reply.status, started, endpoint, request_id, reply.meta)
-        return reply(environ, start_response)
+        body = reply(environ, start_response)
+        sandbox = runtime.inline_sandbox
+        if sandbox is not None and sandbox.has_garbage():
+            # A script that failed left its objects (a memory bomb's, say): free them once the response
+            # is sent, on no request's clock. Otherwise the next phase in this worker would.
+            return ClosingIterator(body, sandbox.collect)
+        return body
 
     def _log(self, environ, status, started, endpoint, request_id, meta) -> None:
         duration_ms = (time.perf_counter() - started) * 1000

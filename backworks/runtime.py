@@ -43,12 +43,16 @@ class Runtime:
         self.ctx = LoadContext(config, options)
         self.plugins = None
         self.endpoints: dict = {}
+        self.inline_sandbox = None
         try:
             self.plugins = build_plugins(config, self.ctx)  # inside: a refused plugin's sandbox is closed too
             self._build_endpoints()
         except BaseException:
             self.close()
             raise
+        # The in-process sandbox of this load (plugins and runtime handlers share it), if any: what its
+        # failed calls leave behind is freed once their response is sent (see BackworksApp.__call__).
+        self.inline_sandbox = self.ctx.peek("sandbox:inline")
 
     def _build_endpoints(self) -> None:
         problems = []

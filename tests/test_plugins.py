@@ -486,3 +486,19 @@ def test_on_load_config_parameter_receives_the_plugin_config(tmp_path, caplog):
     with caplog.at_level(logging.INFO):
         plugin_app(tmp_path, {"greeter": script}, {"greeter": {"config": {"greeting": "hi"}}})
     assert "greeter.py: loaded with hi" in caplog.text
+
+
+def test_what_a_failed_script_left_is_freed_once_its_response_is_sent(tmp_path):
+    script = """
+        def before_request(request):
+            junk = ["x" * 1000 for _ in range(2000)]
+            raise ValueError("boom")
+    """
+    app, client = plugin_app(tmp_path, {"boom": script}, {"boom": {"isolation": "inline"}})
+    sandbox = app.extensions["backworks"].runtime.inline_sandbox
+    response = client.get("/echo", buffered=False)
+    assert response.status_code == 200
+    assert sandbox.has_garbage()  # the script's frames (and `junk`) are still held
+    response.close()
+    assert not sandbox.has_garbage()
+    assert client.get("/echo").status_code == 200

@@ -91,6 +91,10 @@ class Sandbox:
             self._ensure_child_loaded(step.key)
         return self.child.run_phase(phase, steps, request, response)
 
+    def has_garbage(self) -> bool:
+        """Tell whether failed inline calls left objects for collect() to free."""
+        return self.runner is not None and bool(self.runner.garbage)
+
     def collect(self) -> None:
         """Free what failed inline calls left behind: call it once the response is sent (else the next call does)."""
         if self.runner is not None and self.runner.garbage:
