@@ -190,36 +190,32 @@ _PLAIN = (dict, list, tuple, set, frozenset)
 _CONTAINER_TYPES = (list, dict, set, bytearray, collections.deque, types.SimpleNamespace)
 
 
-def _rebound_cells(code: types.CodeType) -> frozenset:
-    """Names of closure variables that some function of the script rebinds (`nonlocal n; n += 1`)."""
-    names, todo = set(), [code]
+def _code_objects(code: types.CodeType) -> list:
+    """The script's module code and every function (or lambda, comprehension) code object nested in it."""
+    found, todo = [], [code]
     while todo:
         code = todo.pop()
+        found.append(code)
         todo.extend(const for const in code.co_consts if isinstance(const, types.CodeType))
-        if code.co_freevars:
-            names.update(op.argval for op in dis.get_instructions(code)
-                         if op.opname in ("STORE_DEREF", "DELETE_DEREF") and op.argval in code.co_freevars)
-    return frozenset(names)
+    return found
+
+
+def _rebound_cells(code: types.CodeType) -> frozenset:
+    """Names of closure variables that some function of the script rebinds (`nonlocal n; n += 1`)."""
+    return frozenset(op.argval for inner in _code_objects(code) if inner.co_freevars
+                     for op in dis.get_instructions(inner)
+                     if op.opname in ("STORE_DEREF", "DELETE_DEREF") and op.argval in inner.co_freevars)
 
 
 def _names(code: types.CodeType) -> frozenset:
     """Every name the script's code (module body and functions) uses for a global or an attribute."""
-    names, todo = set(), [code]
-    while todo:
-        code = todo.pop()
-        todo.extend(const for const in code.co_consts if isinstance(const, types.CodeType))
-        names.update(code.co_names)
-    return frozenset(names)
+    return frozenset(name for inner in _code_objects(code) for name in inner.co_names)
 
 
 def _global_stores(code: types.CodeType) -> frozenset:
     """Names that some function of the script assigns or deletes with a `global` statement."""
-    names, todo = set(), [const for const in code.co_consts if isinstance(const, types.CodeType)]
-    while todo:
-        code = todo.pop()
-        todo.extend(const for const in code.co_consts if isinstance(const, types.CodeType))
-        names.update(op.argval for op in dis.get_instructions(code) if op.opname in ("STORE_GLOBAL", "DELETE_GLOBAL"))
-    return frozenset(names)
+    return frozenset(op.argval for inner in _code_objects(code) if inner is not code
+                     for op in dis.get_instructions(inner) if op.opname in ("STORE_GLOBAL", "DELETE_GLOBAL"))
 
 
 def _atom(value) -> bool:
