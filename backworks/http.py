@@ -247,7 +247,6 @@ class RequestData:
 _UNSET = object()
 _MAX_HEADER_KEYS = 1024  # clients choose header names: remember a bounded number
 _HEADER_NAMES: dict = {}  # environ key -> header name as werkzeug's EnvironHeaders spells it, or ""
-_LOWER_NAMES: dict = {}  # environ key -> lower-case header name, or ""
 
 
 def _header_name(key: str) -> str:
@@ -287,15 +286,9 @@ def declares_body(environ: dict) -> bool:
 def environ_headers(environ: dict) -> dict:
     """The request headers of a WSGI environ as {lower-case name: value}, repeated names joined with ", "."""
     headers: dict = {}
-    names = _LOWER_NAMES
-    for key, value in environ.items():
-        name = names.get(key)
-        if name is None:
-            name = _header_name(key).lower()
-            if len(names) < _MAX_HEADER_KEYS:
-                names[key] = name
-        if name and (value or key.startswith("HTTP_")):  # as in environ_header_items
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    for name, value in environ_header_items(environ):
+        name = name.lower()
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
     return headers
 
 
