@@ -51,7 +51,7 @@ class Runtime:
             self.close()
             raise
         # The in-process sandbox of this load (plugins and runtime handlers share it), if any: what its
-        # failed calls leave behind is freed once their response is sent (see BackworksApp.__call__).
+        # failed calls leave behind is freed once their response is sent (see Backworks.__call__ in app.py).
         self.inline_sandbox = self.ctx.peek("sandbox:inline")
 
     def _build_endpoints(self) -> None:

@@ -97,7 +97,7 @@ class Sandbox:
 
     def collect(self) -> None:
         """Free what failed inline calls left behind: call it once the response is sent (else the next call does)."""
-        if self.runner is not None and self.runner.garbage:
+        if self.has_garbage():
             self.runner.collect()
 
     def _load_pending(self) -> None:
