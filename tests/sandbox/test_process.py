@@ -198,3 +198,31 @@ def test_a_frame_that_is_not_exactly_one_json_value_kills_the_child(payload):
     with pytest.raises(ChildGone, match="unreadable frame"):
         child.receive(time.monotonic() + 5, "test")
     assert child.proc is None
+
+
+def _phase_from_frames(frames: list):
+    """Run a one-step before_request phase in the parent against a child that answers with `frames`."""
+    from backworks.sandbox.process import ChildProcess
+
+    child = ChildProcess({})
+    child.proc = _FramesFrom(frames)
+    child.ensure = lambda: None  # the stand-in is "running" and ready
+    return child.run_phase("before_request", [Step("p0", Budget(), "open")], dict(REQUEST), None)
+
+
+def test_a_short_entry_is_an_ok_step_that_changed_nothing():
+    result = _phase_from_frames([b'["end",[[0,0.25]]]'])
+    [(key, outcome)] = result.outcomes
+    assert (key, outcome.kind, outcome.duration_ms, outcome.logs) == ("p0", "ok", 0.25, [])
+    assert result.request == REQUEST and not result.short_circuit and result.failed_closed is None
+
+
+@pytest.mark.parametrize("entry", [b'[1,0.1]', b'[-1,0.1]', b'["0",0.1]', b'[true,0.1]', b'[0,[1]]', b'[0]',
+                                   b'[0,["ok",null,"","",0.1],null,null,false]',
+                                   b'[0,["ok",null,"","",0.1,[]],{"method":5},null,false]',
+                                   b'[0,["ok",null,"","",0.1,[]],null,{"status":"x"},false]'])
+def test_a_malformed_step_entry_kills_the_child_and_fails_that_step_open(entry):
+    result = _phase_from_frames([b'["end",[' + entry + b']]'])
+    [(key, outcome)] = result.outcomes
+    assert key == "p0" and outcome.kind == "crash" and "malformed step" in outcome.message
+    assert result.request == REQUEST and result.failed_closed is None
