@@ -35,6 +35,7 @@ _ENCODER = json.encoder.c_make_encoder(None, None, json.encoder.encode_basestrin
                                        False, False, True)
 MAX_OPEN_FILES = 32
 FLUSH_S = 0.001
+MAX_PLANS = 256
 
 
 def take_frame(buffer: bytearray, max_size: int | None = None) -> bytearray | None:
@@ -65,6 +66,9 @@ def read_frames(fd: int):
         chunk = os.read(fd, READ_CHUNK)
         if not chunk:
             return
+        if not buffer and len(chunk) >= HEADER.size and HEADER.unpack_from(chunk)[0] == len(chunk) - HEADER.size:
+            yield memoryview(chunk)[HEADER.size:]  # the usual read: exactly one whole frame
+            continue
         buffer += chunk
 
 
@@ -131,6 +135,7 @@ class Child:
         self.last = (None, None)
         self.pending: list = []
         self.flushed = 0.0
+        self.plans: dict = {}
 
     def send(self, message) -> None:
         """Send one JSON frame to the parent."""
@@ -155,10 +160,9 @@ class Child:
             self.send(["call", plain_outcome(outcome).to_wire()])
         elif kind == "phase":
             _, phase, steps, request, response = message
-            _cpu_backstop(sum(step[1][0] for step in steps))
-            _memory_ceiling(max((step[1][1] for step in steps), default=0))
-            check_phase(phase)
-            steps = [Step(key, Budget(*budget), on_error) for key, budget, on_error in steps]
+            steps, cpu_ms, memory_mb = self.plan(phase, steps)
+            _cpu_backstop(cpu_ms)
+            _memory_ceiling(memory_mb)
             self.last = (request, response)
             self.pending, self.flushed = [], time.monotonic()
             if steps:
@@ -169,6 +173,22 @@ class Child:
         elif kind == "ping":
             self.send(["ready"])
         self.runner.collect()
+
+    def plan(self, phase: str, steps: tuple) -> tuple:
+        """The checked phase's Step list, total time budget and largest memory budget.
+
+        Cached: a plugin chain sends the same steps (a tuple of (key, budget, on_error)) every time.
+        """
+        plan = self.plans.get((phase, steps))
+        if plan is None:
+            check_phase(phase)
+            built = [Step(key, Budget(*budget), on_error) for key, budget, on_error in steps]
+            plan = (built, sum(step.budget.timeout_ms for step in built),
+                    max((step.budget.memory_mb for step in built), default=0))
+            if len(self.plans) >= MAX_PLANS:
+                self.plans.clear()
+            self.plans[phase, steps] = plan
+        return plan
 
     def emit_step(self, index, key, outcome, result) -> None:
         """Queue one finished step; send the queue when 1 ms has passed since the last frame or it failed.

@@ -87,9 +87,10 @@ class Sandbox:
         if self._inline_here():
             self._load_pending()
             return run_steps(self.runner, phase, steps, request, response)
-        for step in steps:
-            self._ensure_child_loaded(step.key)
-        return self.child.run_phase(phase, steps, request, response)
+        if self.runner is not None:
+            for step in steps:
+                self._ensure_child_loaded(step.key)
+        return (self._child or self.child).run_phase(phase, steps, request, response)
 
     def has_garbage(self) -> bool:
         """Tell whether failed inline calls left objects for collect() to free."""

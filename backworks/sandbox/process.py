@@ -104,9 +104,7 @@ class ChildProcess:
         """Make sure a child is running, ready, and holds every loaded script."""
         if self.owner != _pid:  # this process was forked: the children and pipes are the parent's
             self.proc, self.spare, self.buffer, self.ready, self.owner = None, None, bytearray(), False, _pid
-        if self.proc is None or self.proc.poll() is not None:
-            if self.proc is not None:
-                self.kill()
+        if self.proc is None:  # a child that died while idle is found by send_fresh(), without a system call here
             self.spawn()
         if self.ready:
             return
@@ -114,7 +112,7 @@ class ChildProcess:
         self.receive(time.monotonic() + STARTUP_S, "startup")
         self.ready = True
         for key, (script, config, budget) in list(self.scripts.items()):
-            outcome = self.exchange(self.load_message(key, script, config, budget), budget)
+            outcome = self.exchange(self.load_message(key, script, config, budget), budget, retry=False)
             if not outcome.ok:
                 logger.warning("plugin %s failed to reload in a new sandbox process: %s", key, outcome.message)
         if self.want_spare and self.spare is None:
@@ -136,6 +134,17 @@ class ChildProcess:
         except (OSError, ValueError) as exc:
             self.kill()
             raise ChildGone("crash", f"sandbox process is gone ({exc})") from None
+
+    def send_fresh(self, message) -> None:
+        """Send a message to a ready child; one that died while idle is replaced and the message sent again.
+
+        A dead child's pipe has no reader: the write fails at once (EPIPE), before anything ran.
+        """
+        try:
+            self.send(message)
+        except ChildGone:
+            self.ensure()
+            self.send(message)
 
     def receive(self, deadline: float, what: str) -> list:
         """Read one JSON frame before `deadline`, or kill the child."""
@@ -187,10 +196,13 @@ class ChildProcess:
         return ("load", key, script.filename, script.source, script.digest, sorted(script.hooks), script.code,
                 config, tuple(budget))
 
-    def exchange(self, message: tuple, budget: Budget) -> Outcome:
+    def exchange(self, message: tuple, budget: Budget, retry: bool = True) -> Outcome:
         """Send one load/call and wait for its outcome until budget + grace."""
         started = time.monotonic()
-        self.send(message)
+        if retry:
+            self.send_fresh(message)
+        else:
+            self.send(message)
         reply = self.receive(started + budget.timeout_ms / 1000.0 + GRACE_S, message[0])
         return Outcome.from_wire(reply[1])
 
@@ -225,7 +237,7 @@ class ChildProcess:
         """Run a whole phase in one round trip; if the child dies mid-phase, go on in a fresh one."""
         with self.lock:
             result = PhaseResult(request=request, response=response)
-            pending = [Step(*s) for s in steps]
+            pending = list(steps)
             while pending:
                 pending = self.phase_round(phase, pending, result)
             return result
@@ -237,8 +249,8 @@ class ChildProcess:
         try:
             self.ensure()
             step_started = time.monotonic()
-            self.send(("phase", phase, [(s.key, tuple(s.budget), s.on_error) for s in steps], result.request,
-                       result.response))
+            self.send_fresh(("phase", phase, tuple([(s.key, tuple(s.budget), s.on_error) for s in steps]),
+                       result.request, result.response))
             while True:
                 longest = max((s.budget.timeout_ms for s in steps[index:]), default=0) / 1000.0
                 reply = self.receive(step_started + FLUSH_S + longest + GRACE_S, phase)

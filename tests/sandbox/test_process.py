@@ -37,6 +37,25 @@ def test_c_stack_overflow_is_a_crash_and_the_child_respawns_with_its_scripts(box
     assert box.child.proc.pid != first_pid
 
 
+@pytest.mark.parametrize("use", ["phase", "call"])
+def test_a_child_killed_while_idle_is_replaced_and_the_next_use_runs_normally(box, use):
+    import signal
+
+    script = ON_LOAD + "def before_request(request):\n    return {'path': '/' + GREETING}\n"
+    assert box.load("greet", compile_script(script, "greet.py"), {"greeting": "hello"}, Budget()).ok
+    first = box.child.proc
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    if use == "phase":
+        result = box.run_phase("before_request", [Step("greet", Budget(), "closed")], REQUEST)
+        assert [(key, o.kind) for key, o in result.outcomes] == [("greet", "ok")] and result.failed_closed is None
+        assert result.request["path"] == "/hello"  # the new child ran the script's on_load again
+    else:
+        outcome = box.call("greet", "handle", (REQUEST,), Budget())
+        assert outcome.kind == "ok" and outcome.value == "hello"
+    assert box.child.proc.pid != first.pid
+
+
 def test_a_crash_mid_phase_leaves_the_request_and_later_steps_run(box):
     box.load("deep", compile_script(DEEP_HASH.replace("handle", "before_request"), "deep.py"), {}, Budget())
     box.load("tag", compile_script("def before_request(request):\n    request['headers']['x-tag'] = '1'\n"
