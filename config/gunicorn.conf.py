@@ -1,6 +1,8 @@
 """Production gunicorn settings for Backworks: `gunicorn -c config/gunicorn.conf.py wsgi:app`."""
 import multiprocessing
 import os
+import queue
+import signal
 import shutil
 import tempfile
 from pathlib import Path
@@ -60,6 +62,29 @@ def pre_fork(server, worker):
     from backworks import lifecycle
 
     lifecycle.validate_if_changed()
+
+
+def post_fork(server, worker):
+    """Keep the worker's copy of the master's signal queue for post_worker_init."""
+    worker.master_signals = getattr(server, "SIG_QUEUE", None)
+
+
+def post_worker_init(worker):
+    """Stop a worker that was sent TERM, INT or QUIT while it booted.
+
+    Until it installs its own handlers, a new worker still has the master's, which only queue the signal
+    (in the worker's copy of the master's queue). Such a signal (a shutdown or reload during the boot)
+    would be lost, and the master would wait graceful_timeout before killing the worker.
+    """
+    pending = getattr(worker, "master_signals", None)
+    while pending is not None:
+        try:
+            sig = pending.get_nowait()
+        except queue.Empty:
+            break
+        if sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            worker.log.info("worker %s got %s while booting: stopping", worker.pid, signal.Signals(sig).name)
+            worker.alive = False
 
 
 def child_exit(server, worker):

@@ -190,3 +190,49 @@ def test_sigterm_drains_in_flight_requests(tmp_path, gunicorn):
     assert time.monotonic() - started < 5  # within gunicorn's graceful timeout
     with pytest.raises(requests.ConnectionError):
         requests.get(server.url + "/version", timeout=2)
+
+
+SLOW_BOOT = """
+import time
+exec(open({conf!r}).read())
+_post_fork = globals().get("post_fork", lambda server, worker: None)
+
+
+def post_fork(server, worker):
+    _post_fork(server, worker)
+    open({marker!r}, "w").close()
+    time.sleep(2)  # the worker still has the master's signal handlers
+"""
+
+
+def test_a_worker_sent_term_while_it_boots_stops_without_waiting_for_the_graceful_timeout(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT, free_port
+
+    config = tmp_path / "backworks.yaml"
+    write_version(config, 1)
+    marker = tmp_path / "forked"
+    conf = tmp_path / "slow_boot.conf.py"
+    conf.write_text(SLOW_BOOT.format(conf=GUNICORN_CONF[1], marker=str(marker)))
+    log_path = tmp_path / "gunicorn.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(conf), "--bind", f"127.0.0.1:{free_port()}",
+             "--workers", "1", "--graceful-timeout", "20", "--chdir", str(ROOT), "wsgi:app"],
+            env={**os.environ, "BACKWORKS_CONFIG": str(config)}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        try:
+            wait_for(marker.exists, what="the worker to fork")
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(15)
+            took = time.monotonic() - sent
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+    output = log_path.read_text(errors="replace")
+    assert "got SIGTERM while booting: stopping" in output, output
+    assert took < 10, output  # the 2 s boot, not graceful_timeout (20 s)
