@@ -198,12 +198,12 @@ class ChildProcess:
 
     def exchange(self, message: tuple, budget: Budget, retry: bool = True) -> Outcome:
         """Send one load/call and wait for its outcome until budget + grace."""
-        started = time.monotonic()
         if retry:
             self.send_fresh(message)
         else:
             self.send(message)
-        reply = self.receive(started + budget.timeout_ms / 1000.0 + GRACE_S, message[0])
+        sent = time.monotonic()  # after a respawn by send_fresh too: the budget starts now
+        reply = self.receive(sent + budget.timeout_ms / 1000.0 + GRACE_S, message[0])
         return Outcome.from_wire(reply[1])
 
     # operations
@@ -248,9 +248,9 @@ class ChildProcess:
         step_started = time.monotonic()
         try:
             self.ensure()
-            step_started = time.monotonic()
             self.send_fresh(("phase", phase, tuple([(s.key, tuple(s.budget), s.on_error) for s in steps]),
-                       result.request, result.response))
+                             result.request, result.response))
+            step_started = time.monotonic()  # after a respawn by send_fresh too: the budget starts now
             while True:
                 longest = max((s.budget.timeout_ms for s in steps[index:]), default=0) / 1000.0
                 reply = self.receive(step_started + FLUSH_S + longest + GRACE_S, phase)
