@@ -176,9 +176,12 @@ class ChildProcess:
                 if left <= 0:
                     self.fail("timeout", f"sandbox process overran its deadline ({what}); killed")
                 ready, _, _ = select.select([fd], [], [], left)
-                if not ready:
+                try:
+                    chunk = os.read(fd, READ_CHUNK) if ready else None
+                except BlockingIOError:  # readiness that went away: wait again
+                    chunk = None
+                if chunk is None:
                     continue
-                chunk = os.read(fd, READ_CHUNK)
             if not chunk:
                 status = self.proc.wait()
                 self.fail("crash", f"sandbox process died ({_describe_status(status)})")
