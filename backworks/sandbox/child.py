@@ -17,7 +17,7 @@ import struct
 import sys
 import time
 
-from backworks.sandbox.limits import SIZE_MAX_AGE_S, AddressSpace, Budget
+from backworks.sandbox.limits import SIZE_MAX_AGE_S, AddressSpace, Budget, keep_timer_between_phases
 from backworks.sandbox.phases import check_phase, run_steps
 from backworks.sandbox.policy import Script
 from backworks.sandbox import values
@@ -227,6 +227,7 @@ def plain_outcome(outcome: Outcome) -> Outcome:
 def main() -> None:
     """Serve the parent until it closes the pipe."""
     _confine()
+    keep_timer_between_phases()
     sys.stdout = sys.stderr
     logging.getLogger().addHandler(logging.NullHandler())  # script log lines travel in outcomes instead
     child = None

@@ -56,7 +56,7 @@ def run_steps(runner: Runner, phase: str, steps: list, request: dict, response: 
     """run_phase for a checked phase and a non-empty list of Step."""
     memory = max([step.budget.memory_mb for step in steps]) if runner.memory else None
     try:
-        limits.begin_session(memory)
+        limits.begin_session(memory, min([step.budget.timeout_ms for step in steps]) / 1000.0)
         return _run_steps(runner, phase, steps, request, response, emit)
     finally:
         limits.end_session()

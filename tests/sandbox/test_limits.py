@@ -308,3 +308,41 @@ def test_a_phase_right_after_a_load_gets_its_whole_memory_budget(box):
     result = box.run_phase("before_request", [Step("spender", budget, "open")], request)
     assert result.outcomes[0][1].kind == "ok", result.outcomes[0][1].message
     box.load("kept", compile_script("KEPT = None\n", "kept.py"), {}, budget)  # let the module's box go
+
+
+def test_a_timer_kept_between_phases_times_the_next_phase_and_stops_once_idle(monkeypatch):
+    monkeypatch.setattr(Clock, "keep_ticking", True)  # as in a sandbox child (keep_timer_between_phases)
+    box = Sandbox("inline", {})
+    box.load("fast", compile_script("def before_request(request):\n    return None\n", "fast.py"), {}, Budget())
+    box.load("spin", compile_script("def before_request(request):\n    while True:\n        pass\n", "spin.py"),
+             {}, Budget(timeout_ms=50))
+    request = {"method": "GET", "path": "/", "headers": {}}
+    try:
+        box.run_phase("before_request", [Step("fast", Budget(timeout_ms=20), "open")], request)
+        assert 0 < signal.getitimer(signal.ITIMER_REAL)[0] <= 0.02  # left armed: the next phase re-arms it
+        started = time.monotonic()
+        result = box.run_phase("before_request", [Step("spin", Budget(timeout_ms=50), "open")], request)
+        assert [o.kind for _, o in result.outcomes] == ["timeout"]
+        assert time.monotonic() - started < 0.05 + 0.05
+        assert signal.getitimer(signal.ITIMER_REAL) != (0.0, 0.0)
+        time.sleep(0.03)  # idle: the next tick finds no phase running, stops the timer and raises nothing
+        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def test_a_phase_timer_first_fires_at_its_shortest_budget_and_is_stopped_after_it(monkeypatch):
+    box = Sandbox("inline", {})
+    box.load("look", compile_script("def before_request(request):\n    return None\n", "look.py"), {}, Budget())
+    calls = []
+    real = signal.setitimer
+
+    def setitimer(which, first, interval=0.0):
+        calls.append((first, interval))
+        return real(which, first, interval)
+
+    monkeypatch.setattr(signal, "setitimer", setitimer)
+    box.run_phase("before_request", [Step("look", Budget(timeout_ms=80), "open"),
+                                     Step("look", Budget(timeout_ms=30), "open")], {"method": "GET", "path": "/"})
+    assert calls == [(0.03, 0.005), (0, 0.0)]  # armed once, stopped once: a worker keeps no timer after a phase
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
