@@ -246,3 +246,31 @@ def test_a_malformed_step_entry_kills_the_child_and_fails_that_step_open(entry):
     [(key, outcome)] = result.outcomes
     assert key == "p0" and outcome.kind == "crash" and "malformed step" in outcome.message
     assert result.request == REQUEST and result.failed_closed is None
+
+
+def test_only_the_main_thread_polls_for_the_answer(box, monkeypatch):
+    """A sync worker's main thread polls (yielding the CPU) before it sleeps; gthread request threads sleep at
+    once, leaving the CPU to the other requests."""
+    busy = "def before_request(request):\n    for i in range(20000):\n        pass\n"
+    assert box.load("busy", compile_script(busy, "busy.py"), {}, Budget()).ok
+    steps = [Step("busy", Budget(), "open")]
+    box.run_phase("before_request", steps, REQUEST)  # the child is up
+    yields = {}
+
+    def run(where: str) -> None:
+        count = 0
+
+        def counting_yield():
+            nonlocal count
+            count += 1
+
+        monkeypatch.setattr(os, "sched_yield", counting_yield)
+        result = box.run_phase("before_request", steps, REQUEST)
+        assert [o.kind for _, o in result.outcomes] == ["ok"]
+        yields[where] = count
+
+    run("main")
+    thread = threading.Thread(target=run, args=("thread",))
+    thread.start()
+    thread.join()
+    assert yields["main"] > 0 and yields["thread"] == 0
