@@ -13,7 +13,7 @@ from pathlib import Path
 from flask import Flask, jsonify, request
 from werkzeug.wsgi import ClosingIterator
 
-from backworks import health, lifecycle
+from backworks import backstop, health, lifecycle
 from backworks.admin.recorder import RequestRecorder
 from backworks.errors import ConfigError, HTTPError
 from backworks.http import error_reply, reply_from_http_error
@@ -43,7 +43,7 @@ class Backworks:
         self._reload_lock = threading.Lock()
         self._retired: list = []
         self._watch_pid: int | None = None
-        self._mtimes = watched_mtimes(runtime)
+        self._mtimes = self._watched()
         self.recorder = RequestRecorder(runtime.config.data["admin"]["recent_requests"])
 
     def __call__(self, environ, start_response):
@@ -114,7 +114,7 @@ class Backworks:
                 logger.exception("reload (%s) failed, still serving the previous config", reason)
                 return False
             old, self.runtime = self.runtime, new
-            self._mtimes = watched_mtimes(new)
+            self._mtimes = self._watched()
             self.last_error = None
             self.last_reload = time.time()
             self.reloads += 1
@@ -125,12 +125,20 @@ class Backworks:
 
     def check_files(self) -> bool:
         """Reload when a watched file changed since the last load; return True when one did."""
-        current = watched_mtimes(self.runtime)
+        current = self._watched()
         if current == self._mtimes:
             return False
         self._mtimes = current
         self.reload("files changed")
         return True
+
+    def _watched(self) -> dict:
+        """watched_mtimes() of the live runtime, and the quarantine file: a quarantined script reloads."""
+        stats = watched_mtimes(self.runtime)
+        directory = backstop.runtime_dir()
+        if directory is not None:
+            stats.update(lifecycle.file_stats([str(directory / backstop.QUARANTINE_FILE)]))
+        return stats
 
     def close_retired(self, now: float | None = None) -> None:
         """Close runtimes replaced long enough ago that no request still uses them."""

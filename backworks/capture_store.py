@@ -11,11 +11,15 @@ from urllib.parse import parse_qsl
 
 import sqlalchemy as sa
 
-from backworks import metrics
+from backworks import draining, metrics
 
 logger = logging.getLogger(__name__)
 
 QUEUE_SIZE = 10000
+QUEUE_BYTES = 32 * 1024 * 1024  # bodies waiting for a slow or hung store may not grow a worker without end
+ROW_OVERHEAD = 512  # bytes counted per queued exchange besides its bodies (headers, url, the dict itself)
+CONNECT_TIMEOUT_S = 5
+STATEMENT_TIMEOUT_MS = 10000
 BATCH = 200
 WRITE_INTERVAL_S = 0.1
 COLUMNS = ("recorded_at", "endpoint", "method", "url", "path", "query", "request_headers", "request_body",
@@ -67,22 +71,28 @@ def query_key(query: str) -> tuple:
 class CaptureStore:
     """Recorded exchanges: `record()` queues (never blocks), a writer thread per process stores them."""
 
-    def __init__(self, url: str, table: str = "backworks_captures"):
+    def __init__(self, url: str, table: str = "backworks_captures", queue_bytes: int = QUEUE_BYTES):
         self.url = url
         self.table = make_table(sa.MetaData(), table)
+        self.queue_bytes = queue_bytes
         self._engine = None
         self._pid = None
         self._pending: deque = deque()
+        self._queued = 0  # bytes of the exchanges queued or being written (under _size_lock)
+        self._inflight = 0  # exchanges of the batch being written
+        self._size_lock = threading.Lock()
         self._stop = threading.Event()
         self._writer: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = False
+        draining.register(self)
 
     @classmethod
     def from_config(cls, config) -> "CaptureStore":
         """Build the store named by a config's `capture` section."""
         capture = config.data["capture"]
-        return cls(engine_url(capture["store"], config.base_dir), capture.get("table", "backworks_captures"))
+        return cls(engine_url(capture["store"], config.base_dir), capture.get("table", "backworks_captures"),
+                   capture.get("queue_max_bytes", QUEUE_BYTES))
 
     @property
     def engine(self) -> sa.Engine:
@@ -99,14 +109,20 @@ class CaptureStore:
         self._pid = os.getpid()
         self._engine = None
         self._pending = deque()
+        self._queued = 0
+        self._size_lock = threading.Lock()
         self._writer = None
 
     def _create_engine(self) -> sa.Engine:
         if self.url.startswith("sqlite"):
-            engine = sa.create_engine(self.url, connect_args={"timeout": 30, "check_same_thread": False})
+            engine = sa.create_engine(self.url, connect_args={"timeout": STATEMENT_TIMEOUT_MS / 1000,
+                                                              "check_same_thread": False})
             sa.event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = sa.create_engine(self.url, pool_pre_ping=True, pool_size=2)
+            # A store that accepts connections and never answers must not hold the writer forever.
+            engine = sa.create_engine(self.url, pool_pre_ping=True, pool_size=2, pool_timeout=CONNECT_TIMEOUT_S,
+                                      connect_args={"connect_timeout": CONNECT_TIMEOUT_S,
+                                                    "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"})
         for attempt in range(3):
             try:
                 self.table.metadata.create_all(engine)
@@ -124,12 +140,18 @@ class CaptureStore:
             return
         if self._pid != os.getpid() or self._writer is None:
             self._start_writer()
-        if len(self._pending) >= QUEUE_SIZE:
+        size = row_size(row)
+        with self._size_lock:
+            full = len(self._pending) >= QUEUE_SIZE or self._queued + size > self.queue_bytes
+            if not full:
+                self._queued += size
+        if full:
             metrics.CAPTURE_WRITES.labels("dropped").inc()
-            logger.warning("capture queue full (%d exchanges); one exchange not recorded", QUEUE_SIZE)
+            logger.warning("capture queue full (%d exchanges, %d of %d bytes); one exchange not recorded",
+                           len(self._pending), self._queued, self.queue_bytes)
             return
         # a deque append wakes no thread: the writer polls, so the request never pays for a thread switch
-        self._pending.append((row, prepare))
+        self._pending.append((row, prepare, size))
 
     def _start_writer(self) -> None:
         with self._lock:
@@ -152,16 +174,49 @@ class CaptureStore:
             batch = []
             while pending and len(batch) < BATCH:
                 batch.append(pending.popleft())
-            self._write(batch)
+            self._inflight = len(batch)
+            try:
+                self._write(batch)
+            finally:
+                self._inflight = 0
+                with self._size_lock:
+                    self._queued -= sum(item[2] for item in batch)
 
     def _write(self, batch: list) -> None:
         try:
-            self.insert([prepare(row) if prepare else row for row, prepare in batch])
+            rows = [prepare(row) if prepare else row for row, prepare, _ in batch]
+            self._insert_recreating(rows)
             metrics.CAPTURE_WRITES.labels("ok").inc(len(batch))
         except Exception as exc:
             metrics.CAPTURE_WRITES.labels("failed").inc(len(batch))
             logger.warning("capture store %s: could not record %d exchange(s): %s", safe_url(self.url),
-                           len(batch), exc)
+                           len(batch), _reason(exc))
+
+    def _write_in_thread(self, deadline: float) -> bool:
+        """Write what is queued from a new thread until `deadline`; True when it is still writing then."""
+        late = threading.Thread(target=self._write_pending, args=(self._pending,), daemon=True,
+                                name="backworks-capture-drain")
+        late.start()
+        late.join(max(0.0, deadline - time.monotonic()))
+        return late.is_alive()
+
+    def _insert_recreating(self, rows: list) -> None:
+        """insert(), creating the table again once when it was dropped under a running server."""
+        try:
+            self.insert(rows)
+        except sa.exc.DBAPIError:
+            if self._table_exists():
+                raise
+            logger.warning("capture store %s: table %s is gone; creating it again", safe_url(self.url),
+                           self.table.name)
+            self.table.metadata.create_all(self.engine)
+            self.insert(rows)
+
+    def _table_exists(self) -> bool:
+        try:
+            return sa.inspect(self.engine).has_table(self.table.name)
+        except sa.exc.SQLAlchemyError:
+            return True  # the store itself is failing: not a dropped table
 
     def insert(self, rows: list, engine: sa.Engine | None = None) -> None:
         """Store rows now (import, tests); prepared rows only (see capture.prepare_row)."""
@@ -170,13 +225,31 @@ class CaptureStore:
 
     def flush(self, timeout: float = 10.0) -> None:
         """Write every queued exchange of this process now (the writer restarts on the next record)."""
+        self.drain(timeout)
+
+    def drain(self, timeout: float = 10.0) -> int:
+        """Write what is queued within `timeout` seconds; count and log the rest as dropped; return that count.
+
+        The writing happens in a thread, so a store that hangs costs the caller `timeout` at most.
+        """
         with self._lock:
             writer, stop, self._writer = self._writer, self._stop, None
-        if writer is None or self._pid != os.getpid():
-            return
-        stop.set()
-        writer.join(timeout)
-        self._write_pending(self._pending)  # anything queued while the writer was stopping
+        if self._pid != os.getpid():
+            return 0
+        deadline = time.monotonic() + timeout
+        if writer is not None:
+            stop.set()
+            writer.join(timeout)
+        busy = writer is not None and writer.is_alive()
+        if not busy and self._pending:
+            # queued while the writer was stopping: write them in a thread of their own, on what time is left
+            busy = self._write_in_thread(deadline)
+        lost = len(self._pending) + (self._inflight if busy else 0)
+        if lost:
+            metrics.CAPTURE_WRITES.labels("dropped").inc(lost)
+            logger.error("capture store %s did not take the last exchanges within %.1f s: %d not recorded "
+                         "(counted as dropped)", safe_url(self.url), timeout, lost)
+        return lost
 
     def candidates(self, method: str | None, path: str | None, limit: int = 500) -> list:
         """Return recorded exchanges for a method and path (None: any), newest first."""
@@ -209,6 +282,18 @@ class CaptureStore:
         if self._engine is not None and self._pid == os.getpid():
             self._engine.dispose()
         self._engine = None
+
+
+def _reason(exc: Exception) -> str:
+    """A failed write's cause without its SQL parameters (they hold recorded data: keys, tokens)."""
+    cause = getattr(exc, "orig", None) if isinstance(exc, sa.exc.DBAPIError) else None
+    return f"{type(cause or exc).__name__}: {str(cause).splitlines()[0][:300]}" if cause else type(exc).__name__
+
+
+def row_size(row: dict) -> int:
+    """The bytes a queued exchange holds, as the queue's byte bound counts them."""
+    return (len(row.get("request_body") or b"") + len(row.get("response_body") or b"") + len(row.get("url") or "")
+            + ROW_OVERHEAD)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

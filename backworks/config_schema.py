@@ -24,6 +24,10 @@ SERVER = section("Server limits and request handling.", {
                                default="X-Request-Id"),
     "watch": field("boolean", "Reload config and scripts when their files change (checked every "
                    "quarter second).", default=True),
+    "inline_hard_margin_ms": field("integer", "How long past its budget an inline script call may run "
+                                   "before the gunicorn master ends the worker (a C call that ignores the "
+                                   "timer); the script then runs with process isolation until its file "
+                                   "changes.", min=50, max=60000, default=300),
 }, default={})
 
 ADMIN = section("Dashboard, admin API and metrics.", {
@@ -57,6 +61,9 @@ CAPTURE = section("Where `capture` endpoints record exchanges and `replay` endpo
                       {"type": "string", "allowed": HTTP_METHODS}, default=[]),
     "table": field("string", "Table the exchanges are stored in.", default="backworks_captures",
                    regex=r"^[A-Za-z_][A-Za-z0-9_]*$"),
+    "queue_max_bytes": field("integer", "Most bytes of exchanges a worker holds while the store catches up "
+                             "(also at most 10,000 exchanges); past it exchanges are counted as dropped.",
+                             min=1024, default=32 * 1024 * 1024),
 }, default={})
 
 UPSTREAM = section("One upstream service: targets, balancing, timeouts, retries, health.", {

@@ -6,6 +6,8 @@ import os
 import sys
 import threading
 
+from backworks import backstop
+
 logger = logging.getLogger(__name__)
 
 # gunicorn worker classes whose requests do not run on the worker's main thread (signals cannot time them)
@@ -45,3 +47,15 @@ def pick_isolation(requested: str) -> str:
     if on_main_thread():
         _choices[key] = choice
     return choice
+
+
+def isolation_for(requested: str, digest: str, options: dict) -> str:
+    """The isolation a script gets here: process for a check (no script code runs in the checking process)
+    and for a script quarantined after a worker died inside it; else what pick_isolation() says."""
+    if options.get("check_only"):
+        return "process"
+    if backstop.is_quarantined(digest):
+        logger.warning("script %s is quarantined (a worker died inside it): process isolation until its file "
+                       "changes", backstop.entries().get(backstop.digest_key(digest), {}).get("script", digest))
+        return "process"
+    return pick_isolation(requested)

@@ -29,6 +29,9 @@ PLUGIN_LATENCY = Histogram("backworks_plugin_duration_seconds", "Time spent in a
                            ["plugin", "hook"], buckets=LATENCY_BUCKETS)
 PLUGIN_BREAKER_OPEN = Gauge("backworks_plugin_breaker_open", "1 while a plugin's circuit breaker is open "
                             "or half-open, else 0.", ["plugin"], multiprocess_mode="livemax")
+PLUGIN_QUARANTINED = Gauge("backworks_plugin_quarantined", "1 while a script runs with process isolation "
+                           "because a worker died inside it (until its file changes), else 0.", ["plugin"],
+                           multiprocess_mode="livemax")
 UPSTREAM_HEALTHY = Gauge("backworks_upstream_target_healthy", "1 when an upstream target passes its health "
                          "checks, else 0.", ["upstream", "target"], multiprocess_mode="livemin")
 UPSTREAM_REQUESTS = Counter("backworks_upstream_requests_total", "Requests sent to upstream targets, by "

@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from pathlib import Path
 
 from backworks.breaker import CLOSED, OPEN, Breaker
 from backworks.config import Config, endpoint_matches
 from backworks.errors import ConfigError
-from backworks.isolation import on_main_thread, pick_isolation
-from backworks.metrics import PLUGIN_BREAKER_OPEN
+from backworks.isolation import isolation_for, on_main_thread
+from backworks.metrics import PLUGIN_BREAKER_OPEN, PLUGIN_QUARANTINED
 from backworks.modes.base import LoadContext
 from backworks.plugin_chain import AFTER, BEFORE, PluginChain
 from backworks.plugin_stats import PluginStats
@@ -53,6 +52,12 @@ class Plugin:
         self.pending_load: tuple | None = None
         self.flags = flags or SetFlags()
         PLUGIN_BREAKER_OPEN.labels(name).set(0)
+        PLUGIN_QUARANTINED.labels(name).set(1 if self.quarantined else 0)
+
+    @property
+    def quarantined(self) -> bool:
+        """True while this plugin's script runs in a sandbox child because a worker died inside it."""
+        return self.sandbox.quarantined(self.key)
 
     def record(self, hook: str, kind: str, duration_ms: float, outcome=None, count_breaker: bool = True) -> None:
         """Count one hook call in stats, metrics and the breaker; log failures and the script's log lines."""
@@ -131,6 +136,7 @@ class PluginSet:
         """Per-plugin status for the admin API: settings, breaker, calls, failures, latency percentiles."""
         return [{
             "name": p.name, "script": p.display, "digest": p.script.digest, "isolation": p.isolation,
+            "quarantined": p.quarantined,
             "order": p.settings["order"], "endpoints": list(p.settings["endpoints"]), "on_error": p.on_error,
             "critical": p.critical, "hooks": sorted(p.script.hooks),
             "breaker": {"state": p.breaker.state, "consecutive_failures": p.breaker.failures,
@@ -183,7 +189,7 @@ def check_health(plugin: Plugin) -> dict:
 def load_plugin(name: str, settings: dict, config: Config, ctx: LoadContext,
                 flags: SetFlags | None = None) -> Plugin:
     """Compile a plugin's script, pick its isolation and load it (module body + on_load) in its sandbox."""
-    from backworks.sandbox import Budget, Sandbox, ScriptError, compile_script
+    from backworks.sandbox import Budget, Sandbox, ScriptError, compile_script, vetting_sandbox
 
     where = f"{config.where('plugins', name, 'script')}: plugins.{name}.script"
     path = config.resolve(settings["script"])
@@ -201,14 +207,13 @@ def load_plugin(name: str, settings: dict, config: Config, ctx: LoadContext,
                        "it does nothing", name, display)
     # A check (`backworks check`, gunicorn's master validating before workers) runs module bodies in a
     # sandbox child: untrusted code never runs in a process that is not serving plugins.
-    check_only = ctx.options.get("check_only")
-    isolation = "process" if check_only else pick_isolation(settings["isolation"])
+    isolation = isolation_for(settings["isolation"], script.digest, ctx.options)
     sandbox = ctx.shared(f"sandbox:{isolation}", lambda: Sandbox(isolation, ctx.config.data["state"]))
     budget = Budget(timeout_ms=settings["timeout_ms"], memory_mb=settings["memory_mb"])
     deferred = isolation == "inline" and not on_main_thread()
     # Off the main thread (a reload) the inline timer cannot run: validate in this process's long-lived
     # validation child instead, and make the inline copy on the main thread before the first call.
-    loader = validation_sandbox(ctx.config.data["state"]) if deferred else sandbox
+    loader = vetting_sandbox(ctx.config.data["state"]) if deferred else sandbox
     outcome = loader.load(f"plugin:{name}", script, settings["config"], budget)
     if not outcome.ok:
         raise ConfigError([f"{where}: {display} failed to load: {describe(outcome)}"])
@@ -218,24 +223,6 @@ def load_plugin(name: str, settings: dict, config: Config, ctx: LoadContext,
         plugin.pending_load = (script, settings["config"], budget)
         plugin.flags.pending.add(name)
     return plugin
-
-
-_validators: dict = {}
-_validators_lock = threading.Lock()
-
-
-def validation_sandbox(state_settings: dict):
-    """This process's sandbox child for checking scripts loaded off the main thread, kept across reloads.
-
-    Starting a child per reload costs tens of milliseconds (far more on a busy machine); this one is warm.
-    """
-    from backworks.sandbox import Sandbox
-
-    key = (os.getpid(), repr(sorted(state_settings.items())))
-    with _validators_lock:
-        if key not in _validators:
-            _validators[key] = Sandbox("process", state_settings)
-        return _validators[key]
 
 
 def display_path(path: Path) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from backworks import backstop
 from backworks.config import Config, load_config
 from backworks.errors import ConfigError, HTTPError
 from backworks.http import Reply, RequestData, environ_header_items, is_trusted_peer, parse_json_body
@@ -53,6 +54,8 @@ class Runtime:
         # The in-process sandbox of this load (plugins and runtime handlers share it), if any: what its
         # failed calls leave behind is freed once their response is sent (see Backworks.__call__ in app.py).
         self.inline_sandbox = self.ctx.peek("sandbox:inline")
+        if self.inline_sandbox is not None:
+            backstop.set_margin(server["inline_hard_margin_ms"])
 
     def _build_endpoints(self) -> None:
         problems = []

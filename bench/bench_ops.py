@@ -77,7 +77,7 @@ def under_gunicorn(seconds: int, rounds: int, work: Path) -> None:
         "Backworks, per-process metrics": Server("wsgi:app", env=env, ready_path="/items"),
         "Backworks, gunicorn.conf.py": Server(
             "wsgi:app", ready_path="/items",
-            env={**env, "GUNICORN_CMD_ARGS": f"-c {ROOT / 'config' / 'gunicorn.conf.py'}"}),
+            env={**env, "GUNICORN_CMD_ARGS": f"-c {ROOT / 'gunicorn.conf.py'}"}),
     }
     runs: dict = {label: [] for label in servers}
     cpu: dict = {label: [] for label in servers}

@@ -6,4 +6,4 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e .
 export BACKWORKS_CONFIG="${BACKWORKS_CONFIG:-config/backworks.yaml}"
-exec .venv/bin/gunicorn -c config/gunicorn.conf.py --bind "${BIND:-127.0.0.1:8000}" wsgi:app
+exec .venv/bin/gunicorn --bind "${BIND:-127.0.0.1:8000}" wsgi:app

@@ -10,7 +10,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
-GUNICORN_CONF = ("-c", str(ROOT / "config" / "gunicorn.conf.py"))
+GUNICORN_CONF = ("-c", str(ROOT / "gunicorn.conf.py"))
 TOKEN = "t0ken-for-tests"
 
 

@@ -36,7 +36,8 @@ class RuntimeMode(Mode):
 
     def __init__(self, spec, ctx: LoadContext):
         super().__init__(spec, ctx)
-        from backworks.sandbox import Budget, Sandbox, ScriptError, choose_isolation, compile_script
+        from backworks.isolation import isolation_for
+        from backworks.sandbox import Budget, Sandbox, ScriptError, compile_script
 
         block = self.block
         path = ctx.config.resolve(block["script"])
@@ -51,7 +52,7 @@ class RuntimeMode(Mode):
         if "handle" not in script.hooks:
             raise self.problem("script", f"{path.name} defines no handle(request) function (runtime endpoints "
                                          f"answer with it)")
-        isolation = choose_isolation(block["isolation"])
+        isolation = isolation_for(block["isolation"], script.digest, ctx.options)
         state = ctx.config.data["state"]
         self.sandbox = ctx.shared(f"sandbox:{isolation}", lambda: Sandbox(isolation, state))
         self.child_logs = isolation == "process"  # inline scripts' log lines are written as they happen

@@ -1,9 +1,12 @@
 """Sandbox: the one object plugins and runtime mode use, running scripts inline or in a sandbox child."""
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 
+from backworks import backstop
 from backworks.sandbox.limits import Budget, timer_usable
 from backworks.sandbox.phases import check_phase, run_steps
 from backworks.sandbox.policy import Script
@@ -31,6 +34,10 @@ class Sandbox:
         self._loads: dict[str, tuple] = {}
         self._warned = False
         self._pending: set[str] = set()
+        self._generation = -1  # the quarantine generation self._quarantined was computed for
+        self._quarantined: frozenset = frozenset()  # keys whose script must run in the child
+        if self.runner is not None:
+            self.runner.call_step = _watched(self.runner.call_step, self.runner)
 
     @property
     def child(self) -> ChildProcess:
@@ -51,24 +58,43 @@ class Sandbox:
         return False
 
     def load(self, key: str, script: Script, config: dict, budget: Budget = Budget()) -> Outcome:
-        """(Re)define `key`: run the module body and on_load(config) within budget."""
+        """(Re)define `key`: run the module body and on_load(config) within budget.
+
+        Script code first runs in a sandbox child: this process loads a script inline only after it loaded
+        cleanly there (here, or in the gunicorn master's check, whose memory a worker inherits). A script
+        that crashes, hangs or blows its memory at load fails in the child, never here.
+        """
         self._hooks[key] = script.hooks
         self._loads[key] = (script, config, budget)
-        if self._inline_here():
+        self._generation = -1
+        if self.runner is not None and timer_usable() and not backstop.is_quarantined(script.digest):
             self._load_pending()
-            outcome = self.runner.load(key, script, config, budget)
+            if not is_vetted(script, config):
+                outcome = vetting_sandbox(self.state_settings).load(f"vet:{key}", script, config, budget)
+                if not outcome.ok:
+                    return outcome
+                _vetted.add(_vetting_key(script, config))
+            with _marked(script, budget):
+                outcome = self.runner.load(key, script, config, budget)
             if self._child is not None:
                 self._child.load(key, script, config, budget)
             return outcome
         if self.runner is not None:
             self._pending.add(key)  # loaded inline on the main thread's next use
-        return self.child.load(key, script, config, budget)
+        outcome = self.child.load(key, script, config, budget)
+        if outcome.ok:
+            _vetted.add(_vetting_key(script, config))
+        return outcome
 
     def call(self, key: str, hook: str, args: tuple, budget: Budget = Budget()) -> Outcome:
         """Run one hook of `key` with copies of `args`."""
-        if self._inline_here():
+        if self._inline_here() and key not in self._quarantine():
             self._load_pending()
-            return plain_outcome(self.runner.call(key, hook, args, budget))
+            loaded = self.runner.loaded.get(key)
+            if loaded is None:
+                return plain_outcome(self.runner.call(key, hook, args, budget))
+            with _marked(loaded.script, budget):
+                return plain_outcome(self.runner.call(key, hook, args, budget))
         self._ensure_child_loaded(key)
         return self.child.call(key, hook, args, budget)
 
@@ -84,13 +110,29 @@ class Sandbox:
 
     def run_checked_phase(self, phase: str, steps: list, request: dict, response: dict | None = None) -> PhaseResult:
         """run_phase for a known phase and a non-empty list of Step whose scripts all define it."""
-        if self._inline_here():
+        if self._inline_here() and not (self._quarantine() and any(s.key in self._quarantined for s in steps)):
             self._load_pending()
             return run_steps(self.runner, phase, steps, request, response)
         if self.runner is not None:
             for step in steps:
                 self._ensure_child_loaded(step.key)
         return (self._child or self.child).run_phase(phase, steps, request, response)
+
+    def _quarantine(self) -> frozenset:
+        """Keys of this sandbox whose scripts are quarantined (worked out again when the quarantine moved)."""
+        if backstop.changed_since(self._generation):
+            self._generation = backstop.current_generation()
+            digests = backstop.quarantined()
+            self._quarantined = frozenset(key for key, (script, _, _) in self._loads.items()
+                                          if backstop.digest_key(script.digest) in digests)
+            for key in self._quarantined:
+                self._pending.discard(key)
+        return self._quarantined
+
+    def quarantined(self, key: str) -> bool:
+        """True when `key`'s script runs in the child because a worker died inside it."""
+        loaded = self._loads.get(key)
+        return loaded is not None and backstop.is_quarantined(loaded[0].digest)
 
     def has_garbage(self) -> bool:
         """Tell whether failed inline calls left objects for collect() to free."""
@@ -107,7 +149,11 @@ class Sandbox:
             self.runner.collect()
         while self._pending:
             key = self._pending.pop()
-            outcome = self.runner.load(key, *self._loads[key])
+            script, config, budget = self._loads[key]
+            if backstop.is_quarantined(script.digest) or not is_vetted(script, config):
+                continue  # stays in the child
+            with _marked(script, budget):
+                outcome = self.runner.load(key, script, config, budget)
             if not outcome.ok:
                 logger.warning("script %s failed to load inline: %s", key, outcome.message)
 
@@ -122,4 +168,63 @@ class Sandbox:
             self._child.close()
 
 
-__all__ = ["Sandbox"]
+_vetted: set = set()  # (digest, config) of scripts that loaded cleanly in a sandbox child
+_vetters: dict = {}
+_vetters_lock = threading.Lock()
+
+
+def _vetting_key(script: Script, config: dict) -> tuple:
+    return script.digest, json.dumps(config, sort_keys=True, default=repr)
+
+
+def is_vetted(script: Script, config: dict) -> bool:
+    """True when this script, with this config, loaded cleanly in a sandbox child of this process or its parent."""
+    return _vetting_key(script, config) in _vetted
+
+
+def vetting_sandbox(state_settings: dict) -> "Sandbox":
+    """This process's sandbox child for first loads, kept across reloads (starting one costs tens of ms)."""
+    key = (os.getpid(), json.dumps(state_settings or {}, sort_keys=True, default=repr))
+    with _vetters_lock:
+        if key not in _vetters:
+            _vetters[key] = Sandbox("process", state_settings)
+        return _vetters[key]
+
+
+class _marked:
+    """Mark an inline call of `script` in this worker's backstop slot (a no-op without one)."""
+
+    __slots__ = ("slot", "script", "budget")
+
+    def __init__(self, script: Script, budget: Budget):
+        self.slot = backstop.slot
+        self.script = script
+        self.budget = budget
+
+    def __enter__(self):
+        if self.slot is not None:
+            self.slot.enter(self.script.digest, self.script.filename, self.budget.timeout_ms)
+
+    def __exit__(self, *exc_info):
+        if self.slot is not None:
+            self.slot.leave()
+
+
+def _watched(call_step, runner):
+    """Wrap Runner.call_step so that each inline step is marked in this worker's backstop slot."""
+
+    def watched_step(key, hook, args, budget, loaded):
+        slot = backstop.slot
+        target = loaded or runner.loaded.get(key)
+        if slot is None or target is None:
+            return call_step(key, hook, args, budget, loaded)
+        slot.enter(target.script.digest, target.script.filename, budget.timeout_ms)
+        try:
+            return call_step(key, hook, args, budget, loaded)
+        finally:
+            slot.leave()
+
+    return watched_step
+
+
+__all__ = ["Sandbox", "is_vetted", "vetting_sandbox"]

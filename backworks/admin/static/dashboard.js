@@ -129,6 +129,7 @@
         .map(function (k) { return k + " " + calls[k]; }).join(", ");
       var total = Object.keys(calls).reduce(function (n, k) { return n + calls[k]; }, 0);
       cell(tr, p.name); cell(tr, health, health); cell(tr, p.breaker ? p.breaker.state : "-", "breaker");
+      cell(tr, p.quarantined ? p.isolation + " (quarantined)" : p.isolation, p.quarantined ? "quarantined" : "");
       cell(tr, total, "num"); cell(tr, failures || "none");
       var button = document.createElement("button");
       button.textContent = "Reset breaker";
