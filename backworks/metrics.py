@@ -1,6 +1,6 @@
 """Prometheus metrics, shared by every part of Backworks; multiprocess-aware under gunicorn.
 
-Under gunicorn, PROMETHEUS_MULTIPROC_DIR is set by config/gunicorn.conf.py before workers import this
+Under gunicorn, PROMETHEUS_MULTIPROC_DIR is set by gunicorn.conf.py before workers import this
 module, and /metrics aggregates every worker's files. Without it, metrics are per process.
 """
 from __future__ import annotations

@@ -139,3 +139,13 @@ def redis_url() -> str:
     except Exception:
         need_service(f"Redis is not reachable at {url}")
     return url
+
+
+REAL_SERVER_FIXTURES = {"gunicorn", "plain", "stack", "browser"}
+
+
+def pytest_collection_modifyitems(items):
+    """Mark every test that starts a real server as slow (`-m "not slow"` runs the rest in seconds)."""
+    for item in items:
+        if REAL_SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

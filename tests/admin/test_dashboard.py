@@ -83,7 +83,7 @@ def test_dashboard_shows_endpoints_traffic_and_config_errors_live(tmp_path, guni
     wait.until(lambda d: "/hello" in text_of(d, "recent") or "/orders" in text_of(d, "recent"))
     wait.until(lambda d: "error 5" in text_of(d, "plugins"))
     plugin_row = browser.find_element("css selector", "#plugins tbody tr").text
-    assert plugin_row.startswith("audit healthy closed 5 error 5")
+    assert plugin_row.startswith("audit healthy closed inline 5 error 5")
 
     config.write_text(CONFIG.replace("methods: [GET, POST]", "methods: [GET, PUSH]"))
     wait.until(lambda d: d.find_element("id", "config-error").is_displayed())

@@ -18,6 +18,8 @@ import requests
 from conftest import ROOT, free_port, write_config
 from ops_helpers import TOKEN, admin, sample, wait_for
 
+pytestmark = pytest.mark.slow
+
 GUNICORN = str(Path(sys.executable).parent / "gunicorn")
 BACKWORKS = str(Path(sys.executable).parent / "backworks")
 # Builds a 300,000-deep nested tuple and hashes it: the C stack overflows (SIGSEGV) in any process.
