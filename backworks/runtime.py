@@ -38,15 +38,18 @@ class Runtime:
         self.request_id_key = "HTTP_" + self.request_id_header.upper().replace("-", "_")
         self.admin_path = config.data["admin"]["path"]
         self.reserved = RESERVED_PATHS + (self.admin_path,)
-        check_reserved(config, self.admin_path)
-        self.router = Router(config.endpoints)
         self.ctx = LoadContext(config, options)
         self.plugins = None
         self.endpoints: dict = {}
         self.inline_sandbox = None
+        problems: list = []  # every stage runs, so one load reports routes, plugins and modes together
         try:
-            self.plugins = build_plugins(config, self.ctx)  # inside: a refused plugin's sandbox is closed too
-            self._build_endpoints()
+            _collect(problems, check_reserved, config, self.admin_path)
+            self.router = _collect(problems, Router, config.endpoints)
+            self.plugins = _collect(problems, build_plugins, config, self.ctx)  # a refused plugin's sandbox is closed too
+            _collect(problems, self._build_endpoints)
+            if problems:
+                raise ConfigError(problems)
         except BaseException:
             self.close()
             raise
@@ -122,6 +125,15 @@ class Runtime:
         if self.plugins is not None:
             self.plugins.close()
         self.ctx.close()
+
+
+def _collect(problems: list, stage, *args):
+    """Run one load stage; add its ConfigError problems to `problems` instead of stopping."""
+    try:
+        return stage(*args)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        return None
 
 
 def check_reserved(config: Config, admin_path: str) -> None:
