@@ -14,6 +14,7 @@ from backworks.routing import Router
 logger = logging.getLogger(__name__)
 
 RESERVED_PATHS = ("/metrics", "/healthz", "/readyz")
+UNIX_PEER = "unix-socket"  # client_ip of a unix-socket peer that names no client (no X-Forwarded-For)
 
 
 @dataclass
@@ -92,15 +93,17 @@ class Runtime:
         return chain.after_response(outcome, mode.handle(outcome)), endpoint
 
     def client_ip(self, environ) -> str:
-        """The client address, taken from X-Forwarded-For only when the peer is a trusted proxy."""
+        """The client address, taken from X-Forwarded-For only when the peer is a trusted proxy; never empty."""
         peer = environ.get("REMOTE_ADDR") or ""
         forwarded = environ.get("HTTP_X_FORWARDED_FOR")
         if not forwarded or not self.trusted_peer(peer):
-            return peer
-        for hop in reversed([h.strip() for h in forwarded.split(",") if h.strip()]):
+            return peer or UNIX_PEER
+        hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+        for hop in reversed(hops):
             if hop not in self.trusted:
                 return hop
-        return peer
+        # Every hop is a trusted proxy (nginx on this host over a unix socket, say): the client is the first.
+        return hops[0] if hops else (peer or UNIX_PEER)
 
     def trusted_peer(self, peer: str) -> bool:
         """True for a configured trusted proxy, or a unix-socket peer (no address: nginx on this host)."""
