@@ -27,7 +27,8 @@ fi
 echo "==> starting gunicorn on $BIND with $BACKWORKS_CONFIG"
 .venv/bin/gunicorn -c config/gunicorn.conf.py --bind "$BIND" wsgi:app &
 server=$!
-trap 'kill -TERM "$server" 2>/dev/null || true' INT TERM
+stopping=0
+trap 'stopping=1; kill -TERM "$server" 2>/dev/null || true' INT TERM
 
 case "$BIND" in
     unix:*) url="" ;;
@@ -54,6 +55,6 @@ else
 fi
 status=0
 wait "$server" || status=$?
-# A signal interrupts the first wait while gunicorn is still shutting down: wait for it to finish.
-if kill -0 "$server" 2>/dev/null; then wait "$server" || status=$?; fi
+# Ctrl-C interrupts that wait while gunicorn is still shutting down: wait for it to finish.
+if [ "$stopping" = 1 ]; then status=0; wait "$server" || status=$?; fi
 exit "$status"
