@@ -49,11 +49,13 @@ endpoints:
   param: {path: "/x/{id:integer}", mock: {json: {}}}
   filed: {path: /f, mock: {file: missing.json}}
   tmpl: {path: /t, mock: {body: "{{ oops"}}
+  rows: {path: /rows, mode: database, database: {table: rows, fields: {n: {type: integer, max_length: 3}}}}
 """
 
 
 def write_every_stage(folder):
-    """A config with one problem of every load stage (variables, schema, references, routes, plugins, modes)."""
+    """A config with a problem of every load stage: variables, schema, references, routes, plugins, modes (a
+    missing file, a template, an impossible field declaration)."""
     (folder / "refused.py").write_text("import os\n\ndef before_request(request):\n    return None\n")
     return write_config(folder, EVERY_STAGE)
 
@@ -77,9 +79,11 @@ def every_stage_lines(path) -> list:
         "directory",
         f"{path}:16: endpoints.tmpl.mock.body: template error: unexpected end of template, expected 'end of "
         "print statement'. (template line 1)",
+        f"{path}:17: endpoints.rows.database.fields.n.max_length: applies to string and text fields only (this "
+        "one is integer)",
         f"{path}: left out of the later checks until their problems above are fixed: endpoints.typo, "
         "plugins.missing, endpoints.prox",
-        f"10 problem(s) in {path}",
+        f"11 problem(s) in {path}",
     ]
 
 
@@ -185,6 +189,13 @@ def test_check_warns_about_an_endpoint_with_only_a_path(tmp_path):
         "body (add a mock: block, e.g. mock: {json: {ok: true}}, or another mode)",
         f"{path}: OK (2 endpoints, 0 plugins, 1 warning(s))",
     ]
+
+
+def test_server_start_logs_the_same_warnings(tmp_path, caplog):
+    path = write_config(tmp_path, "server: {watch: false}\nendpoints:\n  only: {path: /only}\n")
+    with caplog.at_level(logging.WARNING, logger="backworks.app"):
+        create_app(path)
+    assert f"{path}:3: endpoints.only: warning: this endpoint has only a path" in caplog.text
 
 
 def test_check_does_not_warn_when_the_method_is_served_or_head_of_a_get(tmp_path):
