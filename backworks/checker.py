@@ -1,4 +1,4 @@
-"""`backworks check`: every problem of every load stage in one run, plus warnings for configs that cannot work."""
+"""`backworks check`: every problem of every load stage in one run; warnings for configs that cannot work."""
 from __future__ import annotations
 
 import dataclasses
@@ -60,7 +60,8 @@ def _runtime_problems(config: Config) -> list:
 
 
 def _left_out(skipped: dict) -> list:
-    return [f"{kind}.{name}" for kind in ("upstreams", "plugins", "endpoints") for name in sorted(skipped.get(kind, ()))]
+    kinds = ("upstreams", "plugins", "endpoints")
+    return [f"{kind}.{name}" for kind in kinds for name in sorted(skipped.get(kind, ()))]
 
 
 def _runnable(config: Config) -> tuple[Config, list]:
@@ -88,16 +89,26 @@ def config_warnings(config: Config) -> list:
     """Configs that load but can never work as written: "file:line: field: warning: ... (hint)"."""
     warnings = []
     for spec in config.endpoints:
-        if spec.mode == "mock" and not spec.data.get("mock") and set(spec.data) <= set(MODE_ONLY_FIELDS):
-            warnings.append(f"{spec.at()}: warning: this endpoint has only a path, so it answers 200 with an "
-                            f"empty body (add a mock: block, e.g. mock: {{json: {{ok: true}}}}, or another mode)")
-        mock = spec.data.get("mock") or {}
-        served = set(spec.methods) | ({"HEAD"} if "GET" in spec.methods else set())
-        for index, response in enumerate(mock.get("responses") or ()):
-            method = ((response or {}).get("when") or {}).get("method")
-            if method and method.upper() not in served:
-                warnings.append(f"{spec.at('mock', 'responses', index, 'when', 'method')}: warning: {method.upper()} "
-                                f"is not among this endpoint's methods ({', '.join(spec.methods)}), so this response "
-                                f"is never chosen and {method.upper()} answers 405 (add it: methods: "
-                                f"[{', '.join(spec.methods + (method.upper(),))}])")
+        warnings += _path_only(spec) + _unserved_conditions(spec)
     return sort_problems(warnings)
+
+
+def _path_only(spec) -> list:
+    if spec.mode != "mock" or spec.data.get("mock") or not set(spec.data) <= set(MODE_ONLY_FIELDS):
+        return []
+    return [f"{spec.at()}: warning: this endpoint has only a path, so it answers 200 with an empty body "
+            f"(add a mock: block, e.g. mock: {{json: {{ok: true}}}}, or another mode)"]
+
+
+def _unserved_conditions(spec) -> list:
+    """Conditional mock responses on a method the route does not take: they answer 405 forever instead."""
+    served = set(spec.methods) | ({"HEAD"} if "GET" in spec.methods else set())
+    out = []
+    for index, response in enumerate((spec.data.get("mock") or {}).get("responses") or ()):
+        method = str(((response or {}).get("when") or {}).get("method") or "").upper()
+        if method and method not in served:
+            where = spec.at("mock", "responses", index, "when", "method")
+            out.append(f"{where}: warning: {method} is not among this endpoint's methods "
+                       f"({', '.join(spec.methods)}), so this response is never chosen and {method} answers "
+                       f"405 (add it: methods: [{', '.join(spec.methods + (method,))}])")
+    return out

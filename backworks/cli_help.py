@@ -7,7 +7,7 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
 
 class FullSummaryGroup(click.Group):
-    """A command group whose listing shows each command's whole first help sentence (click cuts at ~45 chars)."""
+    """A command group listing each command's whole first help sentence (click cuts it at ~45 chars)."""
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """Write the command list with untruncated summaries (the formatter wraps long ones)."""

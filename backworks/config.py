@@ -11,7 +11,8 @@ from pathlib import Path
 import cerberus
 import yaml
 
-from backworks.config_errors import explain_errors, format_problem, line_for, path_text, suggest, validation_problems
+from backworks.config_errors import (explain_errors, format_problem, line_for, path_text, suggest,
+                                     validation_problems)
 from backworks.config_schema import config_schema
 from backworks.errors import ConfigError
 
@@ -95,7 +96,8 @@ class Collected:
     stopped: str = ""  # why the later stages could not run at all, when they could not
 
 
-def collect_config(path=None, overrides=None, environ=None, text=None, unset: list | None = None) -> Collected:
+def collect_config(path=None, overrides=None, environ=None, text=None,
+                   unset: list | None = None) -> Collected:
     """Run every config stage that can run (variables, schema, references); collect all problems.
 
     Parts with schema errors are left out so the later stages still check the rest."""
@@ -105,7 +107,8 @@ def collect_config(path=None, overrides=None, environ=None, text=None, unset: li
         text = path.read_text(encoding="utf-8") if text is None else text
         data, lines = parse_yaml(text, str(path))
     except OSError as exc:
-        return Collected(None, [f"{path}: cannot read config file: {exc.strerror or exc}"], stopped="unreadable")
+        return Collected(None, [f"{path}: cannot read config file: {exc.strerror or exc}"],
+                         stopped="the file cannot be read")
     except ConfigError as exc:
         return Collected(None, exc.problems, stopped="the YAML does not parse")
     problems: list[str] = []
@@ -141,7 +144,8 @@ def prune_invalid(data: dict, validator: cerberus.Validator) -> tuple[dict, dict
         where = tuple(error.document_path)
         if not where:
             continue
-        if len(where) >= 2 and where[0] in ("endpoints", "plugins", "upstreams") and isinstance(data.get(where[0]), dict):
+        named = where[0] in ("endpoints", "plugins", "upstreams") and isinstance(data.get(where[0]), dict)
+        if named and len(where) >= 2:
             data[where[0]] = {k: v for k, v in data[where[0]].items() if k != where[1]}
             skipped.setdefault(where[0], set()).add(where[1])
         else:

@@ -47,7 +47,8 @@ class Runtime:
         try:
             _collect(problems, check_reserved, config, self.admin_path)
             self.router = _collect(problems, Router, config.endpoints)
-            self.plugins = _collect(problems, build_plugins, config, self.ctx)  # a refused plugin's sandbox is closed too
+            # Inside, a refused plugin's sandbox is closed too.
+            self.plugins = _collect(problems, build_plugins, config, self.ctx)
             _collect(problems, self._build_endpoints)
             if problems:
                 raise ConfigError(problems)
@@ -93,7 +94,7 @@ class Runtime:
         return chain.after_response(outcome, mode.handle(outcome)), endpoint
 
     def client_ip(self, environ) -> str:
-        """The client address, taken from X-Forwarded-For only when the peer is a trusted proxy; never empty."""
+        """The client address (X-Forwarded-For only from a trusted proxy); never empty."""
         peer = environ.get("REMOTE_ADDR") or ""
         forwarded = environ.get("HTTP_X_FORWARDED_FOR")
         if not forwarded or not self.trusted_peer(peer):
