@@ -10,15 +10,18 @@ export BACKWORKS_CONFIG="${BACKWORKS_CONFIG:-config/backworks.yaml}"
 stamp=.venv/.backworks-install-stamp
 wanted="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 
+pip_install() {  # pip's progress, one line per package; pip's own exit status
+    .venv/bin/python -m pip install "$@" 2>&1 | grep --line-buffered -E "^(Collecting|Installing|Successfully|ERROR)"
+    return "${PIPESTATUS[0]}"
+}
+
 if [ ! -x .venv/bin/python ]; then
     echo "==> creating .venv"
     python3 -m venv .venv
 fi
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$wanted" ] || [ ! -x .venv/bin/gunicorn ]; then
     echo "==> installing Backworks and its dependencies into .venv (pyproject.toml changed; about 30 s the first time)"
-    .venv/bin/python -m pip install --upgrade pip 2>&1 | grep -E "^(Collecting|Successfully)" || true
-    .venv/bin/python -m pip install -e . 2>&1 | grep -E "^(Collecting|Installing|Successfully|ERROR)" || true
-    .venv/bin/python -c "import backworks, gunicorn" || { echo "install failed (see above)"; exit 1; }
+    pip_install --upgrade pip && pip_install -e . || { echo "==> install failed (see above)"; exit 1; }
     echo "$wanted" > "$stamp"
 else
     echo "==> dependencies up to date (pyproject.toml unchanged since the last install)"
