@@ -41,9 +41,10 @@ def check_config(path, environ=None) -> Report:
     if left_out:
         report.notes.append(f"{path}: left out of the later checks until their problems above are fixed: "
                             f"{', '.join(left_out)}")
-    report.problems += _runtime_problems(runnable)
+    # A value left empty by an unset variable is reported once, not again by the stage that uses it.
+    later = [p for p in _runtime_problems(runnable) if not p.startswith(collected.unset_at)]
+    report.problems = sort_problems(dict.fromkeys(report.problems + later))
     report.warnings = config_warnings(config)
-    report.problems = sort_problems(report.problems)
     report.endpoints = len(config.endpoints)
     report.plugins = len(config.data["plugins"])
     return report

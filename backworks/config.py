@@ -94,6 +94,7 @@ class Collected:
     problems: list
     skipped: dict = dc_field(default_factory=dict)  # {"endpoints"|"plugins"|"upstreams": {names}}
     stopped: str = ""  # why the later stages could not run at all, when they could not
+    unset_at: tuple = ()  # "file:line: field: " of each value whose variable is unset
 
 
 def collect_config(path=None, overrides=None, environ=None, text=None,
@@ -133,7 +134,8 @@ def collect_config(path=None, overrides=None, environ=None, text=None,
     config = Config(path=path, data=validator.document, lines=lines)
     config.endpoints = build_endpoints(config, index_names, problems)
     check_references(config, problems, skipped)
-    return Collected(config, problems, skipped)
+    unset_at = tuple(format_problem(path, lines, p, "") for p in sorted(unset_paths, key=str))
+    return Collected(config, problems, skipped, unset_at=unset_at)
 
 
 def prune_invalid(data: dict, validator: cerberus.Validator) -> tuple[dict, dict]:

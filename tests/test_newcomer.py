@@ -121,6 +121,23 @@ def test_unset_variable_does_not_hide_schema_problems(tmp_path, monkeypatch):
     ]
 
 
+def test_value_left_empty_by_an_unset_variable_is_reported_once(tmp_path, monkeypatch):
+    monkeypatch.delenv("NEWCOMER_DB_URL", raising=False)
+    path = write_config(tmp_path, """
+        database: {url: "${NEWCOMER_DB_URL}"}
+        endpoints:
+          rows: {path: /rows, mode: database, database: {table: rows, fields: {n: {type: integer}}}}
+          more: {path: /more, mode: database, database: {table: more, fields: {n: {type: integer}}}}
+    """)
+    result = invoke("check", path)
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        f"{path}:2: database.url: environment variable NEWCOMER_DB_URL is not set (set it, or give a default: "
+        "${NEWCOMER_DB_URL:-value})",
+        f"1 problem(s) in {path}",
+    ]
+
+
 def test_capture_export_goes_on_past_an_unset_admin_token_variable(tmp_path, monkeypatch):
     monkeypatch.delenv("NEWCOMER_UNSET_TOKEN", raising=False)
     path = write_config(tmp_path, """
