@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 import yaml
 
-from backworks.cli_help import FullSummaryGroup
 from backworks.capture_store import CaptureStore, safe_url
+from backworks.cli_help import FullSummaryGroup
 from backworks.config import load_config
 from backworks.errors import ConfigError
 from backworks.problems import exit_with_problems
