@@ -238,6 +238,10 @@ def create_app(config_path=None, overrides: dict | None = None, options: dict | 
     register_ops_routes(app, backworks)
     app.wsgi_app = backworks
     logger.info("loaded %s: %d endpoints", runtime.config.path, len(runtime.endpoints))
+    from backworks.checker import config_warnings
+
+    for warning in config_warnings(runtime.config):  # what `backworks check` warns about, said at start too
+        logger.warning("%s", warning)
     return app
 
 

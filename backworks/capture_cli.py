@@ -10,6 +10,7 @@ import click
 import yaml
 
 from backworks.capture_store import CaptureStore, safe_url
+from backworks.cli_help import FullSummaryGroup
 from backworks.config import load_config
 from backworks.errors import ConfigError
 from backworks.problems import exit_with_problems
@@ -21,10 +22,13 @@ CONFIG_ARG = click.argument("config", type=click.Path(dir_okay=False), default="
 
 def open_store(config_path: str) -> CaptureStore:
     """Load CONFIG and open its capture store; exit 1 with the problems when the config is invalid."""
+    unset: list = []  # an unset variable elsewhere (say admin.token) must not block work on the store
     try:
-        config = load_config(config_path)
+        config = load_config(config_path, unset=unset)
     except ConfigError as exc:
         exit_with_problems(exc)
+    for problem in unset:
+        click.echo(f"warning: {problem}", err=True)
     return CaptureStore.from_config(config)
 
 
@@ -44,7 +48,7 @@ def _fail(message: str) -> None:
     sys.exit(1)
 
 
-@click.group()
+@click.group(cls=FullSummaryGroup)
 def capture():
     """Export or import recorded exchanges (HAR 1.2)."""
 

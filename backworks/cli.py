@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 
 import click
 import yaml
 
 from backworks import __version__
+from backworks.cli_help import CONTEXT_SETTINGS, FullSummaryGroup
 from backworks.config import load_config, masked
 from backworks.errors import ConfigError
 from backworks.problems import exit_with_problems
@@ -15,25 +17,28 @@ from backworks.problems import exit_with_problems
 logger = logging.getLogger(__name__)
 
 
-@click.group()
+@click.group(cls=FullSummaryGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, prog_name="backworks")
 def cli():
     """Backworks: a configuration-driven, programmable API server."""
 
 
-@cli.command()
+@cli.command(epilog="Exit status: 0 when the config is valid (warnings are printed but do not fail it), "
+                    "1 when it has problems (every one is listed, file:line: field: message, sorted by "
+                    "file and line), 2 for a usage error.")
 @click.argument("config", type=click.Path(dir_okay=False), default="config/backworks.yaml")
 def check(config):
-    """Validate CONFIG and compile every plugin script it names."""
-    from backworks.runtime import load_runtime
+    """Validate CONFIG (default: config/backworks.yaml) and compile every plugin script it names."""
+    from backworks.checker import check_config
 
-    try:
-        runtime = load_runtime(config, options={"check_only": True})
-    except ConfigError as exc:
-        exit_with_problems(exc, summary=f"{len(exc.problems)} problem(s) in {config}")
-    plugins = len(runtime.config.data["plugins"])
-    click.echo(f"{config}: OK ({len(runtime.endpoints)} endpoints, {plugins} plugins)")
-    runtime.close()
+    report = check_config(config)
+    for line in report.problems + report.notes + report.warnings:
+        click.echo(line, err=bool(report.problems))
+    warned = f", {len(report.warnings)} warning(s)" if report.warnings else ""
+    if report.problems:
+        click.echo(f"{len(report.problems)} problem(s){warned} in {config}", err=True)
+        sys.exit(1)
+    click.echo(f"{config}: OK ({report.endpoints} endpoints, {report.plugins} plugins{warned})")
 
 
 @cli.command("print-config")
@@ -54,8 +59,9 @@ def print_config(config, as_json):
 
 @cli.command()
 @click.argument("config", type=click.Path(dir_okay=False), default="config/backworks.yaml")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 for every interface).")
+@click.option("--port", default=8000, show_default=True, type=int, help="TCP port to listen on.")
 def serve(config, host, port):
     """Run the development server on CONFIG (production: gunicorn wsgi:app)."""
     from backworks.app import create_app

@@ -27,11 +27,14 @@ def new_plugin_command(name, scripts_dir, tests_dir):
     except DevkitError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
-    click.echo(f"wrote {script}\nwrote {test}\nrun its test: python -m pytest {test}")
+    click.echo(f"wrote {script}\nwrote {test}\nrun its test: backworks test-plugin --tests {test}"
+               f"\n(or, with pytest installed: python -m pytest {test})")
 
 
 @click.command("test-plugin")
-@click.argument("script", type=click.Path(dir_okay=False))
+@click.argument("script", type=click.Path(dir_okay=False), required=False)
+@click.option("--tests", "tests_file", type=click.Path(dir_okay=False),
+              help="Run the test_* functions of this file (as written by new-plugin) without pytest.")
 @click.option("--request", "request_file", type=click.Path(dir_okay=False),
               help="JSON file with the request (missing fields get defaults).")
 @click.option("--response", "response_file", type=click.Path(dir_okay=False),
@@ -41,8 +44,14 @@ def new_plugin_command(name, scripts_dir, tests_dir):
 @click.option("--isolation", default="inline", show_default=True, type=click.Choice(["inline", "process"]))
 @click.option("--timeout-ms", default=100, show_default=True, type=click.IntRange(1, 60000))
 @click.option("--memory-mb", default=64, show_default=True, type=click.IntRange(8, 4096))
-def test_plugin_command(script, request_file, response_file, hook, config_file, isolation, timeout_ms, memory_mb):
+def test_plugin_command(script, tests_file, request_file, response_file, hook, config_file, isolation, timeout_ms,
+                        memory_mb):
     """Run one hook of SCRIPT under the real sandbox; print the result, time and peak memory."""
+    if tests_file:
+        _run_tests(tests_file)
+        return
+    if not script:
+        raise click.UsageError("give a SCRIPT to run one hook, or --tests TEST_FILE to run a plugin's tests")
     try:
         run = run_hook(script, hook, _read_json(request_file, "request"), _read_json(response_file, "response"),
                        _read_json(config_file, "config"), isolation, timeout_ms, memory_mb)
@@ -64,6 +73,22 @@ def test_plugin_command(script, request_file, response_file, hook, config_file, 
     peak = "not measured (process isolation)" if run.peak_bytes is None else _size(run.peak_bytes)
     click.echo(f"peak memory: {peak}")
     if not run.ok:
+        sys.exit(1)
+
+
+def _run_tests(tests_file: str) -> None:
+    from backworks.plugin_tests import run_test_file
+
+    try:
+        results = run_test_file(tests_file)
+    except DevkitError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    for result in results:
+        click.echo(f"PASS {result.name}" if result.passed else f"FAIL {result.name}: {result.message}")
+    failed = sum(not r.passed for r in results)
+    click.echo(f"{len(results) - failed} passed, {failed} failed ({tests_file})")
+    if failed or not results:
         sys.exit(1)
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import cerberus
 import yaml
 
-from backworks.config_errors import format_problem, line_for, path_text, suggest, validation_problems
+from backworks.config_errors import (explain_errors, format_problem, line_for, path_text, suggest,
+                                     validation_problems)
 from backworks.config_schema import config_schema
 from backworks.errors import ConfigError
 
@@ -74,34 +75,84 @@ class Config:
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: dict | None = None,
-                environ: dict | None = None, text: str | None = None) -> Config:
+                environ: dict | None = None, text: str | None = None, unset: list | None = None) -> Config:
     """Read, substitute, override and validate a config file; raise ConfigError listing every problem.
 
-    `text`, when given, is used instead of the file's current content (a last good copy)."""
+    `text`, when given, is used instead of the file's current content (a last good copy). `unset`, when
+    given, collects unset-variable problems instead of failing on them (commands that need other parts)."""
+    result = collect_config(path, overrides, environ, text, unset)
+    if result.problems:
+        raise ConfigError(result.problems)
+    return result.config
+
+
+@dataclass
+class Collected:
+    """What collect_config found: the config (pruned of broken parts), every problem, the parts left out."""
+
+    config: Config | None
+    problems: list
+    skipped: dict = dc_field(default_factory=dict)  # {"endpoints"|"plugins"|"upstreams": {names}}
+    stopped: str = ""  # why the later stages could not run at all, when they could not
+    unset_at: tuple = ()  # "file:line: field: " of each value whose variable is unset
+
+
+def collect_config(path=None, overrides=None, environ=None, text=None,
+                   unset: list | None = None) -> Collected:
+    """Run every config stage that can run (variables, schema, references); collect all problems.
+
+    Parts with schema errors are left out so the later stages still check the rest."""
     environ = os.environ if environ is None else environ
     path = Path(path or environ.get("BACKWORKS_CONFIG") or DEFAULT_CONFIG)
     try:
         text = path.read_text(encoding="utf-8") if text is None else text
+        data, lines = parse_yaml(text, str(path))
     except OSError as exc:
-        raise ConfigError([f"{path}: cannot read config file: {exc.strerror or exc}"])
-    data, lines = parse_yaml(text, str(path))
+        return Collected(None, [f"{path}: cannot read config file: {exc.strerror or exc}"],
+                         stopped="the file cannot be read")
+    except ConfigError as exc:
+        return Collected(None, exc.problems, stopped="the YAML does not parse")
     problems: list[str] = []
-    data = substitute_env(data, environ, lambda p, msg: problems.append(format_problem(path, lines, p, msg)))
+    unset_paths: set = set()
+
+    def unset_variable(p, msg):
+        unset_paths.add(tuple(p))
+        (problems if unset is None else unset).append(format_problem(path, lines, p, msg))
+
+    data = substitute_env(data, environ, unset_variable)
     from_env = apply_env_overrides(data, environ, lambda msg: problems.append(f"{path}: {msg}"))
     if overrides:
         data = deep_merge(data, overrides)
     data, index_names = normalise_endpoints(data, lines, path, problems)
-    if problems:
-        raise ConfigError(problems)
     validator = cerberus.Validator(config_schema())
+    skipped: dict = {}
     if not validator.validate(data):
-        raise ConfigError(validation_problems(validator, path, lines, index_names, from_env))
+        problems += validation_problems(validator, path, lines, index_names, from_env, unset_paths)
+        data, skipped = prune_invalid(data, validator)
+        if not validator.validate(data):
+            return Collected(None, problems, skipped, "the schema errors above must be fixed first")
     config = Config(path=path, data=validator.document, lines=lines)
     config.endpoints = build_endpoints(config, index_names, problems)
-    check_references(config, problems)
-    if problems:
-        raise ConfigError(problems)
-    return config
+    check_references(config, problems, skipped)
+    unset_at = tuple(format_problem(path, lines, p, "") for p in sorted(unset_paths, key=str))
+    return Collected(config, problems, skipped, unset_at=unset_at)
+
+
+def prune_invalid(data: dict, validator: cerberus.Validator) -> tuple[dict, dict]:
+    """Leave out what has schema errors: the endpoint, plugin or upstream it is in, else the whole setting."""
+    data = dict(data)
+    skipped: dict = {}
+    for error, _ in explain_errors(validator):
+        where = tuple(error.document_path)
+        if not where:
+            continue
+        named = where[0] in ("endpoints", "plugins", "upstreams") and isinstance(data.get(where[0]), dict)
+        if named and len(where) >= 2:
+            data[where[0]] = {k: v for k, v in data[where[0]].items() if k != where[1]}
+            skipped.setdefault(where[0], set()).add(where[1])
+        else:
+            data.pop(where[0], None)
+    return data, skipped
 
 
 class _LineLoader(yaml.SafeLoader):
@@ -114,11 +165,7 @@ def parse_yaml(text: str, filename: str) -> tuple[dict, dict]:
         node = yaml.compose(text, Loader=_LineLoader)
         data = _LineLoader(text).get_single_data() if node is not None else None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else filename
-        reason = exc.problem or "invalid YAML"
-        context = f" ({exc.context})" if exc.context else ""
-        raise ConfigError([f"{where}: YAML syntax error: {reason}{context}"])
+        raise ConfigError([yaml_error_text(exc, filename)])
     except yaml.YAMLError as exc:
         raise ConfigError([f"{filename}: YAML error: {exc}"])
     if data is None:
@@ -130,6 +177,22 @@ def parse_yaml(text: str, filename: str) -> tuple[dict, dict]:
     if node is not None:
         _record_lines(node, (), lines)
     return data, lines
+
+
+_OPENERS = {"while parsing a flow sequence": "'['", "while parsing a flow mapping": "'{'",
+            "while scanning a quoted scalar": "quote"}
+
+
+def yaml_error_text(exc: yaml.MarkedYAMLError, filename: str) -> str:
+    """Say where the error is; for an unclosed bracket or quote, where it was opened (not the file's end)."""
+    mark, reason = exc.problem_mark or exc.context_mark, exc.problem or "invalid YAML"
+    opened, opener = exc.context_mark, _OPENERS.get(exc.context or "")
+    if opener and opened and mark and opened.line != mark.line:
+        return (f"{filename}:{opened.line + 1}:{opened.column + 1}: YAML syntax error: the {opener} opened "
+                f"here is not closed (line {mark.line + 1}, column {mark.column + 1}: {reason})")
+    where = f"{filename}:{mark.line + 1}:{mark.column + 1}" if mark else filename
+    context = f" ({exc.context})" if exc.context else ""
+    return f"{where}: YAML syntax error: {reason}{context}"
 
 
 def _record_lines(node, path: tuple, lines: dict) -> None:
@@ -295,9 +358,12 @@ def build_endpoints(config: Config, index_names: dict, problems: list) -> list:
     return specs
 
 
-def check_references(config: Config, problems: list) -> None:
-    """Check cross references: upstream names, plugin scripts and endpoint names."""
-    upstreams = config.data["upstreams"]
+def check_references(config: Config, problems: list, skipped: dict | None = None) -> None:
+    """Check cross references: upstream names, plugin scripts and endpoint names.
+
+    Names left out for schema errors (`skipped`) still count as defined: they are reported already."""
+    skipped = skipped or {}
+    upstreams = list(config.data["upstreams"]) + sorted(skipped.get("upstreams", ()))
     for spec in config.endpoints:
         for block_name in ("proxy", "capture", "hybrid"):
             block = spec.data.get(block_name) or {}
@@ -306,7 +372,7 @@ def check_references(config: Config, problems: list) -> None:
                 problems.append(f"{config.where('endpoints', spec.name, block_name, 'upstream')}: "
                                 f"endpoints.{spec.name}.{block_name}.upstream: unknown upstream "
                                 f"'{upstream}'{suggest(upstream, list(upstreams))}")
-    names = [spec.name for spec in config.endpoints]
+    names = [spec.name for spec in config.endpoints] + sorted(skipped.get("endpoints", ()))
     for plugin_name, plugin in config.data["plugins"].items():
         where = config.where("plugins", plugin_name, "script")
         if not config.resolve(plugin["script"]).is_file():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 
 import cerberus
@@ -29,11 +30,16 @@ def display_path(path: tuple, index_names: dict) -> tuple:
     return tuple(path)
 
 
-def validation_problems(validator, filename, lines: dict, index_names: dict, from_env: dict) -> list:
-    """Format cerberus errors as "file:line: field: message (hint)", sorted by line."""
+def validation_problems(validator, filename, lines: dict, index_names: dict, from_env: dict,
+                        unset_paths=()) -> list:
+    """Format cerberus errors as "file:line: field: message (hint)", sorted by line.
+
+    Errors on a value whose variable is unset are left out: the unset variable is the problem."""
     problems = []
     for error, message in explain_errors(validator):
         shown = display_path(error.document_path, index_names)
+        if tuple(shown) in unset_paths:
+            continue
         variable = from_env.get(tuple(error.document_path))
         if variable:
             problems.append((0, f"{filename}: {path_text(shown)}: {message} (set by environment variable "
@@ -130,3 +136,17 @@ def _allowed_keys(schema, path: tuple) -> list:
         rules = rules["valuesrules"]
     schema = rules.get("schema", {})
     return list(schema) if isinstance(schema, Mapping) else []
+
+
+_LOCATION = re.compile(r"^(.*?):(\d+)(?::(\d+))?: ")
+
+
+def sort_problems(problems) -> list:
+    """Sort "file:line[:col]: ..." problems by file, then line and column (no line: first of its file)."""
+    def key(text: str):
+        match = _LOCATION.match(text)
+        if match:
+            return (match.group(1), int(match.group(2)), int(match.group(3) or 0))
+        return (text.split(": ", 1)[0], 0, 0)
+
+    return sorted(problems, key=key)

@@ -147,7 +147,8 @@ def new_plugin(name: str, scripts_dir: Path, tests_dir: Path) -> tuple[Path, Pat
     test.parent.mkdir(parents=True, exist_ok=True)
     relative = Path(_relpath(script.resolve(), test.parent.resolve()))
     script.write_text(SCRIPT_TEMPLATE.replace("NAME", name))
-    test.write_text(TEST_TEMPLATE.replace("NAME", name).replace("RELATIVE", relative.as_posix()))
+    test.write_text(TEST_TEMPLATE.replace("NAME", name).replace("RELATIVE", relative.as_posix())
+                    .replace("THIS_FILE", test.as_posix()))
     return script, test
 
 
@@ -205,7 +206,10 @@ def health_check():
     return True
 '''
 
-TEST_TEMPLATE = '''"""Tests of the NAME plugin, run under the real sandbox (the same limits as the server)."""
+TEST_TEMPLATE = '''"""Tests of the NAME plugin, run under the real sandbox (the same limits as the server).
+
+Run them with `backworks test-plugin --tests THIS_FILE` (no pytest needed) or `python -m pytest THIS_FILE`.
+"""
 from pathlib import Path
 
 from backworks.devkit import run_hook

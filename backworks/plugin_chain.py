@@ -118,7 +118,7 @@ def run_group(hook: str, run: tuple, request: dict, response: dict | None, notes
         logger.exception("plugin sandbox failed to run %s for %s", hook, ", ".join(p.name for p in plugins))
         for plugin in plugins:
             plugin.record(hook, "crash", 0.0)
-            notes.append((plugin.name, "crash"))
+            notes.append((plugin.name, hook, "crash"))
         closed = next((p for p in plugins if p.on_error == "closed"), None)
         return None, ((closed, "crash") if closed else None)
     quiet = []  # calls that went fine and logged nothing: counted together, without record()'s checks
@@ -130,7 +130,7 @@ def run_group(hook: str, run: tuple, request: dict, response: dict | None, notes
             plugin.breaker.record(True)
         else:
             plugin.record(hook, kind, outcome.duration_ms, outcome)
-        notes.append((plugin.name, kind))
+        notes.append((plugin.name, hook, kind))
     if quiet:
         record_all(hook, quiet)
     if result.failed_closed is not None:
@@ -148,5 +148,5 @@ def closed_reply(closed: tuple, request: RequestData, notes: list) -> Reply:
 
 
 def format_notes(notes: list) -> str:
-    """What the access log shows of a reply's `plugins` note: plugin:outcome pairs in call order."""
-    return ",".join(f"{name}:{kind}" for name, kind in notes)
+    """What the access log shows of a reply's `plugins` note: plugin.hook:outcome in call order."""
+    return ",".join(f"{name}.{hook}:{kind}" for name, hook, kind in notes)

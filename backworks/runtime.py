@@ -15,6 +15,7 @@ from backworks.routing import Router
 logger = logging.getLogger(__name__)
 
 RESERVED_PATHS = ("/metrics", "/healthz", "/readyz")
+UNIX_PEER = "unix-socket"  # client_ip of a unix-socket peer that names no client (no X-Forwarded-For)
 
 
 @dataclass
@@ -39,15 +40,19 @@ class Runtime:
         self.request_id_key = "HTTP_" + self.request_id_header.upper().replace("-", "_")
         self.admin_path = config.data["admin"]["path"]
         self.reserved = RESERVED_PATHS + (self.admin_path,)
-        check_reserved(config, self.admin_path)
-        self.router = Router(config.endpoints)
         self.ctx = LoadContext(config, options)
         self.plugins = None
         self.endpoints: dict = {}
         self.inline_sandbox = None
+        problems: list = []  # every stage runs, so one load reports routes, plugins and modes together
         try:
-            self.plugins = build_plugins(config, self.ctx)  # inside: a refused plugin's sandbox is closed too
-            self._build_endpoints()
+            _collect(problems, check_reserved, config, self.admin_path)
+            self.router = _collect(problems, Router, config.endpoints)
+            # Inside, a refused plugin's sandbox is closed too.
+            self.plugins = _collect(problems, build_plugins, config, self.ctx)
+            _collect(problems, self._build_endpoints)
+            if problems:
+                raise ConfigError(problems)
         except BaseException:
             self.close()
             raise
@@ -92,15 +97,17 @@ class Runtime:
         return chain.after_response(outcome, mode.handle(outcome)), endpoint
 
     def client_ip(self, environ) -> str:
-        """The client address, taken from X-Forwarded-For only when the peer is a trusted proxy."""
+        """The client address (X-Forwarded-For only from a trusted proxy); never empty."""
         peer = environ.get("REMOTE_ADDR") or ""
         forwarded = environ.get("HTTP_X_FORWARDED_FOR")
         if not forwarded or not self.trusted_peer(peer):
-            return peer
-        for hop in reversed([h.strip() for h in forwarded.split(",") if h.strip()]):
+            return peer or UNIX_PEER
+        hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+        for hop in reversed(hops):
             if hop not in self.trusted:
                 return hop
-        return peer
+        # Every hop is a trusted proxy (nginx on this host over a unix socket, say): the client is the first.
+        return hops[0] if hops else (peer or UNIX_PEER)
 
     def trusted_peer(self, peer: str) -> bool:
         """True for a configured trusted proxy, or a unix-socket peer (no address: nginx on this host)."""
@@ -125,6 +132,15 @@ class Runtime:
         if self.plugins is not None:
             self.plugins.close()
         self.ctx.close()
+
+
+def _collect(problems: list, stage, *args):
+    """Run one load stage; add its ConfigError problems to `problems` instead of stopping."""
+    try:
+        return stage(*args)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        return None
 
 
 def check_reserved(config: Config, admin_path: str) -> None:

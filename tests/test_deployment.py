@@ -188,6 +188,16 @@ def test_client_ip_is_the_real_peer_and_spoofed_forwarding_headers_are_ignored(s
     assert hello["headers"]["x-forwarded-for"] == "203.0.113.66, 127.0.0.2"
 
 
+def test_client_ip_of_a_browser_on_the_nginx_host_is_its_loopback_address_not_empty(stack):
+    proxy, _ = stack
+    status, headers, _ = get_from("127.0.0.1", proxy.port, "/hello?from=host")
+    assert status == 200
+    rows = requests.get(proxy.url + "/_backworks/api/requests?limit=5", timeout=10,
+                        headers={"Authorization": f"Bearer {TOKEN}"}).json()["requests"]
+    hello = next(r for r in rows if r["path"] == "/hello" and r["query"] == "from=host")
+    assert (hello["client_ip"], hello["headers"]["x-forwarded-for"]) == ("127.0.0.1", "127.0.0.1")
+
+
 def test_large_bodies_pass_and_oversized_ones_get_json_413(stack):
     proxy, _ = stack
     five_mb = b"x" * (5 * 1024 * 1024)

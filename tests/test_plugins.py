@@ -334,7 +334,7 @@ def test_access_log_names_plugin_outcomes(tmp_path, caplog):
                            extra={"server": {"watch": False, "access_log": True}})
     with caplog.at_level(logging.INFO, logger="backworks.access"):
         client.get("/echo")
-    assert "plugins=tagger:ok,bad:error" in caplog.text
+    assert "plugins=tagger.before_request:ok,bad.before_request:error" in caplog.text
 
 
 def test_on_load_receives_the_plugin_config(tmp_path, caplog):

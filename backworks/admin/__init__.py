@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Flask
+from flask import Blueprint, Flask, request
 
 from backworks.admin import api, views
-from backworks.admin.auth import require_admin
+from backworks.admin.auth import disabled_reply, require_admin
 
 logger = logging.getLogger(__name__)
 
@@ -19,3 +19,11 @@ def init_app(app: Flask, backworks) -> None:
     api.register(blueprint, backworks)
     views.register(blueprint, backworks)
     app.register_blueprint(blueprint)
+    prefix = backworks.runtime.admin_path
+
+    @app.before_request
+    def admin_off():
+        # Paths under the prefix that match no admin route say "disabled" too, not a bare not-found.
+        if request.path == prefix or request.path.startswith(prefix + "/"):
+            return disabled_reply(backworks)
+        return None

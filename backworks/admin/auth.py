@@ -5,7 +5,7 @@ import hmac
 import ipaddress
 import logging
 
-from flask import abort, render_template, request
+from flask import render_template, request
 
 from backworks.http import error_reply
 
@@ -13,6 +13,8 @@ logger = logging.getLogger(__name__)
 
 MISSING = "the admin API needs the header Authorization: Bearer <admin.token>"
 WRONG = "the admin token is wrong"
+DISABLED = ("the admin API and dashboard are disabled: set admin.token in the config to turn them on, then "
+            "send Authorization: Bearer <token> (or open {path}/?token=<token> once)")
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="backworks admin"'}
 
 
@@ -20,9 +22,7 @@ def require_admin(backworks):
     """Before every admin request: 404 when the admin is off, 401 without the right token."""
     token = backworks.runtime.config.data["admin"]["token"]
     if not token:
-        if backworks.options.get("dev_server") and is_direct_loopback(request.environ):
-            return None
-        abort(404)
+        return disabled_reply(backworks)
     if request.endpoint == "admin.static":
         return None  # the page's own scripts and styles; nothing secret
     supplied = bearer_token(request)
@@ -35,6 +35,16 @@ def require_admin(backworks):
     if request.endpoint == "admin.dashboard" and request.accept_mimetypes.accept_html:
         return render_template("login.html", wrong=supplied is not None), 401, CHALLENGE
     reply = error_reply(401, "unauthorized", WRONG if supplied is not None else MISSING, CHALLENGE)
+    return reply.body_bytes(), reply.status, reply.headers
+
+
+def disabled_reply(backworks):
+    """The JSON 404 of every admin path while the admin is off (None when it is on for this client)."""
+    if backworks.runtime.config.data["admin"]["token"]:
+        return None
+    if backworks.options.get("dev_server") and is_direct_loopback(request.environ):
+        return None
+    reply = error_reply(404, "admin_disabled", DISABLED.format(path=backworks.runtime.admin_path))
     return reply.body_bytes(), reply.status, reply.headers
 
 

@@ -7,6 +7,7 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 
+from backworks.capture_store import engine_url
 from backworks.config_errors import suggest as _suggest
 from backworks.db import Database, build_table, prepare_table
 from backworks.errors import ConfigError, HTTPError
@@ -106,8 +107,9 @@ class DatabaseMode(Mode):
     def _database(self, ctx: LoadContext) -> Database:
         settings = ctx.config.data["database"]
         try:
-            return ctx.shared("database", lambda: Database(settings["url"], settings["pool_size"],
-                                                           settings["echo"]))
+            # A relative SQLite file is next to the config file, like every other path in it.
+            url = engine_url(settings["url"], ctx.config.base_dir)
+            return ctx.shared("database", lambda: Database(url, settings["pool_size"], settings["echo"]))
         except ConfigError as exc:
             raise ConfigError([f"{ctx.config.where('database', 'url')}: {p}" for p in exc.problems])
 

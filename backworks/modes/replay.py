@@ -22,6 +22,11 @@ SCHEMA = {
     "match": listof("What a recorded exchange must share with the request.",
                     {"type": "string", "allowed": MATCH_FIELDS}, default=list(MATCH_FIELDS), minlength=1),
     "endpoint": field("string", "Only replay exchanges recorded by this endpoint (default: any)."),
+    "strip_prefix": field("string", "Remove this prefix from the request path before looking it up "
+                          "(replay at /copy/... what was recorded at /rec/...: strip /copy, add /rec).",
+                          regex=r"^/.*"),
+    "add_prefix": field("string", "Put this prefix before the request path (after strip_prefix) before "
+                        "looking it up.", regex=r"^/.*"),
 }
 
 
@@ -40,6 +45,14 @@ class ReplayMode(Mode):
         self.only_endpoint = self.block.get("endpoint")
         self.reads_body = "body" in self.match
         self.store = store_of(ctx, f"endpoint '{spec.name}'")
+        self.strip_prefix = (self.block.get("strip_prefix") or "").rstrip("/")
+        self.add_prefix = (self.block.get("add_prefix") or "").rstrip("/")
+
+    def recorded_path(self, path: str) -> str:
+        """The path the exchange was recorded at: this request's path with the prefixes mapped."""
+        if self.strip_prefix and (path == self.strip_prefix or path.startswith(self.strip_prefix + "/")):
+            path = path[len(self.strip_prefix):] or "/"
+        return self.add_prefix + path if self.add_prefix else path
 
     def handle(self, request: RequestData) -> Reply:
         """Answer with the newest recorded exchange that matches, else 404."""
@@ -54,7 +67,7 @@ class ReplayMode(Mode):
     def find(self, request: RequestData) -> dict | None:
         """Return the newest stored exchange matching the request, or None."""
         rows = self.store.candidates(request.method if "method" in self.match else None,
-                                     request.path if "path" in self.match else None)
+                                     self.recorded_path(request.path) if "path" in self.match else None)
         wanted_query = query_key(request.query_string) if "query" in self.match else None
         wanted_body = body_hash(request.body) if "body" in self.match else None
         for row in rows:
@@ -70,10 +83,11 @@ class ReplayMode(Mode):
     def not_found(self, request: RequestData) -> HTTPError:
         """The 404 that says what was looked for."""
         query = request.query_string
-        looked = {"method": request.method, "path": request.path, "query": query}
+        path = self.recorded_path(request.path)
+        looked = {"method": request.method, "path": path, "query": query}
         if "body" in self.match:
             looked["body_sha256"] = body_hash(request.body)
-        shown = f"{request.method} {request.path}" + (f"?{query}" if query else "")
+        shown = f"{request.method} {path}" + (f"?{query}" if query else "")
         fields = ", ".join(f for f in MATCH_FIELDS if f in self.match)
         return HTTPError(404, "no_recorded_exchange", f"no recorded exchange matches {shown} "
                          f"(matching on {fields})", details=looked)

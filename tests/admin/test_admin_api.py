@@ -71,7 +71,7 @@ def test_admin_is_off_without_a_token(tmp_path):
     for path in ("/_backworks/api/status", "/_backworks/", "/_backworks/static/dashboard.js"):
         resp = client.get(path)
         assert resp.status_code == 404
-        assert resp.json["error"]["code"] == "not_found"
+        assert resp.json["error"]["code"] == "admin_disabled"
 
 
 def test_dev_server_without_token_serves_direct_loopback_clients_only(tmp_path):
