@@ -50,9 +50,16 @@ class Sandbox:
             logger.warning("inline sandbox called off the main thread; running scripts in a sandbox process")
         return False
 
-    def load(self, key: str, script: Script, config: dict, budget: Budget = Budget()) -> Outcome:
-        """(Re)define `key`: run the module body and on_load(config) within budget."""
+    def load(self, key: str, script: Script, config: dict, budget: Budget = Budget(),
+             extras: dict | None = None) -> Outcome:
+        """(Re)define `key`: run the module body and on_load(config) within budget.
+
+        `extras` are read-only facades (env.Facade) added to the script's globals when it runs inline; a
+        sandbox child never gets them.
+        """
         self._hooks[key] = script.hooks
+        if self.runner is not None:
+            self.runner.extras[key] = dict(extras or {})
         self._loads[key] = (script, config, budget)
         if self._inline_here():
             self._load_pending()
