@@ -24,8 +24,8 @@ TENANT = re.compile("^[a-z0-9][a-z0-9_-]{0,39}$")
 
 
 def on_load(config):
-    if len(config.get("secret") or "") < 16:
-        raise ValueError("tenant needs config.secret of at least 16 characters (the HS256 key)")
+    if len(config.get("secret") or "") < 32:
+        raise ValueError("tenant needs config.secret of at least 32 characters (the HS256 key)")
     for source in config.get("sources", ["jwt"]):
         if source not in ("jwt", "header"):
             raise ValueError("config.sources may list jwt and header, not " + repr(source))
