@@ -5,6 +5,9 @@ reads or changes another tenant's rows.
 """
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -12,7 +15,7 @@ import jwt
 import pytest
 import requests
 
-from tests.conftest import Gunicorn
+from tests.conftest import Gunicorn, free_port
 
 HERE = Path(__file__).resolve().parent
 SECRET = "test-secret-0123456789abcdef-0123456789"
@@ -152,3 +155,24 @@ def test_each_tenant_has_its_own_rate_limit(api):
                                         "message": "tenant trial made more than 5 requests in 60 s"}
     assert 1 <= int(response.headers["Retry-After"]) <= 61
     assert requests.get(api.api, headers=ACME, timeout=5).status_code == 200  # other tenants are not affected
+
+
+def test_run_script_serves_the_notes_api(tmp_path):
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "TENANTS_DATA": str(tmp_path)}
+    with open(tmp_path / "run.log", "wb") as log:
+        proc = subprocess.Popen(["bash", str(HERE / "run.sh")], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        deadline, response = time.monotonic() + 30, None
+        while response is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                response = requests.get(f"http://127.0.0.1:{port}/notes", headers={"X-Tenant-Id": "acme"}, timeout=2)
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        assert response is not None, (tmp_path / "run.log").read_text(errors="replace")
+        assert response.json() == {"items": [], "total": 0, "limit": 20, "offset": 0}
+        assert (tmp_path / "tenants.db").exists()
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(15)

@@ -1,6 +1,8 @@
 """Black-box tests of the shop example: its catalog service and real gunicorn (2 sync workers) on SQLite."""
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -196,3 +198,26 @@ def test_rate_limit_answers_429_past_the_limit(shop):
     assert response.json() == {"error": {"code": "rate_limited", "message": f"more than {RATE_LIMIT} requests in 60 s"}}
     assert 1 <= int(response.headers["Retry-After"]) <= 61
     assert requests.get(shop.url + "/admin/orders", headers=ADMIN, timeout=5).status_code == 200  # not limited
+
+
+def test_run_script_serves_the_shop_with_its_catalog(tmp_path):
+    port, catalog_port = free_port(), free_port()
+    env = {**os.environ, "PORT": str(port), "CATALOG_PORT": str(catalog_port), "SHOP_DATA": str(tmp_path)}
+    with open(tmp_path / "run.log", "wb") as log:
+        proc = subprocess.Popen(["bash", str(HERE / "run.sh")], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        deadline, response = time.monotonic() + 30, None
+        while response is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                response = requests.get(f"http://127.0.0.1:{port}/catalog/products/mug", timeout=2)
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        assert response is not None, (tmp_path / "run.log").read_text(errors="replace")
+        assert response.json() == {"sku": "mug", "name": "Mug", "category": "kitchen", "price": 6.25}
+        assert (tmp_path / "shop.db").exists()
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends: the script stops the catalog on its way out
+        proc.wait(15)
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{catalog_port}/health", timeout=2)

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import textwrap
+import time
 
 import pytest
+import requests
 
 from backworks.app import create_app
 from backworks.errors import ConfigError
-from tests.conftest import write_config
+from tests.conftest import gunicorn, write_config  # noqa: F401  (the real-gunicorn fixture)
 
 CONFIG = """
 server: {{watch: false}}
@@ -139,3 +141,22 @@ def test_scripts_without_tables_have_no_db(tmp_path, caplog):
     app.extensions["backworks"].runtime.close()
     assert response.status_code == 500 and response.json["error"]["code"] == "handler_failed"
     assert "NameError: name 'db' is not defined" in caplog.text
+
+
+def test_db_still_works_after_a_hot_reload_under_gunicorn(tmp_path, gunicorn):
+    """A reload runs in the file watcher's thread: the worker keeps inline isolation, and with it `db`."""
+    (tmp_path / "handler.py").write_text(textwrap.dedent(SCRIPT))
+    text = CONFIG.format(db=tmp_path / "app.db", tables="[items]", extra="").replace("server: {watch: false}\n", "")
+    server = gunicorn(write_config(tmp_path, text), workers=1, worker_class="sync")
+    assert requests.post(server.url + "/run/create", json={"name": "before"}, timeout=5).status_code == 201
+    edited = textwrap.dedent(SCRIPT).replace('return {"found": db.get("items", data["id"])}',
+                                             'return {"found": db.get("items", data["id"]), "version": 2}')
+    (tmp_path / "handler.py").write_text(edited)
+    deadline = time.monotonic() + 10
+    while True:
+        answer = requests.post(server.url + "/run/get", json={"id": 1}, timeout=5).json()
+        if "version" in answer or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert answer == {"found": {"id": 1, "name": "before", "qty": 0, "status": "open"}, "version": 2}
+    assert "reload" in server.output() and "refused" not in server.output()
