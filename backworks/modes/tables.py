@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 from contextlib import contextmanager
 
 import sqlalchemy as sa
@@ -32,16 +33,13 @@ def register(ctx, name: str, mode) -> None:
 
 @contextmanager
 def host_work():
-    """Run host SQL without the script's timer interrupting it half-way (a spent budget still ends the call
-    at the script's next checkpoint, so a pool or transaction is never left half-done)."""
-    from backworks.sandbox.limits import Clock
-
-    active = Clock.active
-    Clock.active = False
+    """Run host SQL with the script's timer held off: a SIGALRM that comes due meanwhile is delivered right
+    after, so a spent budget ends the call then, and a pool or transaction is never left half-done."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})  # inline scripts run on the main thread
     try:
         yield
     finally:
-        Clock.active = active
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
 
 
 class Tables:

@@ -160,3 +160,15 @@ def test_db_still_works_after_a_hot_reload_under_gunicorn(tmp_path, gunicorn):
         time.sleep(0.1)
     assert answer == {"found": {"id": 1, "name": "before", "qty": 0, "status": "open"}, "version": 2}
     assert "reload" in server.output() and "refused" not in server.output()
+
+
+def test_a_script_looping_on_db_calls_still_times_out(tmp_path):
+    """The timer is held off during a query, never switched off: a spent budget ends the call after it."""
+    script = "def handle(request):\n    while True:\n        db.get('items', 1)\n"
+    app = make_app(tmp_path, extra="      timeout_ms: 300\n", script=script)
+    started = time.monotonic()
+    response = app.test_client().post("/run/x")
+    elapsed = time.monotonic() - started
+    app.extensions["backworks"].runtime.close()
+    assert response.status_code == 504 and response.json["error"]["code"] == "handler_timeout"
+    assert elapsed < 5
