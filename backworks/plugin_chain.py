@@ -103,7 +103,8 @@ class PluginChain:
         try:
             runs = self.after.active_groups() if self.after.plugins else ()
         except BreakerOpen as exc:
-            return closed_reply((exc.plugin, "breaker_open"), request, notes + [(exc.plugin.name, "breaker_open")])
+            notes.append((exc.plugin.name, "breaker_open"))
+            return closed_reply((exc.plugin, "breaker_open"), request, notes)
         if runs:
             request_dict = getattr(request, "plugin_view", None) or request_data(request, self.with_body)
             original = current = response_data(reply)

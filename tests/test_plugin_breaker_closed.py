@@ -1,4 +1,4 @@
-"""A fail-closed plugin whose breaker is open keeps refusing requests: an open breaker is never a free pass."""
+"""A fail-closed plugin whose breaker is open keeps refusing requests: its open breaker is no free pass."""
 from __future__ import annotations
 
 import pytest
@@ -32,7 +32,8 @@ def test_open_breaker_of_a_closed_plugin_answers_503_instead_of_skipping_it(tmp_
 
 
 def test_open_breaker_of_a_closed_after_response_plugin_answers_503(tmp_path):
-    plugins = {"signer": {"on_error": "closed", "circuit_breaker": {"failure_threshold": 1, "recovery_s": 60}}}
+    plugins = {"signer": {"on_error": "closed",
+                          "circuit_breaker": {"failure_threshold": 1, "recovery_s": 60}}}
     app, client = plugin_app(tmp_path, {"signer": BROKEN_AFTER}, plugins)
     assert client.get("/echo").status_code == 503
     assert plugin_status(app, "signer")["breaker"]["state"] == "open"

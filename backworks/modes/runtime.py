@@ -26,7 +26,8 @@ SCHEMA = {
                        allowed=["auto", "inline", "process"], default="auto"),
     "config": field("dict", "Free-form settings the script reads as `config`.", default={}),
     "tables": listof("Database endpoints whose records the script reads and writes as `db` (db.get, db.list, "
-                     "db.create, db.update, db.delete); needs inline isolation.", {"type": "string"}, default=[]),
+                     "db.create, db.update, db.delete); needs inline isolation.", {"type": "string"},
+                     default=[]),
 }
 
 
@@ -81,9 +82,10 @@ class RuntimeMode(Mode):
                     f"(database endpoints: {', '.join(databases) or 'none'})"
                     for i, name in enumerate(names) if name not in databases]
         if isolation == "process":
-            problems.append(f"{self.spec.at(self.spec.mode, 'tables')}: runtime.tables needs inline isolation "
-                            f"(sync gunicorn workers or `backworks serve`); a sandbox process has no database "
-                            f"access (isolation: {self.block['isolation']})")
+            where = self.spec.at(self.spec.mode, "tables")
+            problems.append(f"{where}: runtime.tables needs inline isolation (sync gunicorn workers or "
+                            f"`backworks serve`); a sandbox process has no database access "
+                            f"(isolation: {self.block['isolation']})")
         if problems:
             raise ConfigError(problems)
         return {"db": Facade("db", Tables(ctx, names, self.spec.name).functions())}

@@ -38,7 +38,8 @@ def api(tmp_path_factory):
     """The notes API (config in place, SQLite in a temporary folder), with notes of acme and globex."""
     data = tmp_path_factory.mktemp("tenants")
     server = Gunicorn(HERE / "backworks.yaml", workers=2, worker_class="sync",
-                      env={"TENANTS_DATABASE_URL": f"sqlite:///{data}/tenants.db", "TENANTS_JWT_SECRET": SECRET})
+                      env={"TENANTS_DATABASE_URL": f"sqlite:///{data}/tenants.db",
+                           "TENANTS_JWT_SECRET": SECRET})
     url = server.url + "/notes"
     notes = {}
     for headers, title in ((ACME, "acme plan"), (ACME, "acme budget"), (GLOBEX, "globex secret")):
@@ -59,10 +60,10 @@ def titles(response):
 def test_a_request_must_name_a_valid_tenant(api):
     missing = requests.get(api.api, timeout=5)
     assert missing.status_code == 401
-    assert missing.json() == {"error": {"code": "tenant_required", "message": "say which tenant you are: send a "
-                                        "Bearer token or an X-Tenant-Id header"}}
-    invalid = {"code": "invalid_token", "message": "the token is malformed, expired or not signed with the "
-                                                   "shop's key"}
+    assert missing.json() == {"error": {"code": "tenant_required", "message": "say which tenant you are: "
+                                        "send a Bearer token or an X-Tenant-Id header"}}
+    invalid = {"code": "invalid_token",
+               "message": "the token is malformed, expired or not signed with the service's key"}
     forged = jwt.encode({"tenant": "globex"}, "another-secret-0123456789-0123456789", algorithm="HS256")
     unsigned = jwt.encode({"tenant": "globex"}, None, algorithm="none")
     expired = token("acme", exp=int(time.time()) - 10)
@@ -109,7 +110,8 @@ def test_another_tenants_note_is_not_found_by_id_for_any_method(api):
     assert encoded.status_code == 404
     assert requests.get(url, headers=GLOBEX, timeout=5).json() == note  # untouched
     own_missing = requests.get(f"{api.api}/acme.0000", headers=ACME, timeout=5)
-    assert own_missing.json() == {"error": {"code": "not_found", "message": "no notes record with id 'acme.0000'"}}
+    assert own_missing.json() == {"error": {"code": "not_found",
+                                            "message": "no notes record with id 'acme.0000'"}}
 
 
 def test_create_takes_the_callers_tenant_and_refuses_a_forged_one(api):
@@ -122,7 +124,8 @@ def test_create_takes_the_callers_tenant_and_refuses_a_forged_one(api):
     assert forged.status_code == 403
     assert forged.json()["error"] == {"code": "tenant_mismatch",
                                       "message": "field tenant must be your tenant ('acme') or left out"}
-    chosen_id = requests.post(api.api, json={"title": "planted", "id": "globex.planted"}, headers=ACME, timeout=5)
+    chosen_id = requests.post(api.api, json={"title": "planted", "id": "globex.planted"}, headers=ACME,
+                              timeout=5)
     assert chosen_id.status_code == 400
     assert chosen_id.json()["error"]["message"] == "id is assigned by the server; leave it out"
     assert titles(requests.get(api.api, headers=GLOBEX, timeout=5)) == ["globex secret"]
@@ -167,7 +170,8 @@ def test_run_script_serves_the_notes_api(tmp_path):
         deadline, response = time.monotonic() + 30, None
         while response is None and time.monotonic() < deadline and proc.poll() is None:
             try:
-                response = requests.get(f"http://127.0.0.1:{port}/notes", headers={"X-Tenant-Id": "acme"}, timeout=2)
+                response = requests.get(f"http://127.0.0.1:{port}/notes", headers={"X-Tenant-Id": "acme"},
+                                        timeout=2)
             except requests.ConnectionError:
                 time.sleep(0.2)
         assert response is not None, (tmp_path / "run.log").read_text(errors="replace")

@@ -38,7 +38,7 @@ def start_catalog(port: int) -> subprocess.Popen:
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory):
-    """The shop (config in place, data in a temporary folder) and its catalog service, shared by the module."""
+    """The shop (config in place, data in a temporary folder) and its catalog service, for the module."""
     data = tmp_path_factory.mktemp("shop")
     port = free_port()
     catalog = start_catalog(port)
@@ -75,7 +75,8 @@ def recorded(captures: Path) -> list:
         return []
     with sqlite3.connect(captures) as conn:
         try:
-            return conn.execute("SELECT method, path, query, status FROM backworks_captures ORDER BY id").fetchall()
+            query = "SELECT method, path, query, status FROM backworks_captures ORDER BY id"
+            return conn.execute(query).fetchall()
         except sqlite3.OperationalError:  # the writer has not created the table yet
             return []
 
@@ -85,7 +86,8 @@ def test_catalog_is_proxied_to_the_service_and_recorded(shop):
     assert products.status_code == 200
     assert [p["sku"] for p in products.json()["items"]] == ["kettle", "teapot", "mug", "lamp"]
     home = requests.get(shop.url + "/catalog/products", params={"category": "home"}, timeout=5).json()
-    assert home == {"items": [{"sku": "lamp", "name": "Desk lamp", "category": "home", "price": 42.0}], "total": 1}
+    assert home == {"items": [{"sku": "lamp", "name": "Desk lamp", "category": "home", "price": 42.0}],
+                    "total": 1}
     missing = requests.get(shop.url + "/catalog/products/spoon", timeout=5)
     assert missing.status_code == 404
     assert missing.json() == {"error": {"code": "not_found", "message": "no product 'spoon'"}}
@@ -126,7 +128,8 @@ def test_checkout_refuses_carts_it_cannot_order(shop):
     assert bad.status_code == 400
     assert bad.json()["error"] == {"code": "validation_failed",
                                    "message": "unknown field 'coupon' (allowed: cart_id)"}
-    assert checkout(shop.url, {"cart_id": 0}).json()["error"]["message"] == "cart_id must be a positive integer"
+    zero = checkout(shop.url, {"cart_id": 0})
+    assert zero.json()["error"]["message"] == "cart_id must be a positive integer"
     missing = checkout(shop.url, {"cart_id": 999999})
     assert (missing.status_code, missing.json()["error"]["code"]) == (404, "not_found")
     empty = checkout(shop.url, {"cart_id": new_cart(shop.url)})
@@ -136,8 +139,8 @@ def test_checkout_refuses_carts_it_cannot_order(shop):
     assert invalid.status_code == 400
     assert invalid.json()["error"] == {
         "code": "invalid_cart",
-        "message": "the cart cannot be ordered: spoon: is not in the catalog; teapot: quantity 21 is over the "
-                   "limit of 20",
+        "message": "the cart cannot be ordered: spoon: is not in the catalog; teapot: quantity 21 is over "
+                   "the limit of 20",
         "details": [{"field": "spoon", "message": "is not in the catalog"},
                     {"field": "teapot", "message": "quantity 21 is over the limit of 20"}]}
     assert requests.get(shop.url + f"/carts/{cart_id}", timeout=5).json()["status"] == "open"
@@ -157,7 +160,8 @@ def test_admin_routes_need_the_api_key(shop):
         refused = requests.get(shop.url + "/admin/orders", headers=headers, timeout=5)
         assert refused.status_code == 401
         assert refused.headers["WWW-Authenticate"] == "ApiKey"
-        assert refused.json() == {"error": {"code": "unauthorized", "message": "missing or unknown X-Api-Key header"}}
+        assert refused.json() == {"error": {"code": "unauthorized",
+                                            "message": "missing or unknown X-Api-Key header"}}
     assert requests.delete(shop.url + "/admin/orders/1", timeout=5).status_code == 401
     order = checkout(shop.url, {"cart_id": new_cart(shop.url, ("teapot", 1))}).json()
     paid = requests.patch(shop.url + f"/admin/orders/{order['id']}", json={"status": "paid"}, headers=ADMIN,
@@ -195,9 +199,11 @@ def test_rate_limit_answers_429_past_the_limit(shop):
             break
         assert response.status_code == 404
     assert response.status_code == 429, f"no 429 after {sent} requests"
-    assert response.json() == {"error": {"code": "rate_limited", "message": f"more than {RATE_LIMIT} requests in 60 s"}}
+    assert response.json() == {"error": {"code": "rate_limited",
+                                         "message": f"more than {RATE_LIMIT} requests in 60 s"}}
     assert 1 <= int(response.headers["Retry-After"]) <= 61
-    assert requests.get(shop.url + "/admin/orders", headers=ADMIN, timeout=5).status_code == 200  # not limited
+    admin = requests.get(shop.url + "/admin/orders", headers=ADMIN, timeout=5)
+    assert admin.status_code == 200  # the admin route has no rate limit
 
 
 def test_run_script_serves_the_shop_with_its_catalog(tmp_path):

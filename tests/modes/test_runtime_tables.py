@@ -90,7 +90,8 @@ def test_db_create_get_list_update_and_delete_records(client):
 
 def test_db_update_with_where_changes_nothing_when_the_record_does_not_match(client):
     client.post("/run/create", json={"name": "kettle"})
-    once = client.post("/run/update", json={"id": 1, "changes": {"status": "done"}, "where": {"status": "open"}})
+    once = client.post("/run/update",
+                       json={"id": 1, "changes": {"status": "done"}, "where": {"status": "open"}})
     assert once.json["changed"]["status"] == "done"
     twice = client.post("/run/update", json={"id": 1, "changes": {"qty": 9}, "where": {"status": "open"}})
     assert twice.json == {"changed": None}
@@ -146,7 +147,8 @@ def test_scripts_without_tables_have_no_db(tmp_path, caplog):
 def test_db_still_works_after_a_hot_reload_under_gunicorn(tmp_path, gunicorn):
     """A reload runs in the file watcher's thread: the worker keeps inline isolation, and with it `db`."""
     (tmp_path / "handler.py").write_text(textwrap.dedent(SCRIPT))
-    text = CONFIG.format(db=tmp_path / "app.db", tables="[items]", extra="").replace("server: {watch: false}\n", "")
+    text = CONFIG.format(db=tmp_path / "app.db", tables="[items]", extra="")
+    text = text.replace("server: {watch: false}\n", "")  # the file watcher on: this test edits the script
     server = gunicorn(write_config(tmp_path, text), workers=1, worker_class="sync")
     assert requests.post(server.url + "/run/create", json={"name": "before"}, timeout=5).status_code == 201
     edited = textwrap.dedent(SCRIPT).replace('return {"found": db.get("items", data["id"])}',

@@ -74,12 +74,12 @@ def tenant_of(request):
             return None, refuse(401, "invalid_token", "the Authorization header must be 'Bearer <JWT>'")
         claims = verified_claims(auth[7:].strip())
         if claims is None:
-            return None, refuse(401, "invalid_token", "the token is malformed, expired or not signed with the "
-                                                      "shop's key")
+            return None, refuse(401, "invalid_token",
+                                "the token is malformed, expired or not signed with the service's key")
         tenant = claims.get(config.get("claim", "tenant"))
         if not isinstance(tenant, str) or not TENANT.match(tenant):
-            return None, refuse(401, "invalid_token", "the token has no valid '" + config.get("claim", "tenant") +
-                                "' claim")
+            claim = config.get("claim", "tenant")
+            return None, refuse(401, "invalid_token", "the token has no valid '" + claim + "' claim")
         if from_header is not None and from_header != tenant:
             return None, refuse(403, "tenant_mismatch", "X-Tenant-Id does not match the token's tenant")
     elif from_header is not None and "header" in sources:
