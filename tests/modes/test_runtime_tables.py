@@ -174,3 +174,46 @@ def test_a_script_looping_on_db_calls_still_times_out(tmp_path):
     app.extensions["backworks"].runtime.close()
     assert response.status_code == 504 and response.json["error"]["code"] == "handler_timeout"
     assert elapsed < 5
+
+
+ESCAPES = """
+def kind(exc):
+    for name, cls in (("AttributeError", AttributeError), ("TypeError", TypeError)):
+        if isinstance(exc, cls):
+            return name
+    return "other: " + str(exc)
+
+
+def handle(request):
+    found = {}
+    for name in ("registry", "names", "_names", "__self__"):
+        try:
+            getattr(db, name)
+            found[name] = "reached"
+        except Exception as exc:
+            found[name] = kind(exc)
+    try:
+        getattr(db.get, "__self__")
+        found["method self"] = "reached"
+    except Exception as exc:
+        found["method self"] = kind(exc)
+    try:
+        db.create("items", {"qty": "x"})
+    except ValueError as exc:
+        found["args"] = [isinstance(a, str) for a in exc.args]
+    try:
+        db.tables = None
+        found["write"] = "done"
+    except Exception as exc:
+        found["write"] = kind(exc)
+    return found
+"""
+
+
+def test_db_gives_scripts_nothing_of_the_host(tmp_path):
+    app = make_app(tmp_path, script=ESCAPES)
+    found = app.test_client().post("/run/x").json
+    app.extensions["backworks"].runtime.close()
+    assert found == {"registry": "AttributeError", "names": "AttributeError", "_names": "AttributeError",
+                     "__self__": "AttributeError", "method self": "AttributeError", "args": [True],
+                     "write": "TypeError"}
