@@ -86,7 +86,7 @@ def test_list_and_every_filter_show_only_the_callers_rows(api):
     assert titles(requests.get(api.api, headers=GLOBEX, timeout=5)) == ["globex secret"]
     globex_id = api.notes["globex secret"]["id"]
     for query in ({"tenant": "globex"}, {"tenant": ["globex", "acme"]}, {"tenant__in": "globex,acme"},
-                  {"sort": "-tenant"}, {"limit": 100}):
+                  {"tenant__gte": ""}, {"sort": "-tenant"}, {"limit": 100}):
         assert titles(requests.get(api.api, params=query, headers=ACME, timeout=5)) == ["acme budget",
                                                                                         "acme plan"], query
     for query in ({"tenant__ne": "acme"}, {"tenant__isnull": "true"}, {"id": globex_id},
@@ -95,6 +95,9 @@ def test_list_and_every_filter_show_only_the_callers_rows(api):
         assert (titles(listed), listed.json()["total"]) == ([], 0), query
     assert requests.get(api.api, params={"tenant": "globex"}, headers=ACME, timeout=5).headers[
         "X-Total-Count"] == "2"
+    for query in ({"Tenant": "globex"}, {"tenant__eq": "globex"}):
+        unknown = requests.get(api.api, params=query, headers=ACME, timeout=5)
+        assert (unknown.status_code, unknown.json()["error"]["code"]) == (400, "invalid_query"), query
 
 
 def test_another_tenants_note_is_not_found_by_id_for_any_method(api):
