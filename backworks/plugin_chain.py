@@ -29,7 +29,18 @@ class Phase:
         allowed = [p.breaker.allow() for p in self.plugins]
         if all(allowed):
             return self.groups
+        for plugin, ok in zip(self.plugins, allowed):
+            if not ok and plugin.on_error == "closed":  # an auth check's open breaker is no free pass
+                raise BreakerOpen(plugin)
         return groups([p for p, ok in zip(self.plugins, allowed) if ok])
+
+
+class BreakerOpen(Exception):
+    """A plugin with on_error: closed is skipped by its open breaker: the request is refused instead."""
+
+    def __init__(self, plugin):
+        super().__init__(plugin.name)
+        self.plugin = plugin
 
 
 def groups(plugins: list) -> list:
@@ -54,7 +65,10 @@ class PluginChain:
 
     def before_request(self, request: RequestData) -> RequestData | Reply:
         """Run before_request hooks; return the (possibly replaced) request or a reply that answers now."""
-        runs = self.before.active_groups() if self.before.plugins else ()
+        try:
+            runs = self.before.active_groups() if self.before.plugins else ()
+        except BreakerOpen as exc:
+            return closed_reply((exc.plugin, "breaker_open"), request, [(exc.plugin.name, "breaker_open")])
         if not runs:
             return request
         original = current = request_data(request, self.with_body)
@@ -86,7 +100,11 @@ class PluginChain:
     def after_response(self, request: RequestData, reply: Reply) -> Reply:
         """Run after_response hooks in reverse order; return the (possibly replaced) reply."""
         notes = list(getattr(request, "plugin_notes", ()))
-        runs = self.after.active_groups() if self.after.plugins else ()
+        try:
+            runs = self.after.active_groups() if self.after.plugins else ()
+        except BreakerOpen as exc:
+            notes.append((exc.plugin.name, "breaker_open"))
+            return closed_reply((exc.plugin, "breaker_open"), request, notes)
         if runs:
             request_dict = getattr(request, "plugin_view", None) or request_data(request, self.with_body)
             original = current = response_data(reply)

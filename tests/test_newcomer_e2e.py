@@ -75,7 +75,7 @@ def test_newcomer_path_from_a_fresh_checkout(tmp_path):
         assert "==> installing Backworks and its dependencies into .venv" in output
         assert "\nCollecting " in output  # pip's progress, one line per package
         assert f"==> Backworks is up: {url}/  (try: curl {url}/hello/ann)" in output
-        assert f"    dashboard: {url}/_backworks/?token=dev-admin-token" in output
+        assert f"    dashboard: {url}/_backworks/  (admin token: dev-admin-token)" in output
         assert "    stop it with Ctrl-C" in output
 
         # The quickstart requests.

@@ -14,6 +14,7 @@ from backworks.errors import ConfigError, HTTPError
 from backworks.http import Reply, RequestData, is_json_type, json_reply
 from backworks.listing import ListQuery
 from backworks.modes.base import LoadContext, Mode
+from backworks.modes.tables import register
 from backworks.records import Field, Invalid, row_converter
 from backworks.schema import field, listof, named, section
 
@@ -86,6 +87,7 @@ class DatabaseMode(Mode):
         self.to_json = row_converter(self.fields)
         self.listing = ListQuery(self.table, self.fields, self.id_name, block["default_limit"], block["max_limit"])
         self.name = block["table"]
+        register(ctx, spec.name, self)  # runtime scripts that list this endpoint in runtime.tables use it
 
     def _fields(self, block: dict) -> dict:
         problems = []
@@ -188,7 +190,12 @@ class DatabaseMode(Mode):
 
     def create(self, request: RequestData) -> Reply:
         """POST collection: validate, insert, 201 with Location."""
-        values = self.validated(self.body(request), "create")
+        record = self.insert_record(self.validated(self.body(request), "create"))
+        location = request.path.rstrip("/") + "/" + quote(str(record[self.id_name]), safe="")
+        return json_reply(201, record, [("Location", location)])
+
+    def insert_record(self, values: dict) -> dict:
+        """Insert validated values; return the stored record (409 HTTPError on a unique clash)."""
         try:
             with self.db.engine.begin() as conn:
                 result = conn.execute(self.insert, values)
@@ -196,24 +203,29 @@ class DatabaseMode(Mode):
                 row = conn.execute(self.select_one, {"key": key}).one()
         except IntegrityError:
             raise self.conflict(values, None)
-        location = request.path.rstrip("/") + "/" + quote(str(key), safe="")
-        return json_reply(201, self.to_json(row), [("Location", location)])
+        return self.to_json(row)
 
     def update(self, request: RequestData, key, partial: bool) -> Reply:
         """PUT (replace) or PATCH (change the given fields) an item."""
         values = self.validated(self.body(request), "patch" if partial else "replace", key)
+        record = self.update_record(key, values)
+        if record is None:
+            raise self.not_found(key)
+        return json_reply(200, record)
+
+    def update_record(self, key, values: dict, conditions=()) -> dict | None:
+        """Set validated values on the record `key` (if it also meets `conditions`); None when none does."""
         try:
             with self.db.engine.begin() as conn:
-                if values:
-                    changed = conn.execute(sa.update(self.table).where(self.key == key).values(values))
+                if values or conditions:
+                    changed = conn.execute(sa.update(self.table).where(self.key == key, *conditions)
+                                           .values(values or {self.id_name: key}))
                     if changed.rowcount == 0:
-                        raise self.not_found(key)
+                        return None
                 row = conn.execute(self.select_one, {"key": key}).first()
         except IntegrityError:
             raise self.conflict(values, key)
-        if row is None:
-            raise self.not_found(key)
-        return json_reply(200, self.to_json(row))
+        return None if row is None else self.to_json(row)
 
     def delete(self, key) -> Reply:
         """DELETE item: 204, or 404 when there was none."""

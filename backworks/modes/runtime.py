@@ -8,7 +8,7 @@ from backworks.errors import ConfigError
 from backworks.http import JSON_TYPE, Reply, RequestData, error_reply
 from backworks.metrics import PLUGIN_CALLS, PLUGIN_LATENCY, TALLY
 from backworks.modes.base import LoadContext, Mode
-from backworks.schema import field
+from backworks.schema import field, listof
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +25,9 @@ SCHEMA = {
                        "limits, any worker class); auto: inline when possible.",
                        allowed=["auto", "inline", "process"], default="auto"),
     "config": field("dict", "Free-form settings the script reads as `config`.", default={}),
+    "tables": listof("Database endpoints whose records the script reads and writes as `db` (db.get, db.list, "
+                     "db.create, db.update, db.delete); needs inline isolation.", {"type": "string"},
+                     default=[]),
 }
 
 
@@ -36,7 +39,11 @@ class RuntimeMode(Mode):
 
     def __init__(self, spec, ctx: LoadContext):
         super().__init__(spec, ctx)
+<<<<<<< HEAD
         from backworks.isolation import isolation_for
+=======
+        from backworks.isolation import pick_isolation
+>>>>>>> examples
         from backworks.sandbox import Budget, Sandbox, ScriptError, compile_script
 
         block = self.block
@@ -52,7 +59,13 @@ class RuntimeMode(Mode):
         if "handle" not in script.hooks:
             raise self.problem("script", f"{path.name} defines no handle(request) function (runtime endpoints "
                                          f"answer with it)")
+<<<<<<< HEAD
         isolation = isolation_for(block["isolation"], script.digest, ctx.options)
+=======
+        # Like plugins: a reload (in the file watcher's thread) keeps the isolation the worker chose at start.
+        isolation = pick_isolation(block["isolation"])
+        extras = self._tables(ctx, isolation)
+>>>>>>> examples
         state = ctx.config.data["state"]
         self.sandbox = ctx.shared(f"sandbox:{isolation}", lambda: Sandbox(isolation, state))
         self.child_logs = isolation == "process"  # inline scripts' log lines are written as they happen
@@ -60,9 +73,30 @@ class RuntimeMode(Mode):
         self.key = f"runtime:{spec.name}"
         self.budget = Budget(block["timeout_ms"], block["memory_mb"])
         self.latency = PLUGIN_LATENCY.labels(self.key, "handle")
-        outcome = self.sandbox.load(self.key, script, block["config"], self.budget)
+        outcome = self.sandbox.load(self.key, script, block["config"], self.budget, extras)
         if outcome.kind != "ok":
             raise self.problem("script", f"loading the script failed ({outcome.kind}): {outcome.message}")
+
+    def _tables(self, ctx: LoadContext, isolation: str) -> dict:
+        """The `db` facade for runtime.tables (checked against the config's database endpoints), or none."""
+        names = self.block["tables"]
+        if not names:
+            return {}
+        from backworks.modes.tables import Tables
+        from backworks.sandbox.env import Facade
+
+        databases = [s.name for s in ctx.config.endpoints if s.mode == "database"]
+        problems = [f"{self.spec.at(self.spec.mode, 'tables', str(i))}: {name!r} is not a database endpoint "
+                    f"(database endpoints: {', '.join(databases) or 'none'})"
+                    for i, name in enumerate(names) if name not in databases]
+        if isolation == "process":
+            where = self.spec.at(self.spec.mode, "tables")
+            problems.append(f"{where}: runtime.tables needs inline isolation (sync gunicorn workers or "
+                            f"`backworks serve`); a sandbox process has no database access "
+                            f"(isolation: {self.block['isolation']})")
+        if problems:
+            raise ConfigError(problems)
+        return {"db": Facade("db", Tables(ctx, names, self.spec.name).functions())}
 
     def handle(self, request: RequestData) -> Reply:
         """Call the script's handle(request) under its budget and turn what it returns into a reply."""

@@ -57,14 +57,19 @@ class Sandbox:
             logger.warning("inline sandbox called off the main thread; running scripts in a sandbox process")
         return False
 
-    def load(self, key: str, script: Script, config: dict, budget: Budget = Budget()) -> Outcome:
+    def load(self, key: str, script: Script, config: dict, budget: Budget = Budget(),
+             extras: dict | None = None) -> Outcome:
         """(Re)define `key`: run the module body and on_load(config) within budget.
 
         Script code first runs in a sandbox child: this process loads a script inline only after it loaded
         cleanly there (here, or in the gunicorn master's check, whose memory a worker inherits). A script
-        that crashes, hangs or blows its memory at load fails in the child, never here.
+        that crashes, hangs or blows its memory at load fails in the child, never here. `extras` are
+        read-only facades (env.Facade) added to the script's globals when it runs inline; a sandbox child
+        never gets them.
         """
         self._hooks[key] = script.hooks
+        if self.runner is not None:
+            self.runner.extras[key] = dict(extras or {})
         self._loads[key] = (script, config, budget)
         self._generation = -1
         if self.runner is not None and timer_usable() and not backstop.is_quarantined(script.digest):

@@ -470,6 +470,7 @@ class Runner:
         self.loaded: dict[str, Loaded] = {}
         self.garbage: list[BaseException] = []
         self.defer_cleanup = False
+        self.extras: dict[str, dict] = {}  # key -> host facades its script gets as globals (runtime `db`)
 
     def make_state(self, key: str):
         """Build the `state` facade of the script loaded under `key` (lazily imports backworks.state)."""
@@ -498,6 +499,7 @@ class Runner:
         log = ScriptLog(_short(script.filename))
         state = self.make_state(key)
         scope = self.globals_for(script, config, state, log)
+        scope.update(self.extras.get(key, {}))
 
         def body():
             exec(script.code, scope)
