@@ -39,11 +39,7 @@ class RuntimeMode(Mode):
 
     def __init__(self, spec, ctx: LoadContext):
         super().__init__(spec, ctx)
-<<<<<<< HEAD
-        from backworks.isolation import isolation_for
-=======
-        from backworks.isolation import pick_isolation
->>>>>>> examples
+        from backworks.isolation import isolation_for, pick_isolation
         from backworks.sandbox import Budget, Sandbox, ScriptError, compile_script
 
         block = self.block
@@ -59,13 +55,12 @@ class RuntimeMode(Mode):
         if "handle" not in script.hooks:
             raise self.problem("script", f"{path.name} defines no handle(request) function (runtime endpoints "
                                          f"answer with it)")
-<<<<<<< HEAD
+        # Like plugins: a reload (in the file watcher's thread) keeps the isolation the worker chose at start;
+        # a check and a quarantined script get process isolation.
         isolation = isolation_for(block["isolation"], script.digest, ctx.options)
-=======
-        # Like plugins: a reload (in the file watcher's thread) keeps the isolation the worker chose at start.
-        isolation = pick_isolation(block["isolation"])
-        extras = self._tables(ctx, isolation)
->>>>>>> examples
+        extras = self._tables(ctx, pick_isolation(block["isolation"]))
+        if isolation == "process":
+            extras = {}  # checked (or quarantined) in a sandbox child, which never gets database access
         state = ctx.config.data["state"]
         self.sandbox = ctx.shared(f"sandbox:{isolation}", lambda: Sandbox(isolation, state))
         self.child_logs = isolation == "process"  # inline scripts' log lines are written as they happen
