@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl
 
 import sqlalchemy as sa
 
-from backworks import metrics
+from backworks import metrics, secrets
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +67,9 @@ def query_key(query: str) -> tuple:
 class CaptureStore:
     """Recorded exchanges: `record()` queues (never blocks), a writer thread per process stores them."""
 
-    def __init__(self, url: str, table: str = "backworks_captures"):
+    def __init__(self, url: str, table: str = "backworks_captures", policy=secrets.DEFAULT):
         self.url = url
+        self.policy = policy  # every row written goes through it (capture mode's rows on the way in)
         self.table = make_table(sa.MetaData(), table)
         self._engine = None
         self._pid = None
@@ -82,7 +83,8 @@ class CaptureStore:
     def from_config(cls, config) -> "CaptureStore":
         """Build the store named by a config's `capture` section."""
         capture = config.data["capture"]
-        return cls(engine_url(capture["store"], config.base_dir), capture.get("table", "backworks_captures"))
+        return cls(engine_url(capture["store"], config.base_dir), capture.get("table", "backworks_captures"),
+                   config.secrets)
 
     @property
     def engine(self) -> sa.Engine:
@@ -103,10 +105,11 @@ class CaptureStore:
 
     def _create_engine(self) -> sa.Engine:
         if self.url.startswith("sqlite"):
-            engine = sa.create_engine(self.url, connect_args={"timeout": 30, "check_same_thread": False})
+            engine = sa.create_engine(self.url, connect_args={"timeout": 30, "check_same_thread": False},
+                                      hide_parameters=True)
             sa.event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = sa.create_engine(self.url, pool_pre_ping=True, pool_size=2)
+            engine = sa.create_engine(self.url, pool_pre_ping=True, pool_size=2, hide_parameters=True)
         for attempt in range(3):
             try:
                 self.table.metadata.create_all(engine)
@@ -156,15 +159,19 @@ class CaptureStore:
 
     def _write(self, batch: list) -> None:
         try:
-            self.insert([prepare(row) if prepare else row for row, prepare in batch])
+            self._insert([prepare(row) if prepare else redact_row(row, self.policy) for row, prepare in batch])
             metrics.CAPTURE_WRITES.labels("ok").inc(len(batch))
         except Exception as exc:
             metrics.CAPTURE_WRITES.labels("failed").inc(len(batch))
+            # the exception's own text lists the SQL parameters (query keys, API keys): never log it
             logger.warning("capture store %s: could not record %d exchange(s): %s", safe_url(self.url),
-                           len(batch), exc)
+                           len(batch), secrets.error_text(exc))
 
     def insert(self, rows: list, engine: sa.Engine | None = None) -> None:
-        """Store rows now (import, tests); prepared rows only (see capture.prepare_row)."""
+        """Store rows now (import, tests), their secrets redacted by the store's policy."""
+        self._insert([redact_row(row, self.policy) for row in rows], engine)
+
+    def _insert(self, rows: list, engine: sa.Engine | None = None) -> None:
         with (engine or self.engine).begin() as conn:
             conn.execute(self.table.insert(), [{k: row.get(k) for k in COLUMNS if k in row} for row in rows])
 
@@ -219,8 +226,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def safe_url(url: str) -> str:
-    """Return a store URL without its password."""
-    return sa.engine.make_url(url).render_as_string(hide_password=True) if "://" in url else url
+    """Return a store URL without its password (see backworks.secrets)."""
+    return secrets.hide_url(url)
 
 
 def headers_json(pairs) -> str:
@@ -231,3 +238,31 @@ def headers_json(pairs) -> str:
 def headers_from_json(text: str) -> list:
     """Parse a stored header list."""
     return [tuple(pair) for pair in json.loads(text or "[]")]
+
+
+def redact_row(row: dict, policy: secrets.SecretsPolicy) -> dict:
+    """Return a capture row (raw header lists or stored JSON) with the policy's secrets redacted.
+
+    Secrets found by name (headers, query, JSON and form fields) are remembered, then hidden wherever
+    else they appear: text bodies, URLs, other headers."""
+    redaction = policy.redaction()
+    out = dict(row)
+    for side in ("request", "response"):
+        pairs = row[f"{side}_headers"]
+        pairs = headers_from_json(pairs) if isinstance(pairs, str) else list(pairs)
+        out[f"{side}_headers"] = redaction.headers(pairs)
+    out["url"] = redaction.url(row.get("url") or "")
+    out["query"] = redaction.query(row.get("query") or "")
+    for side in ("request", "response"):
+        body = bytes(row[f"{side}_body"] or b"")
+        complete = row.get(f"{side}_body_size", len(body)) == len(body)
+        out[f"{side}_body"] = redaction.body(body, _find(out[f"{side}_headers"], "content-type"), complete)
+    for key in ("url", "query", "request_body", "response_body"):
+        out[key] = redaction.text(out[key])
+    for side in ("request", "response"):
+        out[f"{side}_headers"] = headers_json((k, redaction.text(str(v))) for k, v in out[f"{side}_headers"])
+    return out
+
+
+def _find(pairs, name: str):
+    return next((value for key, value in pairs if str(key).lower() == name), None)

@@ -11,6 +11,7 @@ from pathlib import Path
 import cerberus
 import yaml
 
+from backworks import secrets
 from backworks.config_errors import format_problem, line_for, path_text, suggest, validation_problems
 from backworks.config_schema import config_schema
 from backworks.errors import ConfigError
@@ -20,7 +21,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_CONFIG = "config/backworks.yaml"
 ENV_PREFIX = "BACKWORKS__"
 VAR_PATTERN = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-SECRET_WORDS = ("token", "password", "secret", "key", "keys", "authorization", "cookie", "dsn")
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ class Config:
     data: dict
     lines: dict = dc_field(default_factory=dict)
     endpoints: list = dc_field(default_factory=list)
+    secrets: secrets.SecretsPolicy = secrets.DEFAULT  # what every output of this load hides
 
     @property
     def base_dir(self) -> Path:
@@ -86,8 +87,21 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
         raise ConfigError([f"{path}: cannot read config file: {exc.strerror or exc}"])
     data, lines = parse_yaml(text, str(path))
     problems: list[str] = []
-    data = substitute_env(data, environ, lambda p, msg: problems.append(format_problem(path, lines, p, msg)))
+    used: dict = {}
+    data = substitute_env(data, environ, lambda p, msg: problems.append(format_problem(path, lines, p, msg)),
+                          used=used)
     from_env = apply_env_overrides(data, environ, lambda msg: problems.append(f"{path}: {msg}"))
+    used.update((name, environ[name]) for name in from_env.values())
+    hidden = {value for name, value in used.items() if secrets.looks_secret(name)}
+    try:
+        return _validate(path, data, lines, overrides, from_env, problems, hidden)
+    except ConfigError as exc:
+        # a value from a secret-named variable never reaches a message (/readyz, the log, the admin API)
+        raise ConfigError([secrets.hide_values(p, hidden) for p in exc.problems]) from None
+
+
+def _validate(path: Path, data: dict, lines: dict, overrides, from_env: dict, problems: list,
+              hidden: set) -> Config:
     if overrides:
         data = deep_merge(data, overrides)
     data, index_names = normalise_endpoints(data, lines, path, problems)
@@ -97,6 +111,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
     if not validator.validate(data):
         raise ConfigError(validation_problems(validator, path, lines, index_names, from_env))
     config = Config(path=path, data=validator.document, lines=lines)
+    config.secrets = secrets.from_settings(config.data["capture"], hidden | secrets.config_values(config.data))
     config.endpoints = build_endpoints(config, index_names, problems)
     check_references(config, problems)
     if problems:
@@ -145,12 +160,13 @@ def _record_lines(node, path: tuple, lines: dict) -> None:
             _record_lines(item, path + (index,), lines)
 
 
-def substitute_env(value, environ, report, path: tuple = ()):
-    """Replace ${VAR} and ${VAR:-default} in every string; `$$` is a literal `$`."""
+def substitute_env(value, environ, report, path: tuple = (), used: dict | None = None):
+    """Replace ${VAR} and ${VAR:-default} in every string; `$$` is a literal `$`; `used` gets {VAR: value}."""
+    used = {} if used is None else used
     if isinstance(value, dict):
-        return {k: substitute_env(v, environ, report, path + (k,)) for k, v in value.items()}
+        return {k: substitute_env(v, environ, report, path + (k,), used) for k, v in value.items()}
     if isinstance(value, list):
-        return [substitute_env(v, environ, report, path + (i,)) for i, v in enumerate(value)]
+        return [substitute_env(v, environ, report, path + (i,), used) for i, v in enumerate(value)]
     if not isinstance(value, str) or "$" not in value:
         return value
 
@@ -159,6 +175,7 @@ def substitute_env(value, environ, report, path: tuple = ()):
             return "$"
         name, default = match.group(1), match.group(2)
         if name in environ:
+            used[name] = environ[name]
             return environ[name]
         if default is not None:
             return default
@@ -167,6 +184,15 @@ def substitute_env(value, environ, report, path: tuple = ()):
         return ""
 
     return VAR_PATTERN.sub(replace, value)
+
+
+def escape_substitution(value):
+    """Return data with every `$` in its strings written `$$`, so loading it gives the text back unchanged."""
+    if isinstance(value, dict):
+        return {k: escape_substitution(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [escape_substitution(v) for v in value]
+    return value.replace("$", "$$") if isinstance(value, str) else value
 
 
 def apply_env_overrides(data: dict, environ, report) -> dict:
@@ -330,16 +356,6 @@ def endpoint_matches(patterns, name: str) -> bool:
     return any(_glob(p, name) for p in patterns)
 
 
-def masked(value, key: str = ""):
-    """Return a copy of config data with secret-looking values replaced by '***'."""
-    lowered = key.lower()
-    secret = any(w == lowered or lowered.endswith("_" + w) for w in SECRET_WORDS)
-    if secret and not isinstance(value, dict) and value not in (None, "", []):
-        return "***"
-    if isinstance(value, dict):
-        return {k: masked(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [masked(v) for v in value]
-    if isinstance(value, str) and re.match(r"^[a-z+]+://[^/@\s]+:[^/@\s]+@", value):
-        return re.sub(r"://([^/:@\s]+):[^/@\s]+@", r"://\1:***@", value)
-    return value
+def masked(value, policy: secrets.SecretsPolicy = secrets.DEFAULT):
+    """Return a copy of config data with secrets masked as '***' (see backworks.secrets)."""
+    return secrets.mask_config(value, policy)
