@@ -54,9 +54,24 @@ def test_admin_post_routes_need_the_token_too(client):
     assert client.post("/_backworks/api/plugins/x/reset").status_code == 401
 
 
-def test_token_in_query_opens_only_the_dashboard_page(client):
-    assert client.get(f"/_backworks/?token={TOKEN}").status_code == 200
+def test_token_posted_by_the_login_form_opens_only_the_dashboard_page(client):
+    page = client.post("/_backworks/", data={"token": TOKEN})
+    assert page.status_code == 200 and b'id="endpoints"' in page.data
+    assert page.headers["Cache-Control"] == "no-store"
+    assert client.post("/_backworks/", data={"token": "wrong"}).status_code == 401
+    assert client.post("/_backworks/api/reload", data={"token": TOKEN}).status_code == 401
+
+
+def test_token_in_a_url_opens_nothing(client):
+    # a token in a URL lands in access logs and browser history: never accepted there
+    assert client.get(f"/_backworks/?token={TOKEN}").status_code == 401
     assert client.get(f"/_backworks/api/status?token={TOKEN}").status_code == 401
+
+
+def test_login_form_posts_the_token(client):
+    page = client.get("/_backworks/", headers={"Accept": "text/html"})
+    assert page.status_code == 401
+    assert b'<form method="post" id="login">' in page.data and b'method="get"' not in page.data
 
 
 def test_dashboard_without_token_shows_a_token_form_to_browsers(client):
