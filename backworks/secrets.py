@@ -6,10 +6,11 @@ imports nothing from backworks.
 """
 from __future__ import annotations
 
+import base64
 import json
 import re
 from dataclasses import dataclass, field
-from urllib.parse import quote, quote_plus, unquote_plus, urlsplit
+from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit
 
 REDACTED = "[REDACTED]"
 MASK = "***"
@@ -99,6 +100,9 @@ def config_values(data, policy: SecretsPolicy = DEFAULT) -> set:
             if secret:
                 found.add(value)
             found.update(url_secrets(value))
+            parts = _split_userinfo(value)
+            if parts and ":" in parts[1]:  # sent upstream as Basic credentials, which an upstream may echo
+                found.update(base64.b64encode(text.encode()).decode() for text in {parts[1], unquote(parts[1])})
 
     walk(data, False)
     return {v for v in found if usable_value(v)}
