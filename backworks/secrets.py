@@ -25,6 +25,8 @@ SECRET_SUFFIXES = ("_key", "_keys", "_dsn")
 # A known secret value shorter than this is not searched for in free text (it would match anywhere).
 MIN_VALUE_LENGTH = 4
 NOT_SECRET_VALUES = frozenset({"true", "false", "null", "none", "bearer", "basic"})
+# A user name alone is a token in web URLs (https://ghp_...@github.com); in database URLs it is only a name.
+TOKEN_USER_SCHEMES = ("http://", "https://", "ws://", "wss://")
 URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
 JSON_PAIR = re.compile(rb'"((?:[^"\\]|\\.)*)"(\s*:\s*)("(?:[^"\\]|\\.)*"?|[^\s,}\]{\[][^,}\]]*)')
 
@@ -134,37 +136,53 @@ def url_secrets(url: str) -> list:
     parts = _split_userinfo(url)
     if parts:
         user, colon, password = parts[1].partition(":")
-        found.append(password if colon else user)
-    query = url.split("?", 1)[1].split("#", 1)[0] if "?" in url else ""
-    for pair in query.split("&"):
+        if colon or _token_user(parts[0]):
+            found.append(password if colon else user)
+    base, _, fragment = url.partition("#")
+    query = base.partition("?")[2]
+    for pair in f"{query}&{fragment}".split("&"):
         name, eq, value = pair.partition("=")
         if eq and value and looks_secret(unquote_plus(name)):
             found.extend({value, unquote_plus(value)})
     return [v for v in found if v]
 
 
+def _token_user(scheme: str) -> bool:
+    return scheme.lower() in TOKEN_USER_SCHEMES
+
+
 def hide_url(url: str, mask: str = MASK, policy: SecretsPolicy = DEFAULT) -> str:
     """Return a URL with its password (or lone user token) and secret-looking query values hidden."""
+    return _map_params(_hide_userinfo(url, mask), lambda params: hide_query(params, mask, policy))
+
+
+def _hide_userinfo(url: str, mask: str) -> str:
     parts = _split_userinfo(url)
-    if parts:
-        scheme, userinfo, rest = parts
-        user, colon, _ = userinfo.partition(":")
-        url = f"{scheme}{user}:{mask}@{rest}" if colon else f"{scheme}{mask}@{rest}"
-    base, question, query = url.partition("?")
-    if not question:
+    if not parts:
         return url
-    query, hash_, fragment = query.partition("#")
-    return f"{base}?{hide_query(query, mask, policy)}{hash_}{fragment}"
+    scheme, userinfo, rest = parts
+    user, colon, _ = userinfo.partition(":")
+    if colon:
+        return f"{scheme}{user}:{mask}@{rest}"
+    return f"{scheme}{mask}@{rest}" if _token_user(scheme) else url
 
 
-def hide_query(query: str, mask: str = REDACTED, policy: SecretsPolicy = DEFAULT) -> str:
+def _map_params(url: str, change) -> str:
+    """Apply `change` to a URL's query and to its fragment (OAuth answers put tokens in `#access_token=`)."""
+    base, hash_, fragment = url.partition("#")
+    base, question, query = base.partition("?")
+    return base + (question + change(query) if question else "") + (hash_ + change(fragment) if hash_ else "")
+
+
+def hide_query(query: str, mask: str = REDACTED, policy: SecretsPolicy = DEFAULT, is_secret=None) -> str:
     """Return a query string with secret parameters' values replaced; other pairs stay byte for byte."""
     if not query:
         return query
+    is_secret = is_secret or policy.is_secret_param
     pairs = []
     for pair in query.split("&"):
-        name, eq, value = pair.partition("=")
-        pairs.append(f"{name}={mask}" if eq and policy.is_secret_param(unquote_plus(name)) else pair)
+        name, eq, _ = pair.partition("=")
+        pairs.append(f"{name}={mask}" if eq and is_secret(unquote_plus(name)) else pair)
     return "&".join(pairs)
 
 
@@ -247,6 +265,8 @@ class Redaction:
             if self.policy.is_secret_header(name):
                 self._remember_header(str(name).lower(), str(value))
                 value = REDACTED
+            elif "://" in str(value):  # Location, Referer: a URL may carry ?token= or #access_token=
+                value = self.url(str(value))
             out.append((name, value))
         return out
 
@@ -273,12 +293,8 @@ class Redaction:
         parts = _split_userinfo(url)
         if parts:
             user, colon, password = parts[1].partition(":")
-            self.remember(password if colon else user)
-        base, question, query = url.partition("?")
-        if question:
-            query, hash_, fragment = query.partition("#")
-            return f"{hide_url(base, REDACTED)}?{self.query(query)}{hash_}{fragment}"
-        return hide_url(url, REDACTED)
+            self.remember(password if colon else user if _token_user(parts[0]) else "")
+        return _map_params(_hide_userinfo(url, REDACTED), self.query)
 
     def json_value(self, value):
         """Return parsed JSON with secret fields' values replaced, at any depth."""
@@ -316,7 +332,7 @@ class Redaction:
                 name, _, value = pair.partition("=")
                 if self.policy.is_secret_field(unquote_plus(name)):
                     self.remember(unquote_plus(value))
-            return hide_query(text, REDACTED, _FieldsAsParams(self.policy)).encode("latin-1")
+            return hide_query(text, REDACTED, is_secret=self.policy.is_secret_field).encode("latin-1")
         if kind == "application/json" or kind.endswith("+json"):
             return self._json_body(data, complete)
         return data
@@ -350,10 +366,3 @@ class Redaction:
                 elif form in data:
                     data = data.replace(form, REDACTED)
         return data
-
-
-class _FieldsAsParams:
-    """A policy view that judges form-body parameters by the field rules."""
-
-    def __init__(self, policy: SecretsPolicy):
-        self.is_secret_param = policy.is_secret_field

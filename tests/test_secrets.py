@@ -93,10 +93,19 @@ def test_configured_additions_join_the_defaults():
     ("http://h/v1?password=hunter2&q=1", "http://h/v1?password=***&q=1"),
     ("http://h/?api_key=abc&access_token=t#top", "http://h/?api_key=***&access_token=***#top"),
     ("https://host/users/@me", "https://host/users/@me"),
+    ("postgresql://bob@db/x", "postgresql://bob@db/x"),
+    ("https://app/cb#access_token=abc&state=1", "https://app/cb#access_token=***&state=1"),
     ("sqlite:///captures.db", "sqlite:///captures.db"),
 ])
 def test_hide_url_hides_passwords_tokens_and_secret_query_values(url, shown):
     assert secrets.hide_url(url) == shown
+
+
+def test_a_url_in_a_header_value_has_its_secrets_redacted_and_remembered():
+    redaction = secrets.DEFAULT.redaction()
+    assert redaction.headers([("Location", "https://app/cb#access_token=tok-in-location&state=1")]) == \
+        [("Location", "https://app/cb#access_token=[REDACTED]&state=1")]
+    assert redaction.text(b"echo tok-in-location") == b"echo [REDACTED]"
 
 
 def test_public_url_keeps_only_scheme_host_port_and_path():
@@ -153,8 +162,8 @@ def test_capture_hides_a_config_secret_echoed_by_the_upstream(tmp_path, upstream
 
 
 def test_har_export_and_mock_query_conditions_carry_no_secret():
-    row = {"recorded_at": 0.0, "endpoint": "rec", "method": "GET", "url": "http://h/x?api_key=key-one&q=a", "path": "/x",
-           "query": "api_key=key-one&q=a", "request_headers": '[["X-Api-Key", "key-two"]]', "request_body": b"",
+    row = {"recorded_at": 0.0, "endpoint": "rec", "method": "GET", "url": "http://h/x?api_key=key-one&q=a",
+           "path": "/x", "query": "api_key=key-one&q=a", "request_headers": '[["X-Api-Key", "key-two"]]', "request_body": b"",
            "request_body_size": 0, "request_body_hash": "", "status": 200,
            "response_headers": '[["Content-Type", "text/plain"], ["Set-Cookie", "sid=key-three"]]',
            "response_body": b"your key key-two", "response_body_size": 16, "duration_ms": 1.0, "upstream": "api"}
