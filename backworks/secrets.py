@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import quote, quote_plus, unquote, unquote_plus, urlsplit
 
 REDACTED = "[REDACTED]"
@@ -50,7 +50,7 @@ class SecretsPolicy:
     headers: frozenset = frozenset()
     fields: frozenset = frozenset()
     query: frozenset = frozenset()
-    values: frozenset = field(default_factory=frozenset)
+    values: frozenset = frozenset()
 
     def is_secret_header(self, name) -> bool:
         """Return True for a header that carries credentials."""
@@ -231,7 +231,8 @@ def error_text(exc: BaseException, values=()) -> str:
 
 def mask_config(value, policy: SecretsPolicy = DEFAULT, key: str = ""):
     """Return a copy of config data with secret-named values, URL credentials and known values as '***'."""
-    if key and policy.is_secret_field(key) and not isinstance(value, dict) and value not in (None, "", []):
+    # numbers and booleans under secret-looking keys (state.max_keys) are settings, not credentials
+    if key and policy.is_secret_field(key) and isinstance(value, (str, list)) and value not in ("", []):
         return MASK
     if isinstance(value, dict):
         return {k: mask_config(v, policy, str(k)) for k, v in value.items()}

@@ -227,6 +227,7 @@ def test_print_config_masks_header_secrets_redis_and_query_passwords_and_odd_pas
     assert data["capture"]["store"] == "postgresql://db/captures?password=***"
     assert data["upstreams"]["catalog"]["targets"][0]["url"] == "http://catalog.test/?api_key=***"
     assert data["endpoints"]["c"]["proxy"]["set_headers"] == {"X-Api-Key": "***", "X-Plain": "k=***"}
+    assert data["state"]["max_keys"] == 10000  # a number under a key-like name is a setting
 
 
 def test_readyz_says_config_invalid_without_the_reload_error(tmp_path, monkeypatch, caplog):
