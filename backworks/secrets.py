@@ -94,7 +94,8 @@ def config_values(data, policy: SecretsPolicy = DEFAULT) -> set:
     def walk(value, secret: bool) -> None:
         if isinstance(value, dict):
             for key, item in value.items():
-                walk(item, secret or policy.is_secret_field(key))
+                if key != "mock":  # canned answers ({"token": "demo"}) are sample data, not credentials
+                    walk(item, secret or policy.is_secret_field(key))
         elif isinstance(value, list):
             for item in value:
                 walk(item, secret)

@@ -108,6 +108,13 @@ def test_a_url_in_a_header_value_has_its_secrets_redacted_and_remembered():
     assert redaction.text(b"echo tok-in-location") == b"echo [REDACTED]"
 
 
+def test_config_values_are_secret_fields_url_passwords_and_basic_credentials_but_not_mock_data():
+    data = {"admin": {"token": "admin-tok"}, "upstreams": {"a": {"targets": [{"url": "http://u:pw-1234@h/"}]}},
+            "endpoints": {"e": {"mock": {"json": {"token": "demo-token"}}},
+                          "p": {"proxy": {"set_headers": {"X-Api-Key": "hdr-key"}}}}}
+    assert secrets.config_values(data) == {"admin-tok", "pw-1234", "hdr-key", "dTpwdy0xMjM0"}
+
+
 def test_public_url_keeps_only_scheme_host_port_and_path():
     assert secrets.public_url("http://u:pw@api.test:8443/v1/?api_key=k") == "http://api.test:8443/v1"
     assert secrets.public_url("http://u:p@ss/w@api.test/v1") == "http://api.test/v1"
