@@ -83,7 +83,6 @@ def test_one_secret_through_every_input_reaches_no_output(tmp_path, upstream, mo
         outputs["store"] = repr(wait_rows(store, 4))
         store.close()
         down = client.get("/down")
-        assert down.status_code == 502
         outputs["error body"] = down.get_data(as_text=True)
         outputs["metrics"] = client.get("/metrics").get_data(as_text=True)
         for call in ("requests", "status", "ready", "endpoints", "plugins", "stats"):
@@ -94,13 +93,12 @@ def test_one_secret_through_every_input_reaches_no_output(tmp_path, upstream, mo
                      ["mocks-from-capture", str(path), "--out", str(tmp_path / "mocks.yaml")]):
             result = runner.invoke(cli, args)
             assert result.exit_code == 0, result.output
-            outputs[" ".join(args[:2])] = result.output
+            outputs[" ".join(a for a in args if str(tmp_path) not in a)] = result.output
         outputs["har"] = (tmp_path / "out.har").read_text()
         outputs["mocks"] = (tmp_path / "mocks.yaml").read_text()
         path.write_text('mode: "${CATALOG_KEY}"\n' + path.read_text())  # a broken edit quoting the secret
         assert app.extensions["backworks"].reload() is False
         readyz = client.get("/readyz")
-        assert readyz.json == {"status": "ready", "reasons": ["config_invalid"]}
         outputs["readyz"] = readyz.get_data(as_text=True)
         outputs["admin status after reload"] = client.get("/_backworks/api/status", headers=auth).get_data(
             as_text=True)
@@ -108,7 +106,8 @@ def test_one_secret_through_every_input_reaches_no_output(tmp_path, upstream, mo
         app.extensions["backworks"].runtime.close()
     # every Backworks log line (the fake upstream's own werkzeug access log is the upstream's, not ours)
     outputs["logs"] = "\n".join(caplog.handler.format(r) for r in caplog.records if r.name.startswith("backworks"))
-    assert "unallowed value '***'" in outputs["admin status after reload"]
     basic = base64.b64encode(f"svc:{SECRET}".encode()).decode()  # what the upstream got as Basic credentials
     leaks = [name for name, text in outputs.items() if SECRET in text or basic in text]
     assert leaks == []
+    assert down.status_code == 502 and readyz.json == {"status": "ready", "reasons": ["config_invalid"]}
+    assert "unallowed value '***'" in outputs["admin status after reload"]
