@@ -282,7 +282,7 @@ def test_upstream_credentials_and_query_stay_out_of_502_bodies_and_metrics(tmp_p
     body = reply.get_data(as_text=True)
     assert f"(http://127.0.0.1:{dead.split(':')[3].split('/')[0]}/base)" in body
     for text in (body, metrics_text):
-        assert "up-pass-1" not in text and "up-key-2" not in text and "api_key" not in text
+        assert "up-pass-1" not in text and "up-key-2" not in text and "api_key=" not in text
 
 
 # --- generated mocks: `$` is never substituted ----------------------------------------------------------
