@@ -254,7 +254,7 @@ def register_ops_routes(app: Flask, backworks: Backworks) -> None:
 
     @app.get("/readyz")
     def readyz():
-        report, ready = health.readiness(backworks)
+        report, ready = health.public_readiness(backworks)
         return jsonify(report), 200 if ready else 503
 
     @app.get("/metrics")

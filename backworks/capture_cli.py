@@ -9,8 +9,9 @@ from pathlib import Path
 import click
 import yaml
 
-from backworks.capture_store import CaptureStore, safe_url
+from backworks.capture_store import CaptureStore, redact_row, safe_url
 from backworks.cli_help import FullSummaryGroup
+from backworks.secrets import error_text
 from backworks.config import load_config
 from backworks.errors import ConfigError
 from backworks.problems import exit_with_problems
@@ -36,9 +37,9 @@ def read_rows(config_path: str, endpoint: str | None) -> list:
     """Return the recorded exchanges (of one endpoint, or all); exit 1 when the store cannot be read."""
     store = open_store(config_path)
     try:
-        return store.rows(endpoint)
+        return [redact_row(row, store.policy) for row in store.rows(endpoint)]
     except Exception as exc:
-        _fail(f"cannot read the capture store {safe_url(store.url)}: {exc}")
+        _fail(f"cannot read the capture store {safe_url(store.url)}: {error_text(exc)}")
     finally:
         store.close()
 
@@ -81,7 +82,7 @@ def import_command(har_path, config):
     try:
         store.insert(rows)
     except Exception as exc:
-        _fail(f"cannot write to the capture store {safe_url(store.url)}: {exc}")
+        _fail(f"cannot write to the capture store {safe_url(store.url)}: {error_text(exc)}")
     finally:
         store.close()
     click.echo(f"imported {len(rows)} exchange(s) from {har_path}")
@@ -98,7 +99,7 @@ def mocks_from_capture(config, out_path, endpoint):
 
     rows = read_rows(config, endpoint)
     out = Path(out_path)
-    data = build_mocks(rows, out.parent / f"{out.stem}_files")
+    data = build_mocks(rows, out.parent / f"{out.stem}_files")  # rows are redacted by read_rows
     text = "# Written by `backworks mocks-from-capture`: one mock endpoint per recorded method and path.\n"
     out.write_text(text + yaml.dump(data, Dumper=_PlainDumper, sort_keys=False, allow_unicode=True),
                    encoding="utf-8")

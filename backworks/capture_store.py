@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl
 
 import sqlalchemy as sa
 
-from backworks import draining, metrics
+from backworks import draining, metrics, secrets
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +71,10 @@ def query_key(query: str) -> tuple:
 class CaptureStore:
     """Recorded exchanges: `record()` queues (never blocks), a writer thread per process stores them."""
 
-    def __init__(self, url: str, table: str = "backworks_captures", queue_bytes: int = QUEUE_BYTES):
+    def __init__(self, url: str, table: str = "backworks_captures", policy=secrets.DEFAULT,
+                 queue_bytes: int = QUEUE_BYTES):
         self.url = url
+        self.policy = policy  # every row written goes through it (capture mode's rows on the way in)
         self.table = make_table(sa.MetaData(), table)
         self.queue_bytes = queue_bytes
         self._engine = None
@@ -92,7 +94,7 @@ class CaptureStore:
         """Build the store named by a config's `capture` section."""
         capture = config.data["capture"]
         return cls(engine_url(capture["store"], config.base_dir), capture.get("table", "backworks_captures"),
-                   capture.get("queue_max_bytes", QUEUE_BYTES))
+                   config.secrets, capture.get("queue_max_bytes", QUEUE_BYTES))
 
     @property
     def engine(self) -> sa.Engine:
@@ -116,11 +118,12 @@ class CaptureStore:
     def _create_engine(self) -> sa.Engine:
         if self.url.startswith("sqlite"):
             engine = sa.create_engine(self.url, connect_args={"timeout": STATEMENT_TIMEOUT_MS / 1000,
-                                                              "check_same_thread": False})
+                                                              "check_same_thread": False}, hide_parameters=True)
             sa.event.listen(engine, "connect", _sqlite_pragmas)
         else:
             # A store that accepts connections and never answers must not hold the writer forever.
             engine = sa.create_engine(self.url, pool_pre_ping=True, pool_size=2, pool_timeout=CONNECT_TIMEOUT_S,
+                                      hide_parameters=True,
                                       connect_args={"connect_timeout": CONNECT_TIMEOUT_S,
                                                     "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"})
         for attempt in range(3):
@@ -184,13 +187,14 @@ class CaptureStore:
 
     def _write(self, batch: list) -> None:
         try:
-            rows = [prepare(row) if prepare else row for row, prepare, _ in batch]
+            rows = [prepare(row) if prepare else redact_row(row, self.policy) for row, prepare, _ in batch]
             self._insert_recreating(rows)
             metrics.CAPTURE_WRITES.labels("ok").inc(len(batch))
         except Exception as exc:
             metrics.CAPTURE_WRITES.labels("failed").inc(len(batch))
+            # the exception's own text lists the SQL parameters (query keys, API keys): never log it
             logger.warning("capture store %s: could not record %d exchange(s): %s", safe_url(self.url),
-                           len(batch), _reason(exc))
+                           len(batch), secrets.error_text(exc))
 
     def _write_in_thread(self, deadline: float) -> bool:
         """Write what is queued from a new thread until `deadline`; True when it is still writing then."""
@@ -203,14 +207,14 @@ class CaptureStore:
     def _insert_recreating(self, rows: list) -> None:
         """insert(), creating the table again once when it was dropped under a running server."""
         try:
-            self.insert(rows)
+            self._insert(rows)
         except sa.exc.DBAPIError:
             if self._table_exists():
                 raise
             logger.warning("capture store %s: table %s is gone; creating it again", safe_url(self.url),
                            self.table.name)
             self.table.metadata.create_all(self.engine)
-            self.insert(rows)
+            self._insert(rows)
 
     def _table_exists(self) -> bool:
         try:
@@ -219,7 +223,10 @@ class CaptureStore:
             return True  # the store itself is failing: not a dropped table
 
     def insert(self, rows: list, engine: sa.Engine | None = None) -> None:
-        """Store rows now (import, tests); prepared rows only (see capture.prepare_row)."""
+        """Store rows now (import, tests), their secrets redacted by the store's policy."""
+        self._insert([redact_row(row, self.policy) for row in rows], engine)
+
+    def _insert(self, rows: list, engine: sa.Engine | None = None) -> None:
         with (engine or self.engine).begin() as conn:
             conn.execute(self.table.insert(), [{k: row.get(k) for k in COLUMNS if k in row} for row in rows])
 
@@ -284,12 +291,6 @@ class CaptureStore:
         self._engine = None
 
 
-def _reason(exc: Exception) -> str:
-    """A failed write's cause without its SQL parameters (they hold recorded data: keys, tokens)."""
-    cause = getattr(exc, "orig", None) if isinstance(exc, sa.exc.DBAPIError) else None
-    return f"{type(cause or exc).__name__}: {str(cause).splitlines()[0][:300]}" if cause else type(exc).__name__
-
-
 def row_size(row: dict) -> int:
     """The bytes a queued exchange holds, as the queue's byte bound counts them."""
     return (len(row.get("request_body") or b"") + len(row.get("response_body") or b"") + len(row.get("url") or "")
@@ -304,8 +305,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def safe_url(url: str) -> str:
-    """Return a store URL without its password."""
-    return sa.engine.make_url(url).render_as_string(hide_password=True) if "://" in url else url
+    """Return a store URL without its password (see backworks.secrets)."""
+    return secrets.hide_url(url)
 
 
 def headers_json(pairs) -> str:
@@ -316,3 +317,31 @@ def headers_json(pairs) -> str:
 def headers_from_json(text: str) -> list:
     """Parse a stored header list."""
     return [tuple(pair) for pair in json.loads(text or "[]")]
+
+
+def redact_row(row: dict, policy: secrets.SecretsPolicy) -> dict:
+    """Return a capture row (raw header lists or stored JSON) with the policy's secrets redacted.
+
+    Secrets found by name (headers, query, JSON and form fields) are remembered, then hidden wherever
+    else they appear: text bodies, URLs, other headers."""
+    redaction = policy.redaction()
+    out = dict(row)
+    for side in ("request", "response"):
+        pairs = row[f"{side}_headers"]
+        pairs = headers_from_json(pairs) if isinstance(pairs, str) else list(pairs)
+        out[f"{side}_headers"] = redaction.headers(pairs)
+    out["url"] = redaction.url(row.get("url") or "")
+    out["query"] = redaction.query(row.get("query") or "")
+    for side in ("request", "response"):
+        body = bytes(row[f"{side}_body"] or b"")
+        complete = row.get(f"{side}_body_size", len(body)) == len(body)
+        out[f"{side}_body"] = redaction.body(body, _find(out[f"{side}_headers"], "content-type"), complete)
+    for key in ("url", "query", "request_body", "response_body"):
+        out[key] = redaction.text(out[key])
+    for side in ("request", "response"):
+        out[f"{side}_headers"] = headers_json((k, redaction.text(str(v))) for k, v in out[f"{side}_headers"])
+    return out
+
+
+def _find(pairs, name: str):
+    return next((value for key, value in pairs if str(key).lower() == name), None)

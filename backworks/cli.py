@@ -50,7 +50,7 @@ def print_config(config, as_json):
         loaded = load_config(config)
     except ConfigError as exc:
         exit_with_problems(exc)
-    data = masked(loaded.data)
+    data = masked(loaded.data, loaded.secrets)
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
     else:

@@ -11,6 +11,7 @@ from pathlib import Path
 import cerberus
 import yaml
 
+from backworks import secrets
 from backworks.config_errors import (explain_errors, format_problem, line_for, path_text, suggest,
                                      validation_problems)
 from backworks.config_schema import config_schema
@@ -21,7 +22,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_CONFIG = "config/backworks.yaml"
 ENV_PREFIX = "BACKWORKS__"
 VAR_PATTERN = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-SECRET_WORDS = ("token", "password", "secret", "key", "keys", "authorization", "cookie", "dsn")
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,7 @@ class Config:
     data: dict
     lines: dict = dc_field(default_factory=dict)
     endpoints: list = dc_field(default_factory=list)
+    secrets: secrets.SecretsPolicy = secrets.DEFAULT  # what every output of this load hides
 
     @property
     def base_dir(self) -> Path:
@@ -119,8 +120,20 @@ def collect_config(path=None, overrides=None, environ=None, text=None,
         unset_paths.add(tuple(p))
         (problems if unset is None else unset).append(format_problem(path, lines, p, msg))
 
-    data = substitute_env(data, environ, unset_variable)
+    used: dict = {}
+    data = substitute_env(data, environ, unset_variable, used=used)
     from_env = apply_env_overrides(data, environ, lambda msg: problems.append(f"{path}: {msg}"))
+    used.update((name, environ[name]) for name in from_env.values())
+    hidden = {value for name, value in used.items() if secrets.looks_secret(name)}
+    result = _collect(path, data, lines, overrides, from_env, problems, unset_paths, hidden)
+    # a value from a secret-named variable never reaches a message (/readyz, the log, the admin API)
+    result.problems = [secrets.hide_values(problem, hidden) for problem in result.problems]
+    return result
+
+
+def _collect(path: Path, data: dict, lines: dict, overrides, from_env: dict, problems: list, unset_paths: set,
+             hidden: set) -> Collected:
+    """The stages after variables: overrides, schema (pruning broken parts), endpoints, references."""
     if overrides:
         data = deep_merge(data, overrides)
     data, index_names = normalise_endpoints(data, lines, path, problems)
@@ -132,6 +145,7 @@ def collect_config(path=None, overrides=None, environ=None, text=None,
         if not validator.validate(data):
             return Collected(None, problems, skipped, "the schema errors above must be fixed first")
     config = Config(path=path, data=validator.document, lines=lines)
+    config.secrets = secrets.from_settings(config.data["capture"], hidden | secrets.config_values(config.data))
     config.endpoints = build_endpoints(config, index_names, problems)
     check_references(config, problems, skipped)
     unset_at = tuple(format_problem(path, lines, p, "") for p in sorted(unset_paths, key=str))
@@ -208,12 +222,13 @@ def _record_lines(node, path: tuple, lines: dict) -> None:
             _record_lines(item, path + (index,), lines)
 
 
-def substitute_env(value, environ, report, path: tuple = ()):
-    """Replace ${VAR} and ${VAR:-default} in every string; `$$` is a literal `$`."""
+def substitute_env(value, environ, report, path: tuple = (), used: dict | None = None):
+    """Replace ${VAR} and ${VAR:-default} in every string; `$$` is a literal `$`; `used` gets {VAR: value}."""
+    used = {} if used is None else used
     if isinstance(value, dict):
-        return {k: substitute_env(v, environ, report, path + (k,)) for k, v in value.items()}
+        return {k: substitute_env(v, environ, report, path + (k,), used) for k, v in value.items()}
     if isinstance(value, list):
-        return [substitute_env(v, environ, report, path + (i,)) for i, v in enumerate(value)]
+        return [substitute_env(v, environ, report, path + (i,), used) for i, v in enumerate(value)]
     if not isinstance(value, str) or "$" not in value:
         return value
 
@@ -222,6 +237,7 @@ def substitute_env(value, environ, report, path: tuple = ()):
             return "$"
         name, default = match.group(1), match.group(2)
         if name in environ:
+            used[name] = environ[name]
             return environ[name]
         if default is not None:
             return default
@@ -230,6 +246,15 @@ def substitute_env(value, environ, report, path: tuple = ()):
         return ""
 
     return VAR_PATTERN.sub(replace, value)
+
+
+def escape_substitution(value):
+    """Return data with every `$` in its strings written `$$`, so loading it gives the text back unchanged."""
+    if isinstance(value, dict):
+        return {k: escape_substitution(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [escape_substitution(v) for v in value]
+    return value.replace("$", "$$") if isinstance(value, str) else value
 
 
 def apply_env_overrides(data: dict, environ, report) -> dict:
@@ -396,16 +421,6 @@ def endpoint_matches(patterns, name: str) -> bool:
     return any(_glob(p, name) for p in patterns)
 
 
-def masked(value, key: str = ""):
-    """Return a copy of config data with secret-looking values replaced by '***'."""
-    lowered = key.lower()
-    secret = any(w == lowered or lowered.endswith("_" + w) for w in SECRET_WORDS)
-    if secret and not isinstance(value, dict) and value not in (None, "", []):
-        return "***"
-    if isinstance(value, dict):
-        return {k: masked(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [masked(v) for v in value]
-    if isinstance(value, str) and re.match(r"^[a-z+]+://[^/@\s]+:[^/@\s]+@", value):
-        return re.sub(r"://([^/:@\s]+):[^/@\s]+@", r"://\1:***@", value)
-    return value
+def masked(value, policy: secrets.SecretsPolicy = secrets.DEFAULT):
+    """Return a copy of config data with secrets masked as '***' (see backworks.secrets)."""
+    return secrets.mask_config(value, policy)

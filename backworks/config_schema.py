@@ -48,10 +48,15 @@ DATABASE = section("Database used by `database` endpoints.", {
 CAPTURE = section("Where `capture` endpoints record exchanges and `replay` endpoints read them.", {
     "store": field("string", "sqlite:///captures.db (default) or a postgresql:// URL.",
                    default="sqlite:///captures.db"),
-    "redact_headers": listof("Extra header names replaced by [REDACTED] before storing "
-                             "(authorization, cookie and set-cookie always are).", {"type": "string"}, default=[]),
-    "redact_fields": listof("JSON body fields replaced by [REDACTED] before storing.", {"type": "string"},
-                            default=[]),
+    "redact_headers": listof("Extra secret header names, added to the built-in secrets policy (authorization, "
+                             "cookie, x-api-key, any name containing token, secret, password, ...): replaced "
+                             "by [REDACTED] in the store, HAR export, generated mocks and the admin API.",
+                             {"type": "string"}, default=[]),
+    "redact_fields": listof("Extra secret JSON and form body field names (any depth), added to the secrets "
+                            "policy like redact_headers.", {"type": "string"}, default=[]),
+    "redact_query": listof("Extra secret query parameter names, added to the secrets policy like "
+                           "redact_headers (api_key, access_token, password, ... always are).",
+                           {"type": "string"}, default=[]),
     "max_body_bytes": field("integer", "Bodies longer than this are stored truncated.", min=0,
                             default=1024 * 1024),
     "include": listof("Only record paths matching one of these globs (default: all).", {"type": "string"},

@@ -10,6 +10,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from backworks.errors import ConfigError
+from backworks.secrets import hide_url
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class Database:
     @property
     def safe_url(self) -> str:
         """The URL with any password hidden, for messages."""
-        return make_url(self.url).render_as_string(hide_password=True)
+        return hide_url(self.url)
 
     def close(self) -> None:
         """Close every pooled connection."""

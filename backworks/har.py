@@ -10,7 +10,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from werkzeug.http import HTTP_STATUS_CODES
 
 from backworks import __version__
-from backworks.capture_store import headers_from_json, headers_json
+from backworks.capture_store import headers_from_json, headers_json, redact_row
+from backworks.secrets import DEFAULT, SecretsPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -19,10 +20,11 @@ class HarError(ValueError):
     """A HAR file that cannot be imported; the message says where and why."""
 
 
-def export_har(rows: list) -> dict:
-    """Return a HAR 1.2 document for stored exchanges (oldest first)."""
+def export_har(rows: list, policy: SecretsPolicy = DEFAULT) -> dict:
+    """Return a HAR 1.2 document for stored exchanges (oldest first), secrets redacted by `policy`."""
+    # rows stored before a policy change (or imported raw) are redacted again on the way out
     return {"log": {"version": "1.2", "creator": {"name": "backworks", "version": __version__},
-                    "entries": [_entry(row) for row in rows]}}
+                    "entries": [_entry(redact_row(row, policy)) for row in rows]}}
 
 
 def _entry(row: dict) -> dict:

@@ -9,6 +9,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 from prometheus_client.exposition import choose_encoder
 
 from backworks.metrics import TALLY
+from backworks.secrets import error_text
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +36,22 @@ def metrics_payload(accept: str | None) -> tuple[bytes, str]:
     return encoder(registry()), content_type
 
 
+# /readyz is unauthenticated: it says ready or not and why in these codes only. The details (reload
+# problems, plugin health, database errors) are in the admin API (`GET api/ready`) and the log.
+REASONS = {"config": "config_invalid", "plugins": "plugin_unhealthy", "database": "database_unreachable"}
+
+
+def public_readiness(backworks) -> tuple[dict, bool]:
+    """Return the /readyz answer: {"status": ..., "reasons": [codes]} without any error text."""
+    report, ready = readiness(backworks)
+    reasons = [REASONS[name] for name, check in report["checks"].items() if not check.get("ok")]
+    if backworks.last_error:
+        reasons.insert(0, REASONS["config"])  # the last reload was refused; the previous config serves
+    return ({"status": report["status"], "reasons": reasons} if reasons else {"status": report["status"]}), ready
+
+
 def readiness(backworks) -> tuple[dict, bool]:
-    """Run the readiness checks: config loaded, critical plugins healthy, database reachable."""
+    """Run the readiness checks in detail (admin API): config loaded, critical plugins, database."""
     runtime = backworks.runtime
     checks = {"config": {"ok": True, "endpoints": len(runtime.endpoints),
                          "last_reload_error": backworks.last_error}}
@@ -61,10 +76,6 @@ def database_check(runtime) -> dict | None:
         with engine.connect() as conn:
             conn.exec_driver_sql("SELECT 1")
     except Exception as exc:
-        logger.warning("readiness: database unreachable: %s", exc)
-        return {"ok": False, "error": f"database unreachable: {type(exc).__name__}: {_first_line(exc)}"}
+        logger.warning("readiness: database unreachable: %s", error_text(exc))
+        return {"ok": False, "error": f"database unreachable: {error_text(exc)}"}
     return {"ok": True, "dialect": engine.dialect.name}
-
-
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [""])[0]

@@ -8,9 +8,11 @@ from collections import OrderedDict
 from pathlib import Path
 from urllib.parse import parse_qsl
 
-from backworks.capture_store import headers_from_json
+from backworks.capture_store import headers_from_json, redact_row
+from backworks.config import escape_substitution
 from backworks.http import is_json_type
 from backworks.modes.proxy import HOP_BY_HOP
+from backworks.secrets import DEFAULT, REDACTED, SecretsPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -48,36 +50,43 @@ def _param_name(previous: str, taken: list) -> str:
     return name
 
 
-def build_mocks(rows: list, files_dir: Path | None = None, name: str = "mocks-from-capture") -> dict:
-    """Return a config dict with one mock endpoint per method and path template of the recorded rows."""
+def build_mocks(rows: list, files_dir: Path | None = None, name: str = "mocks-from-capture",
+                policy: SecretsPolicy = DEFAULT) -> dict:
+    """Return a config dict with one mock endpoint per method and path template of the recorded rows.
+
+    Secrets are redacted by `policy`, and every `$` is written `$$`: recorded data is served as
+    recorded, never filled in from the environment of the server that loads the mocks."""
     groups: dict = OrderedDict()
-    for row in rows:
+    for row in (redact_row(row, policy) for row in rows):
         shape = path_template(row["path"])
         if shape is None:
             logger.warning("path %s cannot be written as a route; skipped", row["path"])
             continue
         template, params = shape
         key = (row["method"], template)
-        variant = (tuple(params), _query_conditions(row["query"]))
+        variant = (tuple(params), _query_conditions(row["query"], policy))
         groups.setdefault(key, OrderedDict()).setdefault(variant, []).append(row)
     writer = _FileWriter(files_dir)
     endpoints: dict = {}
     for (method, template), variants in groups.items():
         endpoints[_endpoint_name(method, template, endpoints)] = {
-            "path": template, "methods": [method], "mode": "mock", "mock": _mock_block(variants, writer)}
+            "path": template, "methods": [method], "mode": "mock",
+            "mock": escape_substitution(_mock_block(variants, writer, policy))}
     return {"name": name, "mode": "mock", "endpoints": endpoints}
 
 
-def _query_conditions(query: str) -> tuple:
+def _query_conditions(query: str, policy: SecretsPolicy) -> tuple:
+    # a secret parameter is no condition: its value was redacted, and a mock must not hold it anyway
     first: dict = {}
     for key, value in parse_qsl(query or "", keep_blank_values=True):
-        first.setdefault(key, value)
+        if not policy.is_secret_param(key) and REDACTED not in value:
+            first.setdefault(key, value)
     return tuple(sorted(first.items()))
 
 
-def _mock_block(variants: dict, writer: "_FileWriter") -> dict:
+def _mock_block(variants: dict, writer: "_FileWriter", policy: SecretsPolicy) -> dict:
     if len(variants) == 1 and not any(next(iter(variants))):
-        return _choice(next(iter(variants.values())), writer)
+        return _choice(next(iter(variants.values())), writer, policy)
     responses = []
     for (params, query), rows in sorted(variants.items(), key=lambda item: -len(item[0][0]) - len(item[0][1])):
         when: dict = {}
@@ -85,23 +94,24 @@ def _mock_block(variants: dict, writer: "_FileWriter") -> dict:
             when["path"] = dict(params)
         if query:
             when["query"] = dict(query)
-        responses.append({"when": when, **_choice(rows, writer)})
+        responses.append({"when": when, **_choice(rows, writer, policy)})
     return {"responses": responses, "status": 404, "json": NOT_RECORDED}
 
 
-def _choice(rows: list, writer: "_FileWriter") -> dict:
-    canned = [_canned(row, writer) for row in rows]
+def _choice(rows: list, writer: "_FileWriter", policy: SecretsPolicy) -> dict:
+    canned = [_canned(row, writer, policy) for row in rows]
     distinct = [c for i, c in enumerate(canned) if i == 0 or c != canned[i - 1]]
     if len(distinct) == 1:
         return distinct[0]
     return {"sequence": canned, "sequence_end": "repeat_last"}
 
 
-def _canned(row: dict, writer: "_FileWriter") -> dict:
+def _canned(row: dict, writer: "_FileWriter", policy: SecretsPolicy) -> dict:
     headers = headers_from_json(row["response_headers"])
     content_type = next((v for k, v in headers if k.lower() == "content-type"), None)
     out: dict = {"status": row["status"]}
-    kept = {k: v for k, v in headers if k.lower() not in SKIPPED_HEADERS and not k.lower().startswith("x-backworks")}
+    kept = {k: v for k, v in headers if k.lower() not in SKIPPED_HEADERS and not k.lower().startswith("x-backworks")
+            and not policy.is_secret_header(k)}  # a redacted Set-Cookie is of no use to a client
     if kept:
         out["headers"] = kept
     body = bytes(row["response_body"])

@@ -15,6 +15,7 @@ from urllib3.exceptions import (ConnectTimeoutError, HTTPError as Urllib3Error, 
 from backworks import metrics
 from backworks.lifecycle import current_pid
 from backworks.errors import HTTPError
+from backworks.secrets import public_url, scrub_text
 
 logger = logging.getLogger(__name__)
 
@@ -36,16 +37,6 @@ class UpstreamFailure(HTTPError):
 
 class RequestBodyError(HTTPError):
     """The client's body could not be sent (too large, cut off): the client's fault, not the upstream's."""
-
-
-def public_url(url: str) -> str:
-    """Return a URL without its user:password@ part, safe to show in messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return parts._replace(netloc=netloc).geturl().rstrip("/")
 
 
 class Breaker:
@@ -101,7 +92,7 @@ class Target:
         self.host = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.base_path = parts.path.rstrip("/")
-        self.name = public_url(self.url)
+        self.name = public_url(self.url)  # metrics labels, logs, error bodies: no credentials, no query
         self.netloc = parts.netloc.rsplit("@", 1)[-1]
         self.auth = urllib3.make_headers(basic_auth=f"{parts.username}:{parts.password or ''}")\
             .get("authorization") if parts.username else None
@@ -287,7 +278,7 @@ class Upstream:
 
 def _reason(exc: Exception) -> str:
     reason = getattr(exc, "reason", None) or exc
-    text = str(reason)
+    text = scrub_text(str(reason))  # it reaches the client's 502 body
     if "Connection refused" in text:
         return "connection refused"
     if "Name or service not known" in text or "nodename nor servname" in text:

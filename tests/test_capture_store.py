@@ -29,13 +29,13 @@ def store(tmp_path):
 def hang_inserts(store: CaptureStore) -> threading.Event:
     """Make the store hang on every write until the returned event is set."""
     release = threading.Event()
-    real = store.insert
+    real = store._insert
 
     def insert(rows, engine=None):
         release.wait()
         real(rows, engine)
 
-    store.insert = insert
+    store._insert = insert
     return release
 
 

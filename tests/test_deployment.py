@@ -229,8 +229,14 @@ def test_admin_through_nginx_requires_the_token(stack):
 
 def test_dashboard_and_its_assets_load_through_nginx(stack):
     proxy, _ = stack
-    page = requests.get(f"{proxy.url}/_backworks/?token={TOKEN}", timeout=10)
+    page = requests.post(f"{proxy.url}/_backworks/", data={"token": TOKEN}, timeout=10)
     assert page.status_code == 200 and 'id="endpoints"' in page.text
+    access_log = proxy.conf.parent / "access.log"
+    deadline = time.monotonic() + 5
+    while "POST /_backworks/ " not in access_log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "POST /_backworks/ " in access_log.read_text()
+    assert TOKEN not in access_log.read_text()  # the login form posts the token: no URL carries it
     script = requests.get(proxy.url + "/_backworks/static/dashboard.js", timeout=10)
     assert script.status_code == 200 and "Authorization" in script.text
     assert requests.get(proxy.url + "/_backworks/", timeout=10).status_code == 401

@@ -13,6 +13,7 @@ from prometheus_client import REGISTRY
 from backworks import hooks
 from backworks.metrics import TALLY
 from backworks.errors import ConfigError
+from backworks.health import readiness
 from tests.conftest import ROOT
 from tests.plugin_helpers import ECHO, plugin_app, plugin_set, plugin_status, write_plugins
 
@@ -407,10 +408,11 @@ def test_health_check_false_makes_readyz_fail_for_a_critical_plugin(tmp_path):
     """
     plugins = {"vital": {"critical": True, "config": {"healthy": False}},
                "minor": {"script": "vital.py", "config": {"healthy": False}}}
-    _, client = plugin_app(tmp_path, {"vital": script}, plugins)
+    app, client = plugin_app(tmp_path, {"vital": script}, plugins)
     response = client.get("/readyz")
     assert response.status_code == 503
-    checks = response.get_json()["checks"]["plugins"]
+    assert response.get_json() == {"status": "not_ready", "reasons": ["plugin_unhealthy"]}
+    checks = readiness(app.extensions["backworks"])[0]["checks"]["plugins"]  # details: admin API only
     assert checks["ok"] is False
     assert checks["plugins"]["vital"] == {"critical": True, "breaker": "closed", "health_check": "unhealthy",
                                           "healthy": False}
@@ -419,10 +421,11 @@ def test_health_check_false_makes_readyz_fail_for_a_critical_plugin(tmp_path):
 
 def test_health_check_true_keeps_readyz_ready(tmp_path):
     script = "def health_check():\n    return True\n"
-    _, client = plugin_app(tmp_path, {"vital": script}, {"vital": {"critical": True}})
+    app, client = plugin_app(tmp_path, {"vital": script}, {"vital": {"critical": True}})
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.get_json()["checks"]["plugins"]["plugins"]["vital"]["health_check"] == "ok"
+    assert response.get_json() == {"status": "ready"}
+    assert readiness(app.extensions["backworks"])[0]["checks"]["plugins"]["plugins"]["vital"]["health_check"] == "ok"
 
 
 def test_readyz_fails_while_a_critical_plugin_breaker_is_open(tmp_path):

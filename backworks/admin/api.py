@@ -9,7 +9,7 @@ import time
 from flask import Blueprint, jsonify, request
 
 from backworks import __version__
-from backworks.health import registry
+from backworks.health import readiness, registry
 from backworks.http import error_reply
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,11 @@ def register(bp: Blueprint, backworks) -> None:
             return error(400, "invalid_parameter", f"limit must be an integer from 1 to {MAX_RECENT}")
         rows = backworks.recorder.snapshot(backworks.runtime, int(limit))
         return jsonify(pid=os.getpid(), capacity=backworks.recorder.recent.maxlen, requests=rows)
+
+    @bp.get("/api/ready")
+    def ready():
+        report, is_ready = readiness(backworks)  # /readyz shows only the reason codes of this
+        return jsonify(report), 200 if is_ready else 503
 
     @bp.get("/api/stats")
     def stats():

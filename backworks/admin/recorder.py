@@ -8,19 +8,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from urllib.parse import parse_qsl, urlencode
 
 from backworks.metrics import REQUEST_LATENCY, REQUESTS, TALLY
 
 logger = logging.getLogger(__name__)
-
-REDACTED = "[REDACTED]"
-SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key",
-                            "x-auth-token", "x-csrf-token"})
-SECRET_WORDS = ("token", "secret", "password", "passwd", "apikey", "api_key", "api-key", "auth", "signature",
-                "session")
-SECRET_NAMES = frozenset({"key", "sig", "pw", "pass"})
-
 
 class RequestRecorder:
     """Counts requests into Prometheus and keeps the last `size` of them for the admin API (per worker)."""
@@ -60,15 +51,17 @@ class RequestRecorder:
 
 
 def describe(row: tuple, runtime) -> dict:
-    """Turn one recorded tuple into the admin API's plain dict, secrets redacted."""
+    """Turn one recorded tuple into the admin API's plain dict, secrets redacted by the config's policy."""
     ts, method, path, query, status, duration, name, mode, request_id, peer, scheme, raw_headers = row
     environ = {"REMOTE_ADDR": peer, "wsgi.url_scheme": scheme, **dict(raw_headers)}
-    headers = {key[5:].lower().replace("_", "-"): value for key, value in raw_headers}
+    redaction = runtime.config.secrets.redaction()
+    headers = dict(redaction.headers((key[5:].lower().replace("_", "-"), value) for key, value in raw_headers))
+    query = redaction.query(query)
     return {
         "time": ts,
         "method": method,
-        "path": path,
-        "query": redact_query(query),
+        "path": redaction.text(path),
+        "query": redaction.text(query),
         "status": status or "reset",
         "duration_ms": round(duration * 1000, 2),
         "endpoint": name,
@@ -76,24 +69,5 @@ def describe(row: tuple, runtime) -> dict:
         "request_id": request_id,
         "client_ip": runtime.client_ip(environ),
         "scheme": runtime.scheme(environ),
-        "headers": {key: REDACTED if is_secret_header(key) else value for key, value in headers.items()},
+        "headers": {key: redaction.text(value) for key, value in headers.items()},
     }
-
-
-def is_secret_header(name: str) -> bool:
-    """Return True for headers that carry credentials."""
-    return name in SECRET_HEADERS or is_secret_name(name)
-
-
-def is_secret_name(name: str) -> bool:
-    """Return True for parameter names that look like credentials (api_key, token, password...)."""
-    lowered = name.lower()
-    return lowered in SECRET_NAMES or any(word in lowered for word in SECRET_WORDS)
-
-
-def redact_query(query: str) -> str:
-    """Return the query string with credential-looking parameters replaced by [REDACTED]."""
-    if not query:
-        return ""
-    pairs = parse_qsl(query, keep_blank_values=True)
-    return urlencode([(k, REDACTED if is_secret_name(k) else v) for k, v in pairs], safe="[]")

@@ -3,22 +3,18 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import json
 import logging
-import re
 import time
 from urllib.parse import quote
 
-from backworks.capture_store import CaptureStore, headers_json
+from backworks.capture_store import CaptureStore, redact_row
 from backworks.errors import ConfigError
-from backworks.http import Reply, RequestData, is_json_type
+from backworks.http import Reply, RequestData
 from backworks.modes.base import LoadContext
 from backworks.modes.proxy import ProxyMode
+from backworks.secrets import SecretsPolicy
 
 logger = logging.getLogger(__name__)
-
-REDACTED = "[REDACTED]"
-ALWAYS_REDACTED = ("authorization", "cookie", "set-cookie", "proxy-authorization")
 
 
 def store_of(ctx: LoadContext, where: str) -> CaptureStore:
@@ -31,55 +27,18 @@ def store_of(ctx: LoadContext, where: str) -> CaptureStore:
 
 
 class Redactor:
-    """Replaces secret headers and JSON fields before an exchange is stored."""
+    """Applies the config's secrets policy to an exchange before it is stored, then cuts bodies at the cap."""
 
-    def __init__(self, capture: dict):
-        self.headers = frozenset(ALWAYS_REDACTED) | {h.lower() for h in capture["redact_headers"]}
-        self.fields = frozenset(f.lower() for f in capture["redact_fields"])
+    def __init__(self, capture: dict, policy: SecretsPolicy):
+        self.policy = policy
         self.max_body = capture["max_body_bytes"]
-        # for JSON that does not parse (cut at the cap, or broken): "field": value, by pattern
-        names = "|".join(re.escape(f) for f in capture["redact_fields"])
-        self.pattern = re.compile(rb'("(?:' + names.encode() + rb')"\s*:\s*)("(?:[^"\\]|\\.)*"?|[^,}\]]*)',
-                                  re.IGNORECASE) if names else None
-
-    def header_list(self, pairs) -> str:
-        """Return the headers as stored JSON, secrets replaced."""
-        return headers_json((k, REDACTED if k.lower() in self.headers else v) for k, v in pairs)
-
-    def body(self, data: bytes, size: int, headers) -> bytes:
-        """Return the body as stored: JSON fields redacted, cut at capture.max_body_bytes."""
-        if self.fields and data and is_json_type(_header(headers, "content-type")):
-            try:
-                if size != len(data):
-                    raise ValueError("cut at the cap")
-                data = json.dumps(self._walk(json.loads(data)), ensure_ascii=False,
-                                  separators=(",", ":")).encode()
-            except ValueError:
-                data = self.pattern.sub(rb'\1"' + REDACTED.encode() + rb'"', data)
-        return data[:self.max_body]
-
-    def _walk(self, value):
-        if isinstance(value, dict):
-            return {k: REDACTED if str(k).lower() in self.fields else self._walk(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._walk(v) for v in value]
-        return value
 
     def prepare(self, row: dict) -> dict:
         """Turn a raw exchange into a stored row (runs in the writer thread)."""
-        row["request_body"] = self.body(row["request_body"], row["request_body_size"], row["request_headers"])
-        row["response_body"] = self.body(row["response_body"], row["response_body_size"],
-                                         row["response_headers"])
-        row["request_headers"] = self.header_list(row["request_headers"])
-        row["response_headers"] = self.header_list(row["response_headers"])
+        row = redact_row(row, self.policy)
+        row["request_body"] = row["request_body"][:self.max_body]
+        row["response_body"] = row["response_body"][:self.max_body]
         return row
-
-
-def _header(pairs, name: str):
-    for key, value in pairs:
-        if key.lower() == name:
-            return value
-    return None
 
 
 class RecordFilter:
@@ -177,7 +136,7 @@ class CaptureMode(ProxyMode):
         super().__init__(spec, ctx, block)
         capture = ctx.config.data["capture"]
         self.store = store_of(ctx, f"endpoint '{spec.name}'")
-        self.redactor = ctx.shared("capture_redactor", lambda: Redactor(capture))
+        self.redactor = ctx.shared("capture_redactor", lambda: Redactor(capture, ctx.config.secrets))
         self.filter = ctx.shared("capture_filter", lambda: RecordFilter(capture))
 
     def handle(self, request: RequestData) -> Reply:

@@ -11,6 +11,7 @@ from backworks.modes.base import LoadContext, Mode
 from backworks.modes.capture import store_of
 from backworks.modes.proxy import HOP_BY_HOP
 from backworks.schema import HTTP_METHODS, field, listof
+from backworks.secrets import REDACTED, hide_query
 
 logger = logging.getLogger(__name__)
 
@@ -68,21 +69,25 @@ class ReplayMode(Mode):
         """Return the newest stored exchange matching the request, or None."""
         rows = self.store.candidates(request.method if "method" in self.match else None,
                                      self.recorded_path(request.path) if "path" in self.match else None)
-        wanted_query = query_key(request.query_string) if "query" in self.match else None
+        wanted_query = self.query_key(request.query_string) if "query" in self.match else None
         wanted_body = body_hash(request.body) if "body" in self.match else None
         for row in rows:
             if self.only_endpoint and row["endpoint"] != self.only_endpoint:
                 continue
-            if wanted_query is not None and query_key(row["query"]) != wanted_query:
+            if wanted_query is not None and self.query_key(row["query"]) != wanted_query:
                 continue
             if wanted_body is not None and row["request_body_hash"] != wanted_body:
                 continue
             return row
         return None
 
+    def query_key(self, query: str) -> tuple:
+        """Return a query in matching form, secret parameters redacted (capture stored them so)."""
+        return query_key(hide_query(query, REDACTED, self.ctx.config.secrets))
+
     def not_found(self, request: RequestData) -> HTTPError:
         """The 404 that says what was looked for."""
-        query = request.query_string
+        query = hide_query(request.query_string, REDACTED, self.ctx.config.secrets)
         path = self.recorded_path(request.path)
         looked = {"method": request.method, "path": path, "query": query}
         if "body" in self.match:

@@ -54,9 +54,24 @@ def test_admin_post_routes_need_the_token_too(client):
     assert client.post("/_backworks/api/plugins/x/reset").status_code == 401
 
 
-def test_token_in_query_opens_only_the_dashboard_page(client):
-    assert client.get(f"/_backworks/?token={TOKEN}").status_code == 200
+def test_token_posted_by_the_login_form_opens_only_the_dashboard_page(client):
+    page = client.post("/_backworks/", data={"token": TOKEN})
+    assert page.status_code == 200 and b'id="endpoints"' in page.data
+    assert page.headers["Cache-Control"] == "no-store"
+    assert client.post("/_backworks/", data={"token": "wrong"}).status_code == 401
+    assert client.post("/_backworks/api/reload", data={"token": TOKEN}).status_code == 401
+
+
+def test_token_in_a_url_opens_nothing(client):
+    # a token in a URL lands in access logs and browser history: never accepted there
+    assert client.get(f"/_backworks/?token={TOKEN}").status_code == 401
     assert client.get(f"/_backworks/api/status?token={TOKEN}").status_code == 401
+
+
+def test_login_form_posts_the_token(client):
+    page = client.get("/_backworks/", headers={"Accept": "text/html"})
+    assert page.status_code == 401
+    assert b'<form method="post" id="login">' in page.data and b'method="get"' not in page.data
 
 
 def test_dashboard_without_token_shows_a_token_form_to_browsers(client):
@@ -195,6 +210,7 @@ def test_custom_admin_path(tmp_path):
 
 def test_readyz_checks_the_database_when_database_endpoints_exist(tmp_path, monkeypatch):
     app = create_app(write_config(tmp_path, f"""
+        admin: {{token: {TOKEN}}}
         database: {{url: "sqlite:///{tmp_path}/shop.db"}}
         endpoints:
           items:
@@ -204,24 +220,27 @@ def test_readyz_checks_the_database_when_database_endpoints_exist(tmp_path, monk
     """))
     client = app.test_client()
     resp = client.get("/readyz")
-    assert resp.status_code == 200
-    assert resp.json["checks"]["database"] == {"ok": True, "dialect": "sqlite"}
+    assert resp.status_code == 200 and resp.json == {"status": "ready"}
+    assert client.get("/_backworks/api/ready", headers=AUTH).json["checks"]["database"] == \
+        {"ok": True, "dialect": "sqlite"}
     unreachable = sa.create_engine(f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none")
     runtime = app.extensions["backworks"].runtime
     monkeypatch.setattr(runtime.ctx.peek("database"), "engine", unreachable)
     resp = client.get("/readyz")
     assert resp.status_code == 503
-    assert resp.json["status"] == "not_ready"
-    assert resp.json["checks"]["database"]["ok"] is False
-    assert resp.json["checks"]["database"]["error"].startswith("database unreachable: OperationalError")
+    assert resp.json == {"status": "not_ready", "reasons": ["database_unreachable"]}
+    details = client.get("/_backworks/api/ready", headers=AUTH)
+    assert details.status_code == 503 and details.json["checks"]["database"]["ok"] is False
+    assert details.json["checks"]["database"]["error"].startswith("database unreachable: OperationalError")
 
 
 def test_healthz_and_readyz_without_database(client):
     assert client.get("/healthz").json["status"] == "ok"
     resp = client.get("/readyz")
     assert resp.status_code == 200
-    assert resp.json == {"status": "ready", "checks": {"config": {"ok": True, "endpoints": 2,
-                                                                   "last_reload_error": None}}}
+    assert resp.json == {"status": "ready"}
+    assert client.get("/_backworks/api/ready", headers=AUTH).json == {
+        "status": "ready", "checks": {"config": {"ok": True, "endpoints": 2, "last_reload_error": None}}}
 
 
 def test_plugins_show_breaker_and_health_and_reset_closes_the_breaker(tmp_path):

@@ -63,8 +63,11 @@ def test_dashboard_shows_endpoints_traffic_and_config_errors_live(tmp_path, guni
     config = write_config(tmp_path, CONFIG)
     server = gunicorn(config, workers=2, extra=GUNICORN_CONF)
     wait = WebDriverWait(browser, 15, poll_frequency=0.1)
-    browser.get(f"{server.url}/_backworks/?token={TOKEN}")
-    assert browser.title == "dash: Backworks dashboard"
+    browser.get(f"{server.url}/_backworks/")
+    field = browser.find_element("name", "token")
+    field.send_keys(TOKEN)
+    field.submit()
+    wait.until(lambda d: d.title == "dash: Backworks dashboard")
     wait.until(lambda d: d.find_element("tag name", "body").get_attribute("data-updated"))
     assert "token" not in browser.current_url
     rows = [r.text for r in browser.find_elements("css selector", "#endpoints tbody tr")]
@@ -92,7 +95,7 @@ def test_dashboard_shows_endpoints_traffic_and_config_errors_live(tmp_path, guni
     browser.save_screenshot(str(tmp_path / "dashboard.png"))
     assert (tmp_path / "dashboard.png").stat().st_size > 10_000
 
-    browser.get(f"{server.url}/_backworks/")  # a reload without ?token: the tab still knows it
+    browser.get(f"{server.url}/_backworks/")  # a fresh load: the tab still knows the token
     wait.until(lambda d: d.title == "dash: Backworks dashboard")
     wait.until(lambda d: d.find_element("tag name", "body").get_attribute("data-updated"))
 

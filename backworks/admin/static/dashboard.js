@@ -13,14 +13,7 @@
   var rates = [];
   var latencies = [];
 
-  // The token arrives once as ?token=...; keep it for this tab only and take it out of the address bar.
-  var params = new URLSearchParams(location.search);
-  if (params.get("token")) {
-    sessionStorage.setItem(TOKEN_KEY, params.get("token"));
-    params.delete("token");
-    var rest = params.toString();
-    history.replaceState(null, "", location.pathname + (rest ? "?" + rest : "") + location.hash);
-  }
+  // The login form (login.js) left the token in this tab's sessionStorage; it never travels in a URL.
 
   function call(method, path) {
     var headers = {"Accept": "application/json"};
