@@ -12,7 +12,7 @@ from backworks.capture_store import ROW_OVERHEAD, CaptureStore
 
 def row(i: int, body: bytes = b"") -> dict:
     return {"recorded_at": time.time(), "endpoint": "rec", "method": "GET", "path": f"/n/{i}", "status": 200,
-            "request_body": body}
+            "request_headers": [], "request_body": body, "response_headers": [], "response_body": b""}
 
 
 def dropped() -> float:

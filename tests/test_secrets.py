@@ -257,15 +257,15 @@ def test_readyz_says_config_invalid_without_the_reload_error(tmp_path, monkeypat
 
 def test_a_failed_capture_write_logs_no_sql_parameters(tmp_path, caplog):
     store = CaptureStore(f"sqlite:///{tmp_path / 'c.db'}")
-    store.drop()  # the writer's insert now fails: no such table
     row = {"recorded_at": 0.0, "endpoint": "rec", "method": "GET", "url": "http://h/find-me-path?q=find-me-query",
            "path": "/find-me-path", "query": "q=find-me-query", "request_headers": [], "request_body": b"",
-           "request_body_size": 0, "request_body_hash": "", "status": 200, "response_headers": [],
+           "request_body_size": 0, "request_body_hash": "", "status": None, "response_headers": [],
            "response_body": b"", "response_body_size": 0, "duration_ms": 0.0, "upstream": "api"}
     with caplog.at_level(logging.WARNING, logger="backworks.capture_store"):
-        store.record(row)
+        store.record(row)  # the writer's insert fails: status is NOT NULL
         store.flush()
-    assert "could not record 1 exchange(s): OperationalError: no such table: backworks_captures" in caplog.text
+    assert ("could not record 1 exchange(s): IntegrityError: NOT NULL constraint failed: backworks_captures.status"
+            in caplog.text)
     assert "find-me" not in caplog.text
     store.close()
 
