@@ -23,8 +23,8 @@ def test_response_defaults_and_body_json_exclusivity():
 @pytest.mark.parametrize("value, message", [
     ({"status": 200, "headers": {"x": "a\r\nb"}}, "response.headers.x: header values cannot contain CR, LF or NUL"),
     ({"status": 200, "headers": {"bad name": "a"}}, "response.headers: invalid header name 'bad name'"),
-    ({"status": 99}, "response.status: must be an integer from 100 to 599, not 99"),
-    ({"status": True}, "response.status: must be an integer from 100 to 599, not True"),
+    ({"status": 99}, "response.status: must be an integer from 200 to 599, not 99"),
+    ({"status": True}, "response.status: must be an integer from 200 to 599, not True"),
     ({"status": 200, "body": 5}, "response.body: must be a string (use json for data)"),
     ({"body": "a", "json": 1}, "response: give either body or json, not both"),
     ({"cookies": {}}, "response: unknown field 'cookies' (fields: status, headers, body, json)"),
