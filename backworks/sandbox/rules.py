@@ -15,6 +15,9 @@ MAX_FORMAT_WIDTH = 10_000       # width or precision in format specs and %-forma
 MAX_JSON_INDENT = 16
 MAX_LOG_LINES = 50
 MAX_LOG_LINE = 500
+MAX_LOG_CALL_BYTES = 16 * 1024        # log lines one call keeps (and writes to the server log)
+MAX_LOG_BYTES_PER_MINUTE = 256 * 1024  # server log bytes one script may cause a minute (lines, failures, warnings)
+MAX_SOURCE_LINE = 200                 # characters of a source line in a failure's traceback
 
 ALLOWED_MODULES = ("base64", "collections", "datetime", "hashlib", "hmac", "json", "math", "random", "re",
                    "string", "time", "types", "urllib", "urllib.parse", "uuid")
