@@ -92,3 +92,17 @@ def test_nan_in_json_is_invalid_not_sent(tmp_path):
     app, client = _app(tmp_path, source, "inline")
     assert client.get("/data").json == {"ok": True, "items": [1, 2, 3]}
     assert plugin_status(app, "p")["failures"] == {"invalid": 1}
+
+
+def test_a_conversion_error_after_validation_fails_open_as_invalid(tmp_path, monkeypatch, caplog):
+    import backworks.plugin_chain as chain
+
+    def broken(response):
+        raise TypeError("not a mapping")
+
+    monkeypatch.setattr(chain, "reply_from_response", broken)
+    source = "def before_request(request):\n    return {'response': {'status': 200, 'body': 'x'}}\n"
+    app, client = _app(tmp_path, source, "inline")
+    response = client.get("/echo")
+    assert (response.status_code, response.json) == (200, {"tag": "none", "body": ""})
+    assert "plugin answer in before_request ignored: TypeError: not a mapping" in caplog.messages
