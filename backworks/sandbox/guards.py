@@ -232,7 +232,7 @@ def guarded_getitem(obj, key):
 def guarded_iter(obj):
     """Iterate (loops are interruptible by the timer); a `for` loop takes a long range's items lazily."""
     if type(obj) is LongRange:
-        return obj.loop()
+        return obj._loop()
     return iter(obj)
 
 

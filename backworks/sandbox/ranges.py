@@ -3,8 +3,8 @@
 A `for` loop (or comprehension) over a range is Python bytecode the timer interrupts, and takes only the
 items it uses: `for i in range(2_000_000): ... break` is fine. A C consumer (`list`, `sorted`, `set`,
 `deque`, `x in r` for a non-int...) would walk a huge range in one C call no timer can stop, so a range
-over MAX_RANGE items is a LongRange: loops get the real range iterator (see guards.guarded_iter), every
-other iteration gets one that stops with LimitError after MAX_RANGE items.
+over MAX_RANGE items is a LongRange: loops get the real range iterator (guards.guarded_iter calls _loop,
+which scripts cannot name), every other iteration gets one that stops with LimitError after MAX_RANGE items.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class LongRange:
     def __init__(self, real: range):
         self._range = real
 
-    def loop(self):
+    def _loop(self):
         """The real iterator, for `for` loops and comprehensions (interruptible bytecode)."""
         return iter(self._range)
 

@@ -123,3 +123,11 @@ def test_materialising_a_big_range_names_the_cap(sandbox):
     assert outcome.kind == "memory"
     assert outcome.message == ("p.py:4: LimitError: materialising a range of 1000000000000000 items exceeds the "
                                "sandbox limit of 1000000 (loop over it with `for` instead)")
+
+
+def test_a_long_range_gives_scripts_no_uncapped_iterator(sandbox):
+    source = "def handle(request):\n    return getattr(range(10 ** 7), '_loop', None)\n"
+    outcome = _run(sandbox, source)
+    assert outcome.kind == "error"
+    assert outcome.message == ("p.py:2: AttributeError: attribute '_loop' is not allowed (names starting with '_' "
+                               "are private to the host)")
