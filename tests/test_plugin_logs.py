@@ -18,9 +18,12 @@ def test_a_failing_noisy_plugin_writes_a_bounded_log(tmp_path, caplog, monkeypat
               "    raise ValueError('q' * 100000)\n")
     app, client = plugin_app(tmp_path, {"noisy": source},
                              {"noisy": {"isolation": isolation, "circuit_breaker": {"failure_threshold": 1000}}})
-    with caplog.at_level(logging.INFO):
-        for _ in range(60):
-            assert client.get("/echo").status_code == 200
+    try:
+        with caplog.at_level(logging.INFO):
+            for _ in range(60):
+                assert client.get("/echo").status_code == 200
+    finally:
+        app.extensions["backworks"].runtime.close()
     written = sum(len(r.getMessage()) for r in caplog.records if "noisy" in r.getMessage())
     assert written <= 256 * 1024 + 2 * 16 * 1024, written  # a minute's cap (+ the record that crossed it)
     messages = [r.getMessage() for r in caplog.records]

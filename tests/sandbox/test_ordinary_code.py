@@ -53,7 +53,8 @@ SCRIPTS = {
         """),
     "for_over_big_range_that_breaks": (
         "def handle(request):\n    for i in range(2_000_000):\n        if i == 5:\n            break\n    return i\n"),
-    "generator_expression_over_big_range": "def handle(request):\n    return next(i for i in range(10 ** 12) if i > 4)\n",
+    "generator_expression_over_big_range": ("def handle(request):\n"
+                                            "    return next(i for i in range(10 ** 12) if i > 4)\n"),
     "big_range_arithmetic": (
         "def handle(request):\n    r = range(0, 10 ** 12, 2)\n    return [len(r), r[5], 10 in r, 11 in r, r[-1], "
         "len(r[:5000000]), r.index(400), r.count(7), any(r)]\n"),
