@@ -121,6 +121,8 @@ STATE = section("Backend of the `state` store plugins use.", {
                  nullable=True, default=None),
     "max_keys": field("integer", "Most keys per plugin (in-memory backend).", min=1, default=10000),
     "max_value_bytes": field("integer", "Largest value stored.", min=1, default=65536),
+    "max_bytes": field("integer", "Most bytes per plugin, keys + values as JSON (in-memory backend; oldest "
+                       "keys evicted).", min=1, default=4194304),
 }, default={})
 
 

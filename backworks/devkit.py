@@ -13,7 +13,7 @@ from backworks.hooks import HOOKS
 logger = logging.getLogger(__name__)
 
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-DEFAULT_STATE = {"url": None, "max_keys": 10000, "max_value_bytes": 65536}
+DEFAULT_STATE = {"url": None, "max_keys": 10000, "max_value_bytes": 65536, "max_bytes": 4194304}
 
 
 def sample_request(**fields) -> dict:

@@ -82,16 +82,16 @@ class PluginChain:
             if result.short_circuit:
                 try:
                     reply = reply_from_response(result.response)
-                except ValueError as exc:
-                    logger.warning("plugin answer in before_request ignored: %s", exc)
+                except Exception as exc:  # values.response validated it: a bug here must still fail open
+                    _invalid(notes, "plugin answer in before_request ignored", exc)
                     continue
                 reply.meta = {"plugins": notes}
                 return reply
             current = result.request
         try:
             new = apply_request(request, original, current, self.with_body)
-        except ValueError as exc:
-            logger.warning("plugin request change ignored: %s", exc)
+        except Exception as exc:  # values.request validated it: a bug here must still fail open
+            _invalid(notes, "plugin request change ignored", exc)
             new = request
         new.plugin_notes = notes
         new.plugin_view = current  # what after_response hooks see, without building it again
@@ -116,11 +116,18 @@ class PluginChain:
                     current = result.response
             try:
                 reply = apply_response(reply, original, current)
-            except ValueError as exc:
-                logger.warning("plugin response change ignored: %s", exc)
+            except Exception as exc:  # values.response validated it: a bug here must still fail open
+                _invalid(notes, "plugin response change ignored", exc)
         if notes:
             reply.meta = {**reply.meta, "plugins": notes} if reply.meta else {"plugins": notes}
         return reply
+
+
+def _invalid(notes: list, what: str, exc: Exception) -> None:
+    """Fail open on a result the server cannot turn into HTTP: the last plugin's note becomes `invalid`."""
+    logger.warning("%s: %s: %s", what, type(exc).__name__, str(exc)[:300])
+    if notes:
+        notes[-1] = (notes[-1][0], "invalid")
 
 
 def run_group(hook: str, run: tuple, request: dict, response: dict | None, notes: list):

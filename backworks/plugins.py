@@ -13,6 +13,7 @@ from backworks.metrics import PLUGIN_BREAKER_OPEN, PLUGIN_QUARANTINED
 from backworks.modes.base import LoadContext
 from backworks.plugin_chain import AFTER, BEFORE, PluginChain
 from backworks.plugin_stats import PluginStats
+from backworks.sandbox import logs as script_logs, rules
 
 logger = logging.getLogger(__name__)
 script_logger = logging.getLogger("backworks.plugin")  # the logger scripts' `log` lines go to
@@ -69,7 +70,9 @@ class Plugin:
         if self.isolation == "process":  # inline scripts' lines are logged as they are written
             log_script_lines(self.display, outcome.logs)
         if kind != "ok":
-            logger.warning("plugin %s %s: %s", self.name, hook, describe(outcome))
+            text = describe(outcome)
+            if script_logs.admit(os.path.basename(self.display), len(text)):  # bytes a minute per script
+                logger.warning("plugin %s %s: %s", self.name, hook, text)
 
     def finish_load(self) -> None:
         """Make the inline copy of a script loaded off the main thread (a no-op elsewhere)."""
@@ -92,10 +95,10 @@ class Plugin:
 
 def log_script_lines(display: str, lines) -> None:
     """Write a sandbox child's `log` lines ("LEVEL text") to the script log, as inline scripts do."""
+    name = os.path.basename(display)
     for line in lines or ():
-        level, _, text = str(line).partition(" ")
-        script_logger.log(logging.getLevelName(level) if level.isupper() else logging.INFO, "%s: %s",
-                          os.path.basename(display), text)
+        level, _, text = str(line)[:rules.MAX_LOG_LINE + 16].partition(" ")
+        script_logs.emit(name, logging.getLevelName(level) if level.isupper() else logging.INFO, text)
 
 
 def describe(outcome) -> str:

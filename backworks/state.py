@@ -12,6 +12,8 @@ logger = logging.getLogger(__name__)
 
 MAX_KEY_LENGTH = 200
 REDIS_TIMEOUT_S = 0.5
+DEFAULT_MAX_BYTES = 4 * 1024 * 1024  # per plugin, in memory: keys (UTF-8) + values as JSON text
+EVICTION_LOG_S = 60.0  # at most one "evicted" warning per store per minute (a script must not flood the log)
 _UNSET = object()
 
 
@@ -24,7 +26,8 @@ def make_state(settings: dict, namespace: str) -> "MemoryState | RedisState":
     max_value = int(settings.get("max_value_bytes") or 65536)
     if settings.get("url"):
         return RedisState(_redis_client(settings["url"]), namespace, max_value)
-    return _memory_store(namespace, int(settings.get("max_keys") or 10000), max_value)
+    return _memory_store(namespace, int(settings.get("max_keys") or 10000), max_value,
+                         int(settings.get("max_bytes") or DEFAULT_MAX_BYTES))
 
 
 def _check_key(key) -> str:
@@ -60,14 +63,19 @@ def _check_by(by) -> int:
 
 
 class MemoryState:
-    """One plugin's store in this process: values kept as JSON text, oldest key evicted past max_keys."""
+    """One plugin's store in this process: values kept as JSON text, oldest keys evicted past max_keys or
+    max_bytes (the UTF-8 bytes of every key + its value's JSON text, counted exactly as `used_bytes`)."""
 
-    def __init__(self, namespace: str, max_keys: int, max_value_bytes: int):
+    def __init__(self, namespace: str, max_keys: int, max_value_bytes: int, max_bytes: int = DEFAULT_MAX_BYTES):
         self.namespace = namespace
         self.max_keys = max_keys
         self.max_value_bytes = max_value_bytes
+        self.max_bytes = max_bytes
+        self.used_bytes = 0
         self._items: OrderedDict = OrderedDict()  # key -> (json text, expires_at monotonic or None)
         self._lock = threading.Lock()
+        self._evicted = 0  # keys dropped since the last warning
+        self._warned_at = float("-inf")
 
     def get(self, key: str, default=None):
         """Return the value of `key`, or `default` when it is missing or expired."""
@@ -106,12 +114,13 @@ class MemoryState:
         """Remove `key` if present."""
         _check_key(key)
         with self._lock:
-            self._items.pop(key, None)
+            self._drop(key)
 
     def clear(self) -> None:
         """Remove every key of this plugin."""
         with self._lock:
             self._items.clear()
+            self.used_bytes = 0
 
     def __len__(self) -> int:
         with self._lock:
@@ -122,23 +131,53 @@ class MemoryState:
         if item is None:
             return None
         if item[1] is not None and item[1] <= now:
-            del self._items[key]
+            self._drop(key)
             return None
         return item[0]
 
+    def _drop(self, key: str) -> None:
+        item = self._items.pop(key, None)
+        if item is not None:
+            self.used_bytes -= _cost(key, item[0])
+
     def _store(self, key: str, text: str, expires: float | None, now: float) -> None:
+        cost = _cost(key, text)
+        if cost > self.max_bytes:
+            raise StateError(f"state key and value take {cost} bytes; the plugin's state is limited to "
+                             f"{self.max_bytes} (state.max_bytes)")
+        self._drop(key)
         self._items[key] = (text, expires)
-        self._items.move_to_end(key)
-        if len(self._items) > self.max_keys:
+        self.used_bytes += cost
+        if len(self._items) > self.max_keys or self.used_bytes > self.max_bytes:
             self._evict(now)
 
     def _evict(self, now: float) -> None:
         expired = [k for k, (_, exp) in self._items.items() if exp is not None and exp <= now]
         for key in expired:
-            del self._items[key]
-        while len(self._items) > self.max_keys:
-            oldest, _ = self._items.popitem(last=False)
-            logger.warning("plugin state %s is full (%d keys): dropped %r", self.namespace, self.max_keys, oldest)
+            self._drop(key)
+        dropped = 0
+        while len(self._items) > self.max_keys or self.used_bytes > self.max_bytes:
+            oldest, (text, _) = self._items.popitem(last=False)
+            self.used_bytes -= _cost(oldest, text)
+            dropped += 1
+        if dropped:
+            self._evicted += dropped
+            if now - self._warned_at >= EVICTION_LOG_S:
+                logger.warning("plugin state %s is full (%d keys, %d bytes at most): dropped the %d oldest keys",
+                               self.namespace, self.max_keys, self.max_bytes, self._evicted)
+                self._evicted, self._warned_at = 0, now
+
+    def limit(self, max_keys: int, max_value_bytes: int, max_bytes: int) -> None:
+        """Apply new limits (a reload): keys over them are evicted now, oldest first."""
+        with self._lock:
+            self.max_keys, self.max_value_bytes, self.max_bytes = max_keys, max_value_bytes, max_bytes
+            if len(self._items) > max_keys or self.used_bytes > max_bytes:
+                self._evict(time.monotonic())
+
+
+def _cost(key: str, text: str) -> int:
+    """Bytes a key and its value count against max_bytes: the key in UTF-8, the value's JSON text (ASCII)."""
+    return len(key) + len(text) if key.isascii() else len(key.encode("utf-8", "surrogatepass")) + len(text)
 
 
 class RedisState:
@@ -196,14 +235,15 @@ _redis_clients: dict = {}
 _registry_lock = threading.Lock()
 
 
-def _memory_store(namespace: str, max_keys: int, max_value_bytes: int) -> MemoryState:
+def _memory_store(namespace: str, max_keys: int, max_value_bytes: int, max_bytes: int) -> MemoryState:
     # One store per plugin per process, kept across reloads so counters survive a script edit.
     key = (os.getpid(), namespace)
     with _registry_lock:
         store = _memory_stores.get(key)
         if store is None:
-            store = _memory_stores[key] = MemoryState(namespace, max_keys, max_value_bytes)
-        store.max_keys, store.max_value_bytes = max_keys, max_value_bytes
+            store = _memory_stores[key] = MemoryState(namespace, max_keys, max_value_bytes, max_bytes)
+        else:
+            store.limit(max_keys, max_value_bytes, max_bytes)
         return store
 
 

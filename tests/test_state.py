@@ -127,3 +127,70 @@ def test_redis_state_is_shared_between_stores_of_same_namespace(redis_url):
     assert two.incr("n") == 3
     assert one.client.pttl(f"backworks:{namespace}:n") == -1
     one.clear()
+
+
+def _memory(max_bytes: int, max_keys: int = 1000, max_value_bytes: int = 65536) -> MemoryState:
+    return MemoryState(f"test-{uuid.uuid4().hex}", max_keys, max_value_bytes, max_bytes)
+
+
+def test_memory_state_counts_keys_and_json_values_exactly():
+    store = _memory(1000)
+    store.set("ab", {"x": [1, 2]})        # 2 + len('{"x":[1,2]}') = 2 + 11
+    store.set("é", "snow ☃")              # 2 UTF-8 bytes + len('"snow \\u2603"') = 2 + 13
+    store.incr("n", 5)                    # 1 + 1
+    assert store.used_bytes == 13 + 15 + 2
+    store.set("ab", 1)                    # replacing a key counts the new value only
+    store.delete("é")
+    assert store.used_bytes == 3 + 2
+
+
+def test_memory_state_evicts_oldest_keys_past_its_byte_budget():
+    store = _memory(100)
+    for index in range(10):
+        store.set(f"k{index}", "x" * 18)  # 2 + 20 bytes each
+    assert store.used_bytes <= 100
+    assert [store.get(f"k{index}") for index in range(10)][:6] == [None] * 6
+    assert store.get("k9") == "x" * 18 and store.used_bytes == 4 * 22
+
+
+def test_memory_state_refuses_one_value_over_its_whole_byte_budget():
+    store = _memory(50)
+    store.set("keep", 1)
+    with pytest.raises(StateError) as caught:
+        store.set("big", "x" * 60)
+    assert str(caught.value) == "state key and value take 65 bytes; the plugin's state is limited to 50 " \
+                                "(state.max_bytes)"
+    assert store.get("keep") == 1 and store.used_bytes == 5
+
+
+def test_memory_state_byte_budget_shrinks_on_reload():
+    namespace = f"test-{uuid.uuid4().hex}"
+    store = make_state({"url": None}, namespace)
+    for index in range(10):
+        store.set(f"k{index}", "y" * 98)  # 2 + 100 bytes
+    assert store.used_bytes == 1020
+    assert make_state({"url": None, "max_bytes": 310}, namespace) is store
+    assert store.used_bytes == 306 and store.get("k9") == "y" * 98 and store.get("k6") is None
+    store.clear()
+    assert store.used_bytes == 0
+
+
+def test_memory_state_logs_evictions_at_most_once_a_minute(caplog):
+    store = _memory(30)
+    with caplog.at_level("WARNING", logger="backworks.state"):
+        for index in range(200):
+            store.set(f"k{index}", index)
+    lines = [r.getMessage() for r in caplog.records if r.name == "backworks.state"]
+    assert len(lines) == 1
+    assert lines[0].endswith("is full (1000 keys, 30 bytes at most): dropped the 2 oldest keys")
+
+
+def test_memory_state_default_byte_budget_is_four_mib():
+    assert make_state({"url": None}, f"test-{uuid.uuid4().hex}").max_bytes == 4 * 1024 * 1024
+
+
+def test_expired_keys_free_their_bytes():
+    store = _memory(1000)
+    store.set("t", "x", ttl=0.001)
+    time.sleep(0.01)
+    assert store.get("t") is None and store.used_bytes == 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 
 from backworks.errors import ConfigError
 from backworks.http import JSON_TYPE, Reply, RequestData, error_reply
@@ -116,9 +117,12 @@ class RuntimeMode(Mode):
 
     def failure(self, request: RequestData, outcome, meta: dict) -> Reply:
         """Log what went wrong (with the script's own frames) and answer a JSON error with the request id."""
-        logger.warning("runtime endpoint %s: handler %s (request id %s): %s%s", self.spec.name, outcome.kind,
-                       request.request_id, outcome.message,
-                       f"\n{outcome.traceback.rstrip()}" if outcome.traceback else "")
+        from backworks.sandbox import logs
+
+        text = outcome.message + (f"\n{outcome.traceback.rstrip()}" if outcome.traceback else "")
+        if logs.admit(os.path.basename(self.display), len(text)):  # bytes a minute per script
+            logger.warning("runtime endpoint %s: handler %s (request id %s): %s", self.spec.name, outcome.kind,
+                           request.request_id, text)
         if outcome.kind == "timeout":
             reply = error_reply(504, "handler_timeout", f"the handler did not finish within "
                                 f"{self.budget.timeout_ms} ms", request_id=request.request_id)

@@ -7,6 +7,7 @@ import logging
 from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
 from backworks.sandbox import rules
+from backworks.sandbox.rewrites import Imports, match_problems
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class PolicyChecker(ast.NodeVisitor):
         self.context: list[str] = []  # "function" | "loop" | "finally"
         self.depth = 0
         self.too_deep = False
+        self.imports: Imports | None = None  # what import names denote (for `except json.JSONDecodeError`)
 
     def refuse(self, node: ast.AST, message: str) -> None:
         """Record one refusal at the node's line."""
@@ -57,6 +59,10 @@ class PolicyChecker(ast.NodeVisitor):
             self.visit(child)
         self.context.pop()
 
+    def visit_Module(self, node: ast.Module) -> None:
+        self.imports = Imports(node)
+        self.generic_visit(node)
+
     # names
 
     def check_binding(self, node: ast.AST, name: str | None) -> None:
@@ -71,6 +77,8 @@ class PolicyChecker(ast.NodeVisitor):
 
     def visit_Name(self, node: ast.Name) -> None:
         if isinstance(node.ctx, ast.Load):
+            if node.id == "__name__":  # reading it is harmless (the host sets "plugin"); binding it is not
+                return
             if bad_name(node.id):
                 self.check_binding(node, node.id)
             elif node.id in rules.REFUSED_CALLS:
@@ -132,8 +140,18 @@ class PolicyChecker(ast.NodeVisitor):
 
     visit_YieldFrom = visit_Yield
 
-    def visit_Match(self, node: ast.AST) -> None:
-        self.refuse(node, "'match' statements are not allowed (use if/elif)")
+    def visit_Match(self, node: ast.Match) -> None:
+        for pattern, message in match_problems(node):
+            self.refuse(pattern, message)
+        self.visit(node.subject)
+        for case in node.cases:
+            for pattern in ast.walk(case.pattern):
+                for name in (getattr(pattern, "name", None), getattr(pattern, "rest", None)):
+                    self.check_binding(pattern, name)
+            if case.guard is not None:
+                self.visit(case.guard)
+            for child in case.body:
+                self.visit(child)
 
     def visit_TryStar(self, node: ast.AST) -> None:
         self.refuse(node, "'except*' is not allowed (use except)")
@@ -173,14 +191,14 @@ class PolicyChecker(ast.NodeVisitor):
         self.in_context("finally", node.finalbody)
 
     def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
-        if node.type is None:
-            self.refuse(node, "a bare 'except:' is not allowed (catch Exception or a specific error)")
-        else:
+        if node.type is not None:  # a bare `except:` is rewritten to `except Exception:` (rewrites.py)
             names = node.type.elts if isinstance(node.type, ast.Tuple) else [node.type]
             for item in names:
-                if not (isinstance(item, ast.Name) and item.id in rules.EXCEPTION_NAMES):
-                    self.refuse(node, "except clauses may name only built-in exceptions, e.g. 'except "
-                                      f"ValueError:' (got '{ast.unparse(item)}')")
+                if not (isinstance(item, ast.Name) and item.id in rules.EXCEPTION_NAMES
+                        or self.imports is not None and self.imports.exception(item) is not None):
+                    self.refuse(node, "except clauses may name only built-in exceptions or an allowed module's "
+                                      f"(json.JSONDecodeError, re.error), e.g. 'except ValueError:' "
+                                      f"(got '{ast.unparse(item)}')")
         self.check_binding(node, node.name)
         for child in node.body:
             self.visit(child)

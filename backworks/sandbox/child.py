@@ -96,18 +96,37 @@ class _Limits:
     ceiling = None
     cpu_budget_ms = None
     cpu_set_at = float("-inf")
+    baseline = None  # mapped size after boot and the loads: what calls are measured against
+    largest_mb = 0   # the largest memory budget of any message so far
+
+
+MB = 1024 * 1024
 
 
 def _memory_ceiling(memory_mb: int) -> None:
-    """Cap this process's address space at its current size + the budget (for the whole message).
+    """Cap this process's address space at its post-load baseline + the largest budget seen.
 
-    The size read from /proc is reused for 10 ms (limits.SIZE_MAX_AGE_S); an unchanged ceiling is not set
-    again.
+    Never its current size: a script that keeps what it allocates (caches, `state`, fragments) would
+    otherwise raise the ceiling at every message. An unchanged ceiling is not set again.
     """
-    ceiling = AddressSpace.current(SIZE_MAX_AGE_S) + memory_mb * 1024 * 1024
+    if _Limits.baseline is None:
+        _Limits.baseline = AddressSpace.current()
+    if memory_mb > _Limits.largest_mb:
+        _Limits.largest_mb = memory_mb
+    ceiling = _Limits.baseline + _Limits.largest_mb * MB
     if ceiling != _Limits.ceiling:
         resource.setrlimit(resource.RLIMIT_AS, (ceiling, resource.RLIM_INFINITY))
         _Limits.ceiling = ceiling
+
+
+def _state_allowance() -> int:
+    """Bytes the in-memory `state` stores of this child may hold (their own budget, with object overhead)."""
+    from backworks.state import _memory_stores
+
+    return sum(store.used_bytes + STATE_ENTRY_OVERHEAD * len(store._items) for store in _memory_stores.values())
+
+
+STATE_ENTRY_OVERHEAD = 256  # an entry's Python objects beyond its counted bytes (str headers, dict slot, tuple)
 
 
 def _cpu_backstop(budget_ms: int) -> None:
@@ -149,15 +168,18 @@ class Child:
             script = Script(filename, source, digest, frozenset(hooks), code)
             _cpu_backstop(budget[0])
             _memory_ceiling(budget[1])
+            before = AddressSpace.current()
             self.send(["load", self.runner.load(key, script, config, Budget(*budget)).to_wire()])
-            AddressSpace.invalidate()  # the script's module state grew the heap
+            self.runner.collect()
+            AddressSpace.invalidate()  # the script's module state grew the heap: the baseline grows with it
+            _Limits.baseline += max(0, AddressSpace.current() - before)
         elif kind == "call":
             _, key, hook, args, budget = message
             _cpu_backstop(budget[0])
             _memory_ceiling(budget[1])
             outcome = self.runner.call(key, hook, tuple(args), Budget(*budget))
             AddressSpace.invalidate()
-            self.send(["call", plain_outcome(outcome).to_wire()])
+            self.send(["call", plain_outcome(outcome).to_wire(), *self.grown()])
         elif kind == "phase":
             _, phase, steps, request, response = message
             steps, cpu_ms, memory_mb = self.plan(phase, steps)
@@ -167,12 +189,26 @@ class Child:
             self.pending, self.flushed = [], time.monotonic()
             if steps:
                 run_steps(self.runner, phase, steps, request, response, emit=self.emit_step)
-            self.send(["end", self.pending])
+            self.send(["end", self.pending, *self.grown()])
         elif kind == "drop":
             self.runner.drop(message[1])
         elif kind == "ping":
             self.send(["ready"])
         self.runner.collect()
+
+    def grown(self) -> list:
+        """[bytes over the baseline] when this child kept more than half the largest budget, else [].
+
+        The parent then replaces it: every call keeps at least half its budget under the fixed ceiling.
+        What the `state` stores hold (within their own budget) does not count.
+        """
+        over = AddressSpace.current(SIZE_MAX_AGE_S) - _Limits.baseline
+        if over <= _Limits.largest_mb * MB // 2:
+            return []
+        self.runner.collect()  # a failed call's objects, freed after answering otherwise
+        AddressSpace.invalidate()
+        over = AddressSpace.current() - _Limits.baseline - _state_allowance()
+        return [over] if over > _Limits.largest_mb * MB // 2 else []
 
     def plan(self, phase: str, steps: tuple) -> tuple:
         """The checked phase's Step list, total time budget and largest memory budget.

@@ -12,6 +12,7 @@ import types
 from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
 from backworks.sandbox import rules
+from backworks.sandbox.ranges import LongRange
 
 logger = logging.getLogger(__name__)
 
@@ -229,7 +230,9 @@ def guarded_getitem(obj, key):
 
 
 def guarded_iter(obj):
-    """Iterate (loops are interruptible by the timer)."""
+    """Iterate (loops are interruptible by the timer); a `for` loop takes a long range's items lazily."""
+    if type(obj) is LongRange:
+        return obj._loop()
     return iter(obj)
 
 

@@ -1,25 +1,45 @@
-"""`log` inside scripts: a bounded list of lines, also written to the server log under the script's name."""
+"""`log` inside scripts, and every other log record a script can cause, bounded.
+
+- a call keeps at most MAX_LOG_LINES lines and MAX_LOG_CALL_BYTES bytes; then one line says how many more
+  were suppressed;
+- the server log takes at most MAX_LOG_BYTES_PER_MINUTE bytes a minute from one script (its lines, its
+  failures, its warnings); past that, one line says the limit was reached and, once the minute is over,
+  another how many lines were suppressed;
+- Python warnings raised while a script runs (`hmac.new` with a fake digest...) become lines of its `log`
+  instead of going to stderr, and leave nothing in the warnings registries.
+"""
 from __future__ import annotations
 
 import logging
+import sys
+import time
+import warnings
 
-from backworks.sandbox import guards, rules
+from backworks.sandbox import guards, limits, rules
 
 logger = logging.getLogger("backworks.plugin")
 
+_WARNING = logging.WARNING
+
 
 class ScriptLog:
-    """log.debug/info/warning/error(message, *args) for scripts: at most MAX_LOG_LINES lines per call."""
+    """log.debug/info/warning/error(message, *args) for scripts: bounded per call (lines and bytes)."""
 
-    __slots__ = ("_lines", "_name")
+    __slots__ = ("_lines", "_name", "_bytes", "_suppressed")
 
     def __init__(self, name: str):
         self._lines: list[str] = []  # private: scripts reach only the methods
         self._name = name  # the script's file name, without folders
+        self._bytes = 0
+        self._suppressed = 0
 
     def _write(self, level: int, message, args) -> None:
-        if len(self._lines) >= rules.MAX_LOG_LINES:
+        if self._suppressed:
+            self._suppressed += 1
+            self._lines[-1] = _call_summary(self._suppressed)
             return
+        if len(self._lines) >= rules.MAX_LOG_LINES:
+            return self._suppress()
         text = str(message)[:rules.MAX_LOG_LINE]
         if args:
             try:
@@ -27,11 +47,18 @@ class ScriptLog:
                 text = guards.guarded_mod(text, args) if "%" in text else " ".join([text, *extra])
             except (TypeError, ValueError, MemoryError):
                 text = " ".join([text, *(repr(a)[:80] for a in args)])
-        line = f"{logging.getLevelName(level)} {text[:rules.MAX_LOG_LINE]}"
+        text = text[:rules.MAX_LOG_LINE]
+        line = f"{logging.getLevelName(level)} {text}"
+        if self._bytes + len(line) > rules.MAX_LOG_CALL_BYTES:
+            return self._suppress()
+        self._bytes += len(line)
         self._lines.append(line)
-        if len(self._lines) == rules.MAX_LOG_LINES:
-            self._lines.append(f"WARNING log limit of {rules.MAX_LOG_LINES} lines reached")
-        logger.log(level, "%s: %s", self._name, text[:rules.MAX_LOG_LINE])
+        emit(self._name, level, text)
+
+    def _suppress(self) -> None:
+        self._suppressed = 1
+        self._lines.append(_call_summary(1))
+        emit(self._name, _WARNING, _call_summary(0)[8:])
 
     def debug(self, message, *args) -> None:
         """Log a debug line."""
@@ -50,3 +77,76 @@ class ScriptLog:
         self._write(logging.ERROR, message, args)
 
 
+def _call_summary(count: int) -> str:
+    limit = (f"WARNING log limit of {rules.MAX_LOG_LINES} lines or {rules.MAX_LOG_CALL_BYTES} bytes a call "
+             "reached: ")
+    return limit + (f"{count} more lines suppressed" if count else "further lines of this call suppressed")
+
+
+class _Window:
+    __slots__ = ("start", "used", "suppressed")
+
+    def __init__(self, start: float):
+        self.start, self.used, self.suppressed = start, 0, 0
+
+
+_windows: dict[str, _Window] = {}
+MAX_WINDOWS = 4096  # script names are the operator's, but bound the table anyway
+WINDOW_S = 60.0
+
+
+def admit(name: str, size: int) -> bool:
+    """Tell whether a record of `size` bytes from script `name` may go to the server log this minute."""
+    now = time.monotonic()
+    window = _windows.get(name)
+    if window is None:
+        if len(_windows) >= MAX_WINDOWS:
+            _windows.clear()
+        window = _windows[name] = _Window(now)
+    elif now - window.start >= WINDOW_S:
+        if window.suppressed:
+            logger.warning("%s: %d log lines suppressed in the last minute (limit: %d bytes a minute)", name,
+                           window.suppressed, rules.MAX_LOG_BYTES_PER_MINUTE)
+        window.start, window.used, window.suppressed = now, 0, 0
+    if window.used + size > rules.MAX_LOG_BYTES_PER_MINUTE:
+        if not window.suppressed:
+            logger.warning("%s: log limit of %d bytes a minute reached: its lines and failures are suppressed "
+                           "until the minute is over", name, rules.MAX_LOG_BYTES_PER_MINUTE)
+        window.suppressed += 1
+        return False
+    window.used += size
+    return True
+
+
+def emit(name: str, level: int, text: str) -> None:
+    """Write one line of script `name` to the server log, within its bytes a minute."""
+    if admit(name, len(text)):
+        logger.log(level, "%s: %s", name, text)
+
+
+# Python warnings raised inside script calls
+
+
+_show_original = warnings._showwarnmsg
+_filters_mutated = getattr(warnings, "_filters_mutated", None)
+
+
+def _show_warning(message) -> None:
+    """warnings' display hook: a warning raised while script code runs goes to that call's bounded log."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        scope = frame.f_globals
+        if scope.get("_bw_tick") is limits.tick:
+            log = scope.get("log")
+            if type(log) is ScriptLog:
+                log._write(_WARNING, f"{message.category.__name__}: {str(message.message)[:rules.MAX_LOG_LINE]}", ())
+            if _filters_mutated is not None:
+                # The registry of the module that warned remembers every distinct text ("once per
+                # location"): a script choosing the text would grow it forever. This empties it.
+                _filters_mutated()
+            return
+        frame = frame.f_back
+    _show_original(message)
+
+
+warnings._showwarnmsg = _show_warning  # C code (_warnings.warn) looks it up at each warning

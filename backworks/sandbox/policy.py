@@ -10,7 +10,7 @@ from types import CodeType
 
 from RestrictedPython.transformer import RestrictingNodeTransformer
 
-from backworks.sandbox import env, guards, rules
+from backworks.sandbox import env, guards, rewrites, rules
 from backworks.sandbox.checks import PolicyChecker
 
 logger = logging.getLogger(__name__)
@@ -168,10 +168,19 @@ class Transformer(RestrictingNodeTransformer):
         if name and name.startswith("_") and (name.startswith("_bw_") or not (
                 name.startswith("__") or name.endswith("_"))):
             return
+        if name == "__name__" and isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            return  # read-only: checks.py refuses binding it
         super().check_name(node, name, allow_magic_methods)
 
     def visit_Nonlocal(self, node: ast.Nonlocal) -> ast.AST:
         return self.node_contents_visit(node)
+
+    # `match`: checks.py allows only literal, capture, sequence, mapping and built-in class patterns
+    def visit_Match(self, node: ast.AST) -> ast.AST:
+        return self.node_contents_visit(node)
+
+    visit_match_case = visit_MatchValue = visit_MatchSingleton = visit_MatchSequence = visit_Match
+    visit_MatchMapping = visit_MatchClass = visit_MatchStar = visit_MatchAs = visit_MatchOr = visit_Match
 
     def error(self, node: ast.AST, info: str) -> None:
         self.errors.append((getattr(node, "lineno", None) or 1, info))
@@ -185,6 +194,7 @@ def compile_script(source: str, filename: str) -> Script:
     tree = _parse(source, filename)
     problems = _check(tree)
     if not problems:
+        tree = rewrites.rewrite(tree)
         rewriter = Rewriter()
         tree = ast.fix_missing_locations(rewriter.visit(tree))
         problems = rewriter.problems

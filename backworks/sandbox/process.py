@@ -209,7 +209,17 @@ class ChildProcess:
             self.send(message)
         sent = time.monotonic()  # after a respawn by send_fresh too: the budget starts now
         reply = self.receive(sent + budget.timeout_ms / 1000.0 + GRACE_S, message[0])
-        return Outcome.from_wire(reply[1])
+        outcome = Outcome.from_wire(reply[1])
+        if len(reply) > 2:
+            self.retire(reply[2])
+        return outcome
+
+    def retire(self, grown) -> None:
+        """Replace a child that kept too much memory past its post-load baseline (see Child.grown)."""
+        logger.warning("sandbox process kept %s MB over its baseline after a call (more than half the largest "
+                       "memory budget); replaced", round(grown / 1048576) if isinstance(grown, int) else "?")
+        self.kill()
+        self.want_spare = True
 
     # operations
 
@@ -263,6 +273,8 @@ class ChildProcess:
                     index = self.fold_step(entry, steps, result, index)
                 step_started = time.monotonic()
                 if reply[0] == "end":
+                    if len(reply) > 2:
+                        self.retire(reply[2])
                     return []
         except ChildGone as gone:
             if index >= len(steps):

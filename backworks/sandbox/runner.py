@@ -24,7 +24,7 @@ from typing import Callable, NamedTuple
 import re2
 from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
 
-from backworks.sandbox import env, guards, limits, values
+from backworks.sandbox import env, guards, limits, rules, values
 from backworks.sandbox.limits import Budget, Clock, Timeout
 from backworks.sandbox.logs import ScriptLog
 from backworks.sandbox.policy import Script
@@ -650,7 +650,12 @@ def _script_frames(exc, script: Script) -> list[tuple[int, str, str]]:
     lines = script.source.splitlines()
     frames = [(lineno, frame.f_code.co_name) for frame, lineno in traceback.walk_tb(exc.__traceback__)
               if frame.f_code.co_filename == script.filename]
-    return [(n, name, lines[n - 1].strip() if 0 < n <= len(lines) else "") for n, name in frames[-MAX_FRAMES:]]
+    return [(n, name, _cut(lines[n - 1].strip()) if 0 < n <= len(lines) else "") for n, name in frames[-MAX_FRAMES:]]
+
+
+def _cut(line: str) -> str:
+    """A source line as a traceback shows it: at most MAX_SOURCE_LINE characters (one line may be 256 KB)."""
+    return line if len(line) <= rules.MAX_SOURCE_LINE else line[:rules.MAX_SOURCE_LINE] + "..."
 
 
 def _format_frames(frames: list, filename: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import builtins
 import logging
 
-from backworks.sandbox import guards, rules
+from backworks.sandbox import guards, ranges, rules
 
 logger = logging.getLogger(__name__)
 
@@ -37,14 +37,6 @@ def _wrap_all_args(function):
         return function(*(interruptible(it) for it in iterables), **kwargs)
     wrapped.__name__ = function.__name__
     return wrapped
-
-
-def safe_range(*args):
-    """range() of at most MAX_RANGE items."""
-    result = range(*args)
-    if len(result) > rules.MAX_RANGE:
-        raise guards.LimitError(f"range of {len(result)} items exceeds the sandbox limit of {rules.MAX_RANGE}")
-    return result
 
 
 def safe_sorted(iterable, *, key=None, reverse=False):
@@ -159,7 +151,7 @@ def build() -> dict:
     names = {name: getattr(builtins, name) for name in _PLAIN}
     names.update(_EXCEPTIONS)
     names.update(
-        range=safe_range, sorted=safe_sorted, min=_min_max(min), max=_min_max(max),
+        range=ranges.safe_range, sorted=safe_sorted, min=_min_max(min), max=_min_max(max),
         sum=_wrap_iterable(sum), any=_wrap_iterable(any), all=_wrap_iterable(all),
         iter=iter, next=next, reversed=reversed,
         getattr=safe_getattr, hasattr=safe_hasattr, format=safe_format, pow=guards.guarded_pow,
@@ -171,6 +163,9 @@ def build() -> dict:
                           (bytes, safe_bytes), (bytearray, safe_bytearray)):
         names[real.__name__] = type_proxy(real, factory)
     from backworks.sandbox.env import guarded_import
+    from backworks.sandbox.rewrites import HOST_NAMES
+
+    names.update(HOST_NAMES)  # exception classes of allowed modules, for rewritten `except` clauses
 
     names["__import__"] = guarded_import
     return names

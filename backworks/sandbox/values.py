@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import marshal
+import re
 
 logger = logging.getLogger(__name__)
 
@@ -10,7 +11,12 @@ MAX_DEPTH = 32
 MAX_BYTES = 1024 * 1024     # approximate serialised size of one returned value
 MAX_INT_BITS = 4096          # JSON needs decimal text; bigger ints would be refused by int->str anyway
 _BAD_HEADER_CHARS = ("\r", "\n", "\0")
-_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")  # RFC 9110 token: header names, methods
+_BAD_VALUE = re.compile(r"[^\t\x20-\x7e\x80-\xff]")  # header values: visible latin-1, space, tab
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# Framing (recomputed from the body) and hop-by-hop headers (RFC 9110 7.6.1): a hook's values are ignored.
+IGNORED_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "proxy-connection",
+                             "proxy-authenticate", "proxy-authorization", "te", "trailer", "upgrade"})
 
 REQUEST_FIELDS = ("method", "path", "path_params", "query", "headers", "body", "json", "client_ip", "endpoint")
 RESPONSE_FIELDS = ("status", "headers", "body", "json")
@@ -37,65 +43,151 @@ thaw = marshal.loads  # thaw(frozen) -> a new deep copy of what freeze() seriali
 
 
 def plain(value, path: str = "value"):
-    """Return a validated copy of `value`: dict/list/str/int/float/bool/None only, bounded in depth and size."""
+    """Return a validated copy of `value`: dict/list/str/int/float/bool/None only, bounded in depth and size.
+
+    Only what the server can send passes: finite floats, text without lone surrogates (UTF-8 encodable).
+    """
     budget = [MAX_BYTES]
-    return _plain(value, path, 0, budget)
+    try:
+        return _plain(value, 0, budget)
+    except _Bad as bad:  # the path is built only for the error (a string per item cost 0.2 s per MB)
+        raise InvalidValue(f"{path}{''.join(reversed(bad.where))}: {bad.reason}") from None
 
 
-def _plain(value, path, depth, budget):
+class _Bad(Exception):
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+        self.where: list[str] = []
+
+
+def _plain(value, depth, budget):
     kind = type(value)
     if kind is str:
         budget[0] -= len(value) + 2
-    elif kind in (bool, float) or value is None:
+        if not value.isascii() and _SURROGATE.search(value):
+            raise _Bad("text with a lone surrogate cannot be sent (it is not valid Unicode)")
+    elif kind is float:
+        if value - value != 0.0:  # NaN and infinities: not JSON
+            raise _Bad(f"{value!r} is not JSON (NaN and infinities cannot be sent)")
+        budget[0] -= 8
+    elif kind is bool or value is None:
         budget[0] -= 8
     elif kind is int:
         if value.bit_length() > MAX_INT_BITS:
-            raise InvalidValue(f"{path}: integer too large")
+            raise _Bad("integer too large")
         budget[0] -= 8
     elif kind in (dict, list, tuple):
         if depth >= MAX_DEPTH:
-            raise InvalidValue(f"{path}: nested deeper than {MAX_DEPTH} levels (or cyclic)")
+            raise _Bad(f"nested deeper than {MAX_DEPTH} levels (or cyclic)")
         budget[0] -= 2 + len(value)
         if budget[0] < 0:
-            raise InvalidValue(f"{path}: larger than {MAX_BYTES} bytes")
+            raise _Bad(f"larger than {MAX_BYTES} bytes")
         if kind is dict:
             result = {}
             for key, item in value.items():
                 if type(key) is not str:
-                    raise InvalidValue(f"{path}: keys must be strings, not {type(key).__name__}")
+                    raise _Bad(f"keys must be strings, not {type(key).__name__}")
                 budget[0] -= len(key)
-                result[key] = _plain(item, f"{path}.{key[:40]}", depth + 1, budget)
+                try:
+                    result[key] = _plain(item, depth + 1, budget)
+                except _Bad as bad:
+                    bad.where.append(f".{key[:40]}")
+                    raise
             return result
-        return [_plain(item, f"{path}[{i}]", depth + 1, budget) for i, item in enumerate(value)]
+        result = []
+        for item in value:
+            try:
+                result.append(_plain(item, depth + 1, budget))
+            except _Bad as bad:
+                bad.where.append(f"[{len(result)}]")
+                raise
+        return result
     else:
-        raise InvalidValue(f"{path}: {kind.__name__} is not plain data (use dict, list, str, int, float, "
-                           "bool or None)")
+        raise _Bad(f"{kind.__name__} is not plain data (use dict, list, str, int, float, bool or None)")
     if budget[0] < 0:
-        raise InvalidValue(f"{path}: larger than {MAX_BYTES} bytes")
+        raise _Bad(f"larger than {MAX_BYTES} bytes")
     return value
 
 
+def header_items(headers):
+    """The (name, value) pairs of validated headers: a dict, or a list of [name, value] pairs."""
+    return headers.items() if type(headers) is dict else headers
+
+
 def _check_header(name, value, path: str) -> None:
-    if type(name) is not str or not name or not set(name) <= _TOKEN:
+    if type(name) is not str or not _TOKEN_RE.match(name):
         raise InvalidValue(f"{path}: invalid header name {str(name)[:60]!r}")
     if type(value) is not str:
         raise InvalidValue(f"{path}.{name}: header values must be strings, not {type(value).__name__}")
-    if any(c in value for c in _BAD_HEADER_CHARS):
-        raise InvalidValue(f"{path}.{name}: header values cannot contain CR, LF or NUL")
+    if not (value.isascii() and value.isprintable()) and _BAD_VALUE.search(value):
+        if any(c in value for c in _BAD_HEADER_CHARS):
+            raise InvalidValue(f"{path}.{name}: header values cannot contain CR, LF or NUL")
+        raise InvalidValue(f"{path}.{name}: header values must be visible latin-1 text (no control characters)")
 
 
-def _headers(value, path: str, lower: bool):
-    if type(value) is dict:
-        for name, item in value.items():
-            _check_header(name, item, path)
-        return {k.lower(): v for k, v in value.items()} if lower else value
-    if type(value) is list and not lower:
-        for pair in value:
-            if type(pair) is not list or len(pair) != 2:
-                raise InvalidValue(f"{path}: a header list holds [name, value] pairs")
-            _check_header(pair[0], pair[1], path)
-        return value
-    raise InvalidValue(f"{path}: must be a dict of name -> value" + ("" if lower else " or a list of pairs"))
+def _pairs(value, path: str) -> list:
+    for pair in value:
+        if type(pair) is not list or len(pair) != 2:
+            raise InvalidValue(f"{path}: a header list holds [name, value] pairs")
+    return value
+
+
+def _request_headers(value, current: dict, path: str = "request.headers") -> dict:
+    """Lower-case names; unchanged pairs are not checked again; ignored headers keep their current values."""
+    if type(value) is not dict:
+        raise InvalidValue(f"{path}: must be a dict of name -> value")
+    result = {}
+    for name, item in value.items():
+        if type(name) is str:
+            lname = name.lower()
+            if current.get(lname) == item and type(item) is str:  # as the server gave it: valid already
+                result[lname] = item
+                continue
+        _check_header(name, item, path)
+        result[name.lower()] = item
+    return _keep_ignored(result, current)
+
+
+def _keep_ignored(result: dict, current: dict) -> dict:
+    # Framing and hop-by-hop headers are the server's: a hook's values are ignored (recomputed or kept).
+    for name in IGNORED_HEADERS.intersection(result):
+        if name in current:
+            result[name] = current[name]
+        else:
+            del result[name]
+    for name in IGNORED_HEADERS.intersection(current):
+        result.setdefault(name, current[name])
+    return result
+
+
+def _response_headers(value, current, path: str = "response.headers"):
+    """Validated response headers in the form given (dict, or list of pairs), without ignored headers."""
+    if type(value) is list:
+        pairs = [pair for pair in _pairs(value, path) if _valid_pair(pair, path)]
+        pairs.extend([name, item] for name, item in header_items(current or {})
+                     if name.lower() in IGNORED_HEADERS)
+        return pairs
+    if type(value) is not dict:
+        raise InvalidValue(f"{path}: must be a dict of name -> value or a list of pairs")
+    known = current if type(current) is dict else {}
+    result = {}
+    for name, item in value.items():
+        if known.get(name) == item and type(item) is str and type(name) is str:  # unchanged: valid already
+            result[name] = item
+            continue
+        _check_header(name, item, path)
+        if name.lower() not in IGNORED_HEADERS:
+            result[name] = item
+    for name, item in header_items(current or {}):
+        if name.lower() in IGNORED_HEADERS:
+            result[name] = item
+    return result
+
+
+def _valid_pair(pair: list, path: str) -> bool:
+    _check_header(pair[0], pair[1], path)
+    return pair[0].lower() not in IGNORED_HEADERS
 
 
 def _str_map(value, path: str, lists: bool):
@@ -128,9 +220,12 @@ def request(value, current: dict) -> dict:
             raise InvalidValue(f"request.{name}: must be a non-empty string")
     if any(c in result["method"] + result["path"] for c in _BAD_HEADER_CHARS + (" ",)):
         raise InvalidValue("request: method and path cannot contain spaces, CR, LF or NUL")
+    if not _TOKEN_RE.match(result["method"]):
+        raise InvalidValue(f"request.method: must be a token, e.g. GET, not {result['method'][:40]!r}")
     _str_map(result.get("path_params", {}), "request.path_params", lists=False)
     _str_map(result.get("query", {}), "request.query", lists=True)
-    result["headers"] = _headers(result.get("headers", {}), "request.headers", lower=True)
+    if "headers" in data:
+        result["headers"] = _request_headers(data["headers"], current.get("headers") or {})
     for name in ("body", "client_ip", "endpoint"):
         _optional_str(result.get(name), f"request.{name}")
     return result
@@ -153,9 +248,10 @@ def response(value, current: dict | None) -> dict:
         base.pop("body", None)
     result = {**base, **data}
     status = result.get("status")
-    if type(status) is not int or not 100 <= status <= 599:
-        raise InvalidValue(f"response.status: must be an integer from 100 to 599, not {status!r}"[:200])
-    result["headers"] = _headers(result.get("headers", {}), "response.headers", lower=False)
+    if type(status) is not int or not 200 <= status <= 599:  # 1xx are the server's (101 would switch protocols)
+        raise InvalidValue(f"response.status: must be an integer from 200 to 599, not {status!r}"[:200])
+    if "headers" in data or current is None:
+        result["headers"] = _response_headers(result.get("headers", {}), (current or {}).get("headers"))
     if "body" in result and type(result["body"]) is not str:
         raise InvalidValue("response.body: must be a string (use json for data)")
     if "body" not in result and "json" not in result:

@@ -15,12 +15,11 @@ EXAMPLES = [
     "class A:\n    pass",
     "def f():\n    yield 1",
     "async def f():\n    pass",
-    "try:\n    pass\nexcept:\n    pass",
     "try:\n    pass\nexcept BaseException:\n    pass",
     "try:\n    pass\nexcept* ValueError:\n    pass",
     "def f():\n    try:\n        pass\n    finally:\n        return 1",
     "ValueError = 5",
-    "match x:\n    case 1:\n        pass",
+    "match x:\n    case Color.RED:\n        pass",
     "print('hi')",
     "def f():\n    global ValueError",
     "x = 10 ** 10 ** 8",
@@ -65,9 +64,31 @@ def test_every_problem_is_reported_at_once_in_line_order():
                                    "rely on)"),
     ("for KeyError in []:\n    pass", "plugin.py:1: 'KeyError' cannot be assigned (it is a built-in name scripts "
                                      "rely on)"),
-    ("try:\n    pass\nexcept (ValueError, json.JSONDecodeError):\n    pass",
-     "plugin.py:3: except clauses may name only built-in exceptions, e.g. 'except ValueError:' "
-     "(got 'json.JSONDecodeError')"),
+    ("import json\ntry:\n    pass\nexcept (ValueError, json.Error):\n    pass",
+     "plugin.py:4: except clauses may name only built-in exceptions or an allowed module's "
+     "(json.JSONDecodeError, re.error), e.g. 'except ValueError:' (got 'json.Error')"),
+    ("try:\n    pass\nexcept json.JSONDecodeError:\n    pass",  # `json` is not an imported module here
+     "plugin.py:3: except clauses may name only built-in exceptions or an allowed module's "
+     "(json.JSONDecodeError, re.error), e.g. 'except ValueError:' (got 'json.JSONDecodeError')"),
+    ("errors = (ValueError,)\ntry:\n    pass\nexcept errors:\n    pass",
+     "plugin.py:4: except clauses may name only built-in exceptions or an allowed module's "
+     "(json.JSONDecodeError, re.error), e.g. 'except ValueError:' (got 'errors')"),
+    ("match x:\n    case {k.name: 1}:\n        pass",
+     "plugin.py:2: match mapping keys must be literals, e.g. 'case {\"id\": x}:'"),
+    ("match x:\n    case SimpleNamespace():\n        pass",
+     "plugin.py:2: match class patterns may name only built-in types (bool, bytearray, bytes, dict, float, "
+     "frozenset, int, list, set, str, tuple), not 'SimpleNamespace'"),
+    ("match x:\n    case int(real=0):\n        pass",
+     "plugin.py:2: match class patterns take at most one name, e.g. 'case int(x):'"),
+    ("match x:\n    case str(0):\n        pass",
+     "plugin.py:2: match class patterns take at most one name, e.g. 'case str(x):'"),
+    ("match x:\n    case [first, *KeyError]:\n        pass",
+     "plugin.py:2: 'KeyError' cannot be assigned (it is a built-in name scripts rely on)"),
+    ("match x:\n    case {**__builtins__}:\n        pass",
+     "plugin.py:2: name '__builtins__' is not allowed (use a name that does not start with '__' or end with "
+     "'_')"),
+    ("__name__ = 'main'", "plugin.py:1: name '__name__' is not allowed (use a name that does not start with '__' "
+                          "or end with '_')"),
     ("while True:\n    try:\n        pass\n    finally:\n        break",
      "plugin.py:5: 'break' inside 'finally' is not allowed (it would swallow errors)"),
     ("x = g.gi_frame", "plugin.py:1: attribute 'gi_frame' is not allowed (frame and code internals are private "

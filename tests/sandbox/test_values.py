@@ -23,8 +23,8 @@ def test_response_defaults_and_body_json_exclusivity():
 @pytest.mark.parametrize("value, message", [
     ({"status": 200, "headers": {"x": "a\r\nb"}}, "response.headers.x: header values cannot contain CR, LF or NUL"),
     ({"status": 200, "headers": {"bad name": "a"}}, "response.headers: invalid header name 'bad name'"),
-    ({"status": 99}, "response.status: must be an integer from 100 to 599, not 99"),
-    ({"status": True}, "response.status: must be an integer from 100 to 599, not True"),
+    ({"status": 99}, "response.status: must be an integer from 200 to 599, not 99"),
+    ({"status": True}, "response.status: must be an integer from 200 to 599, not True"),
     ({"status": 200, "body": 5}, "response.body: must be a string (use json for data)"),
     ({"body": "a", "json": 1}, "response: give either body or json, not both"),
     ({"cookies": {}}, "response: unknown field 'cookies' (fields: status, headers, body, json)"),
@@ -51,3 +51,28 @@ def test_cycles_depth_size_and_foreign_types_are_refused():
 
 def test_tuples_become_lists():
     assert values.plain({"a": (1, (2, 3))}) == {"a": [1, [2, 3]]}
+
+
+def test_framing_and_hop_by_hop_headers_from_a_hook_keep_the_servers_values():
+    current = {**REQUEST, "headers": {"a": "1", "content-length": "3", "transfer-encoding": "chunked"}}
+    result = values.request({"headers": {"A": "2", "Content-Length": "99", "connection": "close"}}, current)
+    assert result["headers"] == {"a": "2", "content-length": "3", "transfer-encoding": "chunked"}
+
+
+def test_response_header_pairs_are_kept_as_pairs_without_framing_headers():
+    result = values.response({"status": 201, "headers": [["Set-Cookie", "a=1"], ["Set-Cookie", "b=2"],
+                                                         ["Content-Length", "1"]]}, None)
+    assert result == {"status": 201, "headers": [["Set-Cookie", "a=1"], ["Set-Cookie", "b=2"]], "body": ""}
+
+
+@pytest.mark.parametrize("value, message", [
+    ({"status": 101}, "response.status: must be an integer from 200 to 599, not 101"),
+    ({"headers": {"x": "caf\u00e9 \u2603"}}, "response.headers.x: header values must be visible latin-1 text (no "
+                                            "control characters)"),
+    ({"json": {"r": [1.0, float("inf")]}}, "response.json.r[1]: inf is not JSON (NaN and infinities cannot be sent)"),
+    ({"body": "a\ud800"}, "response.body: text with a lone surrogate cannot be sent (it is not valid Unicode)"),
+])
+def test_what_the_server_cannot_send_is_invalid(value, message):
+    with pytest.raises(values.InvalidValue) as caught:
+        values.response(value, None)
+    assert str(caught.value) == message
