@@ -17,7 +17,6 @@ from backworks import backstop, health, lifecycle
 from backworks.admin.recorder import RequestRecorder
 from backworks.errors import ConfigError, HTTPError
 from backworks.http import error_reply, reply_from_http_error
-from backworks.plugin_chain import format_notes
 from backworks.runtime import Runtime, load_runtime
 
 logger = logging.getLogger(__name__)
@@ -88,6 +87,8 @@ class Backworks:
         path = environ.get("PATH_INFO") or "/"
         method = environ.get("REQUEST_METHOD")
         if meta and "plugins" in meta:  # (plugin, outcome) pairs, formatted only when logged
+            from backworks.plugin_chain import format_notes  # loaded with the plugins (the sandbox is heavy)
+
             meta = {**meta, "plugins": format_notes(meta["plugins"])}
         extra = "".join(f" {k}={v}" for k, v in meta.items()) if meta else ""
         # A record built directly skips logging's caller lookup, a third of the cost of .info().

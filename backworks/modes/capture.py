@@ -7,7 +7,6 @@ import logging
 import time
 from urllib.parse import quote
 
-from backworks.capture_store import CaptureStore, redact_row
 from backworks.errors import ConfigError
 from backworks.http import Reply, RequestData
 from backworks.modes.base import LoadContext
@@ -19,6 +18,8 @@ logger = logging.getLogger(__name__)
 
 def store_of(ctx: LoadContext, where: str) -> CaptureStore:
     """Return the load's shared capture store; a clear config error when `capture.store` is not usable."""
+    from backworks.capture_store import CaptureStore  # SQLAlchemy: only for configs that capture or replay
+
     store = ctx.config.data["capture"]["store"]
     if not store.startswith(("sqlite://", "postgresql://", "postgres://", "postgresql+")):
         raise ConfigError([f"{ctx.config.where('capture', 'store')}: capture.store: unsupported store "
@@ -35,6 +36,8 @@ class Redactor:
 
     def prepare(self, row: dict) -> dict:
         """Turn a raw exchange into a stored row (runs in the writer thread)."""
+        from backworks.capture_store import redact_row
+
         row = redact_row(row, self.policy)
         row["request_body"] = row["request_body"][:self.max_body]
         row["response_body"] = row["response_body"][:self.max_body]

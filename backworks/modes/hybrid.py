@@ -8,7 +8,6 @@ from backworks.errors import HTTPError
 from backworks.http import Reply, RequestData
 from backworks.modes.base import LoadContext, Mode
 from backworks.schema import HTTP_METHODS, field, listof
-from backworks.upstreams import UpstreamFailure
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +55,8 @@ class HybridMode(Mode):
 
     def handle(self, request: RequestData) -> Reply:
         """Answer from the primary; from the fallback when the upstream fails."""
+        from backworks.upstreams import UpstreamFailure  # the primary loaded it: a lookup
+
         try:
             reply = self.primary.handle(request)
         except UpstreamFailure as exc:

@@ -12,9 +12,6 @@ import struct
 import threading
 import time
 
-from jinja2 import TemplateSyntaxError
-from jinja2.sandbox import SandboxedEnvironment
-
 from backworks.errors import ConfigError, HTTPError
 from backworks.http import JSON_TYPE, Reply, RequestData
 from backworks.modes.base import LoadContext, Mode
@@ -79,13 +76,19 @@ SCHEMA = {
     "fault": FAULT,
 }
 
-_env = SandboxedEnvironment(autoescape=False, keep_trailing_newline=True)
+_env = None  # the template environment, made when a config first has a template
 
 
 def _compile(text: str, where: str, enabled):
     """Compile a template string when it has template syntax (or templating is forced on)."""
     if enabled is False or (enabled is None and "{{" not in text and "{%" not in text):
         return None
+    from jinja2 import TemplateSyntaxError
+    from jinja2.sandbox import SandboxedEnvironment
+
+    global _env
+    if _env is None:
+        _env = SandboxedEnvironment(autoescape=False, keep_trailing_newline=True)
     try:
         return _env.from_string(text)
     except TemplateSyntaxError as exc:

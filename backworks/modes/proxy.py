@@ -4,13 +4,10 @@ from __future__ import annotations
 import logging
 from urllib.parse import quote
 
-from urllib3.util import SKIP_HEADER
-
 from backworks.errors import HTTPError
 from backworks.http import Reply, RequestData, is_trusted_peer
 from backworks.modes.base import LoadContext, Mode
 from backworks.schema import HTTP_METHODS, field, listof, string_map
-from backworks.upstreams import RequestBodyError, UpstreamSet
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +17,8 @@ FORWARDED = frozenset(("x-forwarded-for", "x-forwarded-proto", "x-forwarded-host
 NOTED = FORWARDED | {"connection", "host", "user-agent", "accept-encoding"}
 CHUNK = 64 * 1024
 INLINE_LIMIT = 256 * 1024  # bodies up to this size are read whole (fast path); larger ones stream
+# urllib3.util.SKIP_HEADER (a test keeps them equal): urllib3 is imported only by configs that proxy.
+SKIP_HEADER = "@@@SKIP_HEADER@@@"
 
 SCHEMA = {
     "upstream": field("string", "Name of the upstream (under `upstreams:`) requests go to.", required=True),
@@ -32,6 +31,8 @@ SCHEMA = {
 
 def upstreams_of(ctx: LoadContext) -> UpstreamSet:
     """Return the load's shared UpstreamSet (one per config load)."""
+    from backworks.upstreams import UpstreamSet
+
     return ctx.shared("upstreams", lambda: UpstreamSet(ctx.config.data["upstreams"]))
 
 
@@ -194,6 +195,8 @@ class BodyReader:
         self.received = 0
 
     def __iter__(self):
+        from backworks.upstreams import RequestBodyError
+
         while True:
             try:
                 chunk = self.stream.read(CHUNK)

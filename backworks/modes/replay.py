@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import logging
 
-from backworks.capture_store import headers_from_json, query_key
 from backworks.errors import HTTPError
 from backworks.http import Reply, RequestData
 from backworks.modes.base import LoadContext, Mode
@@ -57,6 +56,8 @@ class ReplayMode(Mode):
 
     def handle(self, request: RequestData) -> Reply:
         """Answer with the newest recorded exchange that matches, else 404."""
+        from backworks.capture_store import headers_from_json  # store_of() loaded it: a lookup
+
         row = self.find(request)
         if row is None:
             raise self.not_found(request)
@@ -83,6 +84,8 @@ class ReplayMode(Mode):
 
     def query_key(self, query: str) -> tuple:
         """Return a query in matching form, secret parameters redacted (capture stored them so)."""
+        from backworks.capture_store import query_key
+
         return query_key(hide_query(query, REDACTED, self.ctx.config.secrets))
 
     def not_found(self, request: RequestData) -> HTTPError:
