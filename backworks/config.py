@@ -14,7 +14,7 @@ import yaml
 from backworks import secrets
 from backworks.config_errors import (explain_errors, format_problem, line_for, path_text, suggest,
                                      validation_problems)
-from backworks.config_schema import config_schema
+from backworks.config_schema import config_schema, config_validator  # noqa: F401 (callers import both here)
 from backworks.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ def _collect(path: Path, data: dict, lines: dict, overrides, from_env: dict, pro
     if overrides:
         data = deep_merge(data, overrides)
     data, index_names = normalise_endpoints(data, lines, path, problems)
-    validator = cerberus.Validator(config_schema())
+    validator = config_validator()
     skipped: dict = {}
     if not validator.validate(data):
         problems += validation_problems(validator, path, lines, index_names, from_env, unset_paths)

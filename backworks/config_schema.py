@@ -166,3 +166,15 @@ def config_schema() -> dict:
         "endpoints": named("Endpoints, as a map `name: {...}` or a list `- {name, path, ...}`.",
                            endpoint_schema(), default={}),
     }
+
+
+def config_validator():
+    """Return a cerberus validator of the whole config, its schema trusted as written.
+
+    Cerberus checks every schema it is given against its own rules, a fifth of a second for this one at each
+    start of each process. The schema is code, not input: tests/test_startup.py checks it once instead.
+    """
+    import cerberus
+    from cerberus.schema import UnvalidatedSchema
+
+    return cerberus.Validator(UnvalidatedSchema(config_schema()))

@@ -165,10 +165,10 @@ def run(rounds: int, requests: int, compare: Path | None = None) -> dict:
 def report(results: dict) -> None:
     """Print one row per server and the ratios to bare Flask."""
     base = results["bare Flask"]
-    print(f"  {'server':<26} {'processes':>9} {'master MB':>10} {'2 workers MB':>13} {'total PSS MB':>13} "
+    print(f"  {'server':<34} {'processes':>9} {'master MB':>10} {'2 workers MB':>13} {'total PSS MB':>13} "
           f"{'x Flask':>8} {'first 200 ms':>13} {'x Flask':>8}")
     for label, r in results.items():
-        print(f"  {label:<26} {r['processes']:>9.0f} {r['master_mb']:>10.1f} {r['workers_mb']:>13.1f} "
+        print(f"  {label:<34} {r['processes']:>9.0f} {r['master_mb']:>10.1f} {r['workers_mb']:>13.1f} "
               f"{r['total_mb']:>13.1f} {r['total_mb'] / base['total_mb']:>8.2f} {r['startup_ms']:>13.0f} "
               f"{r['startup_ms'] / base['startup_ms']:>8.2f}")
     mock = results["Backworks mock-only"]

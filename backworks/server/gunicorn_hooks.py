@@ -7,6 +7,7 @@ shutdown signal, and a worker that drains its buffers (captured exchanges, metri
 """
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import queue
@@ -67,12 +68,25 @@ def pre_fork(server, worker) -> None:
     from backworks import lifecycle
 
     lifecycle.validate_if_changed()
+    share_with_workers()
     if _board is not None:
         taken = set(_live_slots(server).values())
         free = next((index for index in range(_board.slots) if index not in taken), None)
         worker.backworks_slot = free
         if free is not None:
             _board.clear(free)
+
+
+def share_with_workers() -> None:
+    """Keep the pages of what the master loaded (modules, the validated config) shared with its workers.
+
+    A garbage collection writes into the header of every object it examines, so in a worker it would copy the
+    pages of the objects inherited through fork(), and in the master those of the objects its workers share.
+    Frozen objects are never examined: collect what was made since the last fork (old validations, say),
+    then freeze the rest. Never unfreeze: the next collection would touch every page again.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def post_fork(server, worker) -> None:
