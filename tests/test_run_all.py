@@ -1,0 +1,103 @@
+"""bench/run_all.py, without running a bench: its table, its patterns on the benches' summary lines, its page."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+_spec = importlib.util.spec_from_file_location("run_all", ROOT / "bench" / "run_all.py")
+run_all = sys.modules["run_all"] = importlib.util.module_from_spec(_spec)  # bench/ is not a package
+_spec.loader.exec_module(run_all)
+Metric = run_all.Metric
+
+# Summary lines as each bench prints them (copied from real runs).
+OUTPUTS = {
+    "memory": """
+  server                             processes  master MB  2 workers MB  total PSS MB  x Flask  first 200 ms  x Flask
+  bare Flask                                 3       12.0          34.8          46.8     1.00           408     1.00
+  Backworks mock-only                        3       15.3          30.3          45.5     0.97           501     1.23
+  Backworks proxy                            3       17.1          33.3          50.4     1.08           912     2.23
+  Backworks full example                     3       29.1          57.1          86.2     1.84          2389     5.85
+mock-only total PSS: 45.5 MB, 0.97x bare Flask (target <= 60 MB)
+mock-only start-up to first 200: 501 ms, 1.23x bare Flask (target <= 400 ms)
+""",
+    "mock": """
+Backworks mock: throughput ratio 1.14 (target >= 0.90); 1-conn p50 ratio 0.95 (target <= 1.20)
+Backworks mock + access log: throughput ratio 1.02 (target >= 0.90); 1-conn p50 ratio 1.01 (target <= 1.20)
+""",
+    "proxy": """
+  Backworks proxy / Flask+requests (c32): 1.60x   (target >= 1.4x)
+  added p50 at c1, Backworks proxy: 0.412 ms   (target < 0.8 ms; Flask+requests adds 0.9 ms, the bare 0.3 ms)
+  capture / proxy throughput (c32): 0.91x   (target >= 0.8x)
+""",
+    "plugins": """
+Per before_request phase, in process (median us):
+  inline   1 plugin     16.0 us   5 plugins    75.0 us   per extra hook   14.8 us
+  process  1 plugin    120.0 us   5 plugins   160.0 us   per extra hook   10.0 us
+  ratio with/without plugins: 0.610 (target >= 0.75)
+""",
+    "database": """
+SQLite     get : Backworks     2100 req/s, hand-written     2200 req/s, ratio 0.95 (target >= 0.85)
+SQLite     list: Backworks     1500 req/s, hand-written     1600 req/s, ratio 0.94 (target >= 0.85)
+""",
+    "ops": """
+in-process, 20000 calls: without recording 40.1 us/request; with metrics + ring 44.0 us/request; overhead 3.9 us (1.10x)
+Backworks, gunicorn.conf.py: median 3000 req/s, throughput ratio 0.97 vs bare Flask (target >= 0.90); worker CPU 300 us/request, ratio 1.00
+""",
+    "sandbox": """
+inline, 1 plugin(s): phase     14.0 us, per hook    14.0 us                     14.00          35   <= 20 per hook ok
+process, 1 plugin(s): phase    120.5 us, per hook   120.5 us                   120.50         301 <= 150 per phase ok
+inline, 1 plugin(s), each phase after 5 ms idle (information)                     40.00         100
+""",
+}
+EXPECTED = {
+    "memory": [45.5, 0.97, 1.08, 1.84, 501, 1.23, 2.23, 5.85],
+    "mock": [1.14, 0.95, 1.02],
+    "proxy": [1.60, 0.412, 0.91],
+    "plugins": [0.610, 14.8],
+    "database": [0.95, 0.94, None, None],  # PostgreSQL was not reachable
+    "ops": [1.10, 0.97],
+    "sandbox": [14.0, 120.5],
+}
+
+
+@pytest.mark.parametrize("bench", run_all.BENCHES, ids=lambda bench: bench.name)
+def test_each_metric_is_read_from_its_benchs_summary_lines(bench):
+    assert [run_all.find(metric, OUTPUTS[bench.name]) for metric in bench.metrics] == EXPECTED[bench.name]
+
+
+def test_the_table_shows_value_target_and_verdict_of_each_row():
+    results = [
+        ("memory", Metric("mock-only PSS", "", "MB", "<=", 60), 45.5),
+        ("mock", Metric("mock / Flask", "", "x", ">=", 0.9), 0.874),
+        ("ops", Metric("in process", "", "x"), 1.1),
+        ("database", Metric("PostgreSQL get", "", "x", ">=", 0.85), None),
+        ("proxy", Metric("added p50", "", "ms", "<=", 0.8), 0.412),
+        ("memory", Metric("start-up", "", "ms", "<=", 400), 501.4),
+    ]
+    assert run_all.table(results).splitlines() == [
+        "| bench | measure | result | target | |",
+        "|---|---|---|---|---|",
+        "| memory | mock-only PSS | 45.5 MB | <= 60.0 MB | met |",
+        "| mock | mock / Flask | 0.87x | >= 0.90x | MISSED |",
+        "| ops | in process | 1.10x | - |  |",
+        "| database | PostgreSQL get | - | >= 0.85x | not found |",
+        "| proxy | added p50 | 0.412 ms | <= 0.800 ms | met |",
+        "| memory | start-up | 501 ms | <= 400 ms | MISSED |",
+    ]
+
+
+def test_the_page_names_date_machine_load_and_versions():
+    facts = {"cores": 2, "model": "Test CPU @ 1.00GHz", "kernel": "6.1", "commit": "abc1234", "python": "3.11.7"}
+    results = [("mock", Metric("mock / Flask", "", "x", ">=", 0.9), 1.14)]
+    text = run_all.document(results, {"mock": "Backworks mock: throughput ratio 1.14"}, facts, (3.25, 4.5),
+                            "gunicorn 27.0.1, Flask 3.1.3", quick=False)
+    assert text.startswith("# Performance\n\nMeasured 20")
+    assert "at commit abc1234, on 2 cores (Test CPU @ 1.00GHz), Linux 6.1, Python 3.11.7; load average 3.25 " \
+           "before, 4.50 after." in text
+    assert "Versions: gunicorn 27.0.1, Flask 3.1.3." in text
+    assert "| mock | mock / Flask | 1.14x | >= 0.90x | met |" in text
+    assert "<details><summary>mock</summary>\n\n```\nBackworks mock: throughput ratio 1.14\n```" in text
