@@ -176,8 +176,12 @@ class _LineLoader(yaml.SafeLoader):
 def parse_yaml(text: str, filename: str) -> tuple[dict, dict]:
     """Parse YAML safely; return (data, {field path tuple: line}). Syntax errors give line and column."""
     try:
-        node = yaml.compose(text, Loader=_LineLoader)
-        data = _LineLoader(text).get_single_data() if node is not None else None
+        loader = _LineLoader(text)  # parsed once: the nodes give the lines, then the data
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as exc:
         raise ConfigError([yaml_error_text(exc, filename)])
     except yaml.YAMLError as exc:
