@@ -172,6 +172,8 @@ def run_bench(bench: Bench, quick: bool) -> tuple[str, float]:
 def document(results: list, outputs: dict, facts: dict, loads: tuple, stack: str, quick: bool) -> str:
     """The text of docs/performance.md."""
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    left_out = [bench.name for bench in BENCHES if bench.name not in outputs]
+    not_run = f"Not run this time (`--only`): {', '.join(left_out)}.\n\n" if left_out else ""
     details = "\n".join(f"<details><summary>{name}</summary>\n\n```\n{text.strip()}\n```\n</details>\n"
                         for name, text in outputs.items())
     return (f"# Performance\n\nMeasured {when} by `bench/run_all.py`{' --quick' if quick else ''} at commit "
@@ -182,7 +184,7 @@ def document(results: list, outputs: dict, facts: dict, loads: tuple, stack: str
             "hand-written SQLAlchemy, plain Python), so that load from elsewhere on the machine weighs on both. "
             "Every server runs under gunicorn, sync workers, 2 workers. Regenerate this file with "
             "`.venv/bin/python bench/run_all.py` on a quiet machine; each bench's own docstring says what it "
-            "measures.\n\n" + table(results) + "\n\n## Output of each bench\n\n" + details)
+            "measures.\n\n" + not_run + table(results) + "\n\n## Output of each bench\n\n" + details)
 
 
 def main() -> None:

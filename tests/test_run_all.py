@@ -99,5 +99,6 @@ def test_the_page_names_date_machine_load_and_versions():
     assert "at commit abc1234, on 2 cores (Test CPU @ 1.00GHz), Linux 6.1, Python 3.11.7; load average 3.25 " \
            "before, 4.50 after." in text
     assert "Versions: gunicorn 27.0.1, Flask 3.1.3." in text
+    assert "Not run this time (`--only`): memory, proxy, plugins, database, ops, sandbox.\n\n| bench |" in text
     assert "| mock | mock / Flask | 1.14x | >= 0.90x | met |" in text
     assert "<details><summary>mock</summary>\n\n```\nBackworks mock: throughput ratio 1.14\n```" in text
