@@ -100,7 +100,7 @@ def test_the_proxy_skip_marker_is_urllib3s():
 
 
 PRE_FORK = textwrap.dedent("""
-    import gc, weakref
+    import gc, sys, weakref
     from backworks import lifecycle
     from backworks.server import gunicorn_hooks
 
@@ -115,10 +115,10 @@ PRE_FORK = textwrap.dedent("""
     gc.disable()  # only the hook may collect
     lifecycle.validate_if_changed = lambda: []
     gunicorn_hooks.pre_fork(server=None, worker=None)
-    print(gone() is None, gc.get_freeze_count() > len(kept))
+    print(gone() is None, gc.get_freeze_count() > len(kept), "backworks.app" in sys.modules)
 """)
 
 
-def test_pre_fork_collects_the_masters_garbage_then_freezes_the_rest():
+def test_pre_fork_loads_the_app_modules_collects_the_masters_garbage_then_freezes_the_rest():
     out = subprocess.run([sys.executable, "-c", PRE_FORK], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["True", "True"]
+    assert out.stdout.split() == ["True", "True", "True"]

@@ -78,13 +78,20 @@ def pre_fork(server, worker) -> None:
 
 
 def share_with_workers() -> None:
-    """Keep the pages of what the master loaded (modules, the validated config) shared with its workers.
+    """Load what every worker needs before fork, and keep those pages shared with the workers.
+
+    The app's modules (Flask, the gateway, and through the validation those of the modes the config uses)
+    are imported here once, so workers inherit them instead of importing them each; the worker still builds
+    its own app from the config (no preload_app), so a HUP gives new workers the new config. (The validation
+    imported the Backworks code into the master already: new code needs a restart, not a HUP.)
 
     A garbage collection writes into the header of every object it examines, so in a worker it would copy the
     pages of the objects inherited through fork(), and in the master those of the objects its workers share.
     Frozen objects are never examined: collect what was made since the last fork (old validations, say),
     then freeze the rest. Never unfreeze: the next collection would touch every page again.
     """
+    from backworks import app  # noqa: F401
+
     gc.collect()
     gc.freeze()
 
