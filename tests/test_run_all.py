@@ -13,7 +13,7 @@ run_all = sys.modules["run_all"] = importlib.util.module_from_spec(_spec)  # ben
 _spec.loader.exec_module(run_all)
 Metric = run_all.Metric
 
-# Summary lines as each bench prints them (copied from real runs).
+# Summary lines in the formats of each bench's print statements today.
 OUTPUTS = {
     "memory": """
   server                             processes  master MB  2 workers MB  total PSS MB  x Flask  first 200 ms  x Flask
