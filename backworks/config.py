@@ -364,6 +364,11 @@ def build_endpoints(config: Config, index_names: dict, problems: list) -> list:
         mode = data.get("mode") or default_mode
         mode_cls = MODES[mode]
         where = f"{config.where('endpoints', name)}: {path_text(shown)}"
+        others = [block for block in MODES if block != mode and isinstance(data.get(block), dict)]
+        if not data.get("mode") and others and mode not in data:
+            problems.append(f"{where}: has a '{others[0]}:' block but no `mode`, so it would run in the "
+                            f"default mode '{mode}' and ignore that block; add `mode: {others[0]}`")
+            continue
         if mode_cls.block_required and mode not in data:
             problems.append(f"{where}: mode '{mode}' needs a '{mode}:' block (see the {mode} mode "
                             f"reference in the README)")
