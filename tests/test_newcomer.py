@@ -22,7 +22,7 @@ pytestmark = pytest.mark.timeout(120, method="thread")
 
 EXAMPLE = ROOT / "config" / "backworks.yaml"
 DISABLED = ("the admin API and dashboard are disabled: set admin.token in the config to turn them on, then "
-            "send Authorization: Bearer <token> (or open /_backworks/?token=<token> once)")
+            "send Authorization: Bearer <token> (or open /_backworks/ and sign in with it)")
 
 
 def invoke(*args, **kwargs):

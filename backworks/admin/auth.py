@@ -14,7 +14,7 @@ logger = logging.getLogger(__name__)
 MISSING = "the admin API needs the header Authorization: Bearer <admin.token>"
 WRONG = "the admin token is wrong"
 DISABLED = ("the admin API and dashboard are disabled: set admin.token in the config to turn them on, then "
-            "send Authorization: Bearer <token> (or open {path}/?token=<token> once)")
+            "send Authorization: Bearer <token> (or open {path}/ and sign in with it)")
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="backworks admin"'}
 
 
