@@ -15,7 +15,7 @@ from conftest import ROOT, free_port
 from test_newcomer import every_stage_lines, write_every_stage
 
 # A fresh .venv installs every dependency (30-60 s on a quiet machine, more under load).
-pytestmark = pytest.mark.timeout(900, method="thread")
+pytestmark = [pytest.mark.timeout(900, method="thread"), pytest.mark.slow]
 
 NOT_COPIED = shutil.ignore_patterns(".venv", ".git", "__pycache__", "*.db", "*.db-*", "*.egg-info", "results",
                                     ".pytest_cache")
