@@ -206,14 +206,33 @@ def _optional_str(value, path: str):
     return value
 
 
+# Fields the server fills with text only (str, or dicts of str): a returned field that compares equal to the
+# current one is then the same value, types included (== cannot confuse 1, 1.0 and True there).
+_TEXT_FIELDS = frozenset(("method", "path", "query", "headers", "body", "client_ip", "endpoint"))
+
+
 def request(value, current: dict) -> dict:
-    """Validate a request returned by before_request; fields it leaves out keep their current values."""
-    data = plain(value, "request")
-    if type(data) is not dict:
+    """Validate a request returned by before_request; fields it leaves out keep their current values.
+
+    Fields equal to the current ones (already valid) are not walked again: a hook that sets one header
+    pays for that header, not for the whole request.
+    """
+    if type(value) is not dict:
+        plain(value, "request")  # the reason it is not plain data, if it is not
         raise InvalidValue(f"request: must be a dict, not {type(value).__name__}")
-    unknown = sorted(set(data) - set(REQUEST_FIELDS))
+    unknown = sorted(str(key) for key in value if key not in REQUEST_FIELDS)
     if unknown:
-        raise InvalidValue(f"request: unknown field '{unknown[0]}' (fields: {', '.join(REQUEST_FIELDS)})")
+        raise InvalidValue(f"request: unknown field '{unknown[0]}' (fields: {', '.join(REQUEST_FIELDS)})"[:300])
+    budget = [MAX_BYTES]
+    data = {}
+    for name, item in value.items():
+        if name in _TEXT_FIELDS and name in current and item == current[name]:
+            data[name] = current[name]
+            continue
+        try:
+            data[name] = _plain(item, 1, budget)
+        except _Bad as bad:
+            raise InvalidValue(f"request.{name}{''.join(reversed(bad.where))}: {bad.reason}") from None
     result = {**current, **data}
     for name in ("method", "path"):
         if type(result.get(name)) is not str or not result[name]:
