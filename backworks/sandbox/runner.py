@@ -449,7 +449,7 @@ def _apply(function, *args, **kwargs):
 _HOST_NAMES = frozenset({"_apply_", "_bw_slice", "_getattr_", "_getitem_", "_getiter_", "_write_", "_inplacevar_",
                          "_bw_inplace",
                          "_iter_unpack_sequence_", "_unpack_sequence_", "_bw_mul", "_bw_pow", "_bw_lshift",
-                         "_bw_mod", "_bw_format", "_bw_tick", "_print_", "log", "state"})
+                         "_bw_mod", "_bw_format", "_bw_tick", "_bw_loop", "_print_", "log", "state"})
 
 
 class StateFacade:
@@ -490,6 +490,7 @@ class Runner:
             "_apply_": _apply, "_bw_slice": slice, "_bw_mul": guards.guarded_mul, "_bw_pow": guards.guarded_pow,
             "_bw_lshift": guards.guarded_lshift,
             "_bw_mod": guards.guarded_mod, "_bw_format": guards.guarded_format, "_bw_tick": limits.tick,
+            "_bw_loop": limits.loop_tick,
             "config": values.copy(config), "log": log, "state": state,
         }
 
