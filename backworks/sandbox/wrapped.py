@@ -327,3 +327,25 @@ def _register() -> None:
 
 
 _register()
+
+
+def _refused(obj):
+    raise AttributeError(f"attribute of {type(obj).__name__} objects is not available in plugin scripts")
+
+
+def _match_range(regexp):
+    def possiblematchrange(maxlen):
+        if not isinstance(maxlen, int) or maxlen > SMALL:
+            raise guards.LimitError(f"possiblematchrange over {SMALL} characters exceeds the sandbox limit")
+        return regexp.possiblematchrange(maxlen)
+    return possiblematchrange
+
+
+def _register_regexp() -> None:
+    import re2
+
+    guards.special("options", (re2._Regexp,), _refused)  # RE2's options object is shared by the cached pattern
+    guards.special("possiblematchrange", (re2._Regexp,), _match_range)
+
+
+_register_regexp()
