@@ -200,9 +200,11 @@ class Rewriter(ast.NodeTransformer):
         return node
 
     def visit_For(self, node: ast.For | ast.While) -> ast.AST:
-        # Every loop header: a loop in a handler or `finally` stops at its next iteration once time is up.
+        # Every loop header: a loop in a handler or `finally` stops at its next iteration once time is up
+        # (a global flag the alarm sets: one name read per iteration, no call).
         self.generic_visit(node)
-        node.body.insert(0, ast.fix_missing_locations(ast.copy_location(ast.Expr(_call("_bw_loop")), node)))
+        check = ast.If(test=ast.Name("_bw_expired", ast.Load()), body=[ast.Expr(_call("_bw_tick"))], orelse=[])
+        node.body.insert(0, ast.fix_missing_locations(ast.copy_location(check, node)))
         return node
 
     visit_While = visit_For

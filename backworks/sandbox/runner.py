@@ -449,7 +449,7 @@ def _apply(function, *args, **kwargs):
 _HOST_NAMES = frozenset({"_apply_", "_bw_slice", "_getattr_", "_getitem_", "_getiter_", "_write_", "_inplacevar_",
                          "_bw_inplace",
                          "_iter_unpack_sequence_", "_unpack_sequence_", "_bw_mul", "_bw_pow", "_bw_lshift",
-                         "_bw_mod", "_bw_format", "_bw_tick", "_bw_loop", "_print_", "log", "state"})
+                         "_bw_mod", "_bw_format", "_bw_tick", "_bw_expired", "_print_", "log", "state"})
 
 
 class StateFacade:
@@ -490,7 +490,7 @@ class Runner:
             "_apply_": _apply, "_bw_slice": slice, "_bw_mul": guards.guarded_mul, "_bw_pow": guards.guarded_pow,
             "_bw_lshift": guards.guarded_lshift,
             "_bw_mod": guards.guarded_mod, "_bw_format": guards.guarded_format, "_bw_tick": limits.tick,
-            "_bw_loop": limits.loop_tick,
+            "_bw_expired": False,
             "config": values.copy(config), "log": log, "state": state,
         }
 
@@ -568,6 +568,8 @@ class Runner:
         if loaded is None or loaded.busy or not Clock.session:
             return self.call_with(key, hook, args, budget, loaded)
         log, loaded.idle_log = loaded.idle_log or ScriptLog(loaded.name), None
+        if limits.FLAGGED:  # a call timed out before: its loop flags go down
+            limits.clear_flags()
         loaded.busy = True
         started = perf_counter()
         try:
@@ -601,6 +603,8 @@ class Runner:
     def run(self, script: Script, function: Callable, args: tuple, budget: Budget, log: ScriptLog) -> Outcome:
         """Call `function(*args)` under the budget and classify what happened."""
         started = perf_counter()
+        if limits.FLAGGED:
+            limits.clear_flags()
         try:
             try:
                 if Clock.session:  # a phase's timer already ticks: only this step's deadline is new (see arm)

@@ -173,3 +173,33 @@ def test_c_calls_are_wrapped_or_capped(box, body, kind):
     assert box.load("w", compile_script(f"def before_request(request):\n{body}", "w.py"), {}, Budget()).ok
     result = box.run_phase("before_request", [Step("w", Budget(), "open")], dict(REQUEST))
     assert result.outcomes[0][1].kind == kind, result.outcomes[0][1].message
+
+
+def test_loop_checkpoints_are_cleared_for_the_call_after_a_timeout(box):
+    source = ("def before_request(request):\n    n = 0\n    while request['path'] == '/spin':\n        n = n + 1\n"
+              "    for i in range(1000):\n        n = n + i\n    request['headers']['x-n'] = str(n)\n"
+              "    return request\n")
+    assert box.load("loops", compile_script(source, "loops.py"), {}, Budget()).ok
+    steps = [Step("loops", Budget(), "open")]
+    assert box.run_phase("before_request", steps, dict(REQUEST, path="/spin")).outcomes[0][1].kind == "timeout"
+    result = box.run_phase("before_request", steps, dict(REQUEST, headers={}))
+    assert result.outcomes[0][1].kind == "ok" and result.request["headers"]["x-n"] == "499500"
+
+
+def test_a_finally_that_loops_while_a_timeout_unwinds_stops_at_its_first_iteration():
+    from backworks.sandbox.limits import FLAGGED, Clock, clear_flags
+
+    runner = Runner(memory=False)
+    source = "def handle(request):\n    try:\n        pass\n    finally:\n        while True:\n            pass\n"
+    assert runner.load("f", compile_script(source, "f.py"), {}, Budget()).ok
+    scope = runner.loaded["f"].scope
+    Clock.active, Clock.expired = True, True  # as if the alarm had fired: the flag is what the loop reads
+    try:
+        scope["_bw_expired"] = True
+        FLAGGED.append(scope)
+        with pytest.raises(BaseException) as caught:
+            scope["handle"]({})
+    finally:
+        Clock.active, Clock.expired = False, False
+        clear_flags()
+    assert type(caught.value).__name__ == "Timeout" and scope["_bw_expired"] is False
