@@ -128,7 +128,8 @@ class ChildProcess:
                 outcome = self.exchange(self.load_message(key, script, config, budget), budget, retry=False)
                 if not outcome.ok:
                     logger.warning("plugin %s failed to reload in a new sandbox process: %s", key, outcome.message)
-        self.build_spare()
+        if self.spare is None:
+            self.build_spare()
 
     # the warm spare
 

@@ -114,13 +114,13 @@ def translate(text):
     """str.translate: a table lookup per character in C; long texts go slice by slice with checkpoints."""
     method = text.translate
 
-    def translate(table, *args):
+    def translate(table, *args, **kwargs):
         if len(text) <= SLICE:
-            return method(table, *args)
+            return method(table, *args, **kwargs)
         parts = []
         for start in range(0, len(text), SLICE):
             limits.tick()
-            parts.append(text[start:start + SLICE].translate(table, *args))
+            parts.append(text[start:start + SLICE].translate(table, *args, **kwargs))
         result = text[:0].join(parts)
         return bytearray(result) if type(text) is bytearray else result
     return translate
@@ -129,10 +129,11 @@ def translate(text):
 def from_bytes(kind):
     """int.from_bytes: at most MAX_INT_BITS bits (huge ints make gcd, // and % quadratic in C)."""
     def from_bytes(data, byteorder="big", *, signed=False):
-        if hasattr(data, "__len__") and len(data) * 8 > rules.MAX_INT_BITS:
+        if not isinstance(data, (bytes, bytearray)):
+            data = bytes(interruptible(data))  # an iterator has no length to check before
+        if len(data) * 8 > rules.MAX_INT_BITS:
             raise guards.LimitError(f"an integer of more than {rules.MAX_INT_BITS} bits exceeds the sandbox limit")
-        return kind.from_bytes(interruptible(data) if not isinstance(data, (bytes, bytearray)) else data,
-                               byteorder, signed=signed)
+        return kind.from_bytes(data, byteorder, signed=signed)
     return from_bytes
 
 

@@ -203,3 +203,25 @@ def test_a_finally_that_loops_while_a_timeout_unwinds_stops_at_its_first_iterati
         Clock.active, Clock.expired = False, False
         clear_flags()
     assert type(caught.value).__name__ == "Timeout" and scope["_bw_expired"] is False
+
+
+@pytest.mark.parametrize("body, value", [
+    ("    return (b'abc'.translate(None, delete=b'b') + bytes(70000).translate(None, b'\\x00')).decode()\n", "ac"),
+    ("    return int.from_bytes(iter([1, 0]), 'big')\n", 256),
+    ("    return int.from_bytes(b'\\x01\\x00', 'little')\n", 1),
+    ("    return sorted(set([1, 2]).union([3], (4,)))\n", [1, 2, 3, 4]),
+    ("    import collections\n    return sorted(collections.Counter('abca').elements())\n", ["a", "a", "b", "c"]),
+    ("    return sum(iter([3, 2, 1, 0].pop, 0))\n", 0),
+], ids=["translate-delete", "from-bytes-iterator", "from-bytes", "union-many", "elements", "iter-sentinel"])
+def test_wrapped_calls_keep_their_everyday_meaning(box, body, value):
+    assert box.load("w", compile_script(f"def handle(request):\n{body}", "w.py"), {}, Budget()).ok
+    outcome = box.call("w", "handle", ({},), Budget())
+    assert (outcome.kind, outcome.value) == ("ok", value), outcome.message
+
+
+def test_int_from_an_iterator_of_too_many_bytes_is_refused(box):
+    body = "    return int.from_bytes(iter([255] * 20000), 'big')\n"
+    assert box.load("w", compile_script(f"def handle(request):\n{body}", "w.py"), {}, Budget()).ok
+    outcome = box.call("w", "handle", ({},), Budget())
+    assert outcome.kind == "memory"
+    assert outcome.message.endswith("an integer of more than 100000 bits exceeds the sandbox limit")
