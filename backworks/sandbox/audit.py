@@ -46,6 +46,11 @@ def instance_samples() -> dict:
         "SplitResult": env.FACADES["urllib.parse"].urlsplit("http://h/p"),
         "ParseResult": env.FACADES["urllib.parse"].urlparse("http://h/p"),
         "DefragResult": env.FACADES["urllib.parse"].urldefrag("http://h/p#f"),
+        "SplitResultBytes": env.FACADES["urllib.parse"].urlsplit(b"http://h/p"),
+        "ParseResultBytes": env.FACADES["urllib.parse"].urlparse(b"http://h/p"),
+        "DefragResultBytes": env.FACADES["urllib.parse"].urldefrag(b"http://h/p#f"),
+        "shake": hashlib.new("shake_128"), "IsoCalendarDate": datetime.date(2000, 1, 1).isocalendar(),
+        "odict_keys": collections.OrderedDict().keys(), "odict_items": collections.OrderedDict().items(),
     }
     for kind in (iter([]), iter(()), iter(""), iter(b""), iter({}), iter(set()), iter(d.values()), iter(d.items()),
                  reversed([]), map(str, []), filter(None, []), zip(), enumerate([]), iter(range(1)),

@@ -81,7 +81,9 @@ _BOUNDED_GROUPS = {
         "hmac": "digest new", "hashlib": "new", "uuid": "uuid3 uuid5", "string": "capwords",
         "urllib.parse": "parse_qs parse_qsl quote quote_plus unquote unquote_plus urldefrag urlencode urljoin "
                         "urlparse urlsplit urlunparse urlunsplit",
-        "SplitResult": "geturl", "ParseResult": "geturl", "DefragResult": "geturl", "datetime": "strptime",
+        "SplitResult": "geturl", "ParseResult": "geturl", "DefragResult": "geturl", "SplitResultBytes": "geturl",
+        "ParseResultBytes": "geturl", "DefragResultBytes": "geturl", "_ResultMixinBytes": "decode",
+        "datetime": "strptime",
         "time": "strptime",
         "Counter": "copy subtract", "OrderedDict": "clear copy items keys pop popitem setdefault values",
         "defaultdict": "copy", "_ResultMixinStr": "encode",
@@ -115,6 +117,7 @@ _WRAPPED_GROUPS = {
         "_Regexp": "findall finditer fullmatch match search split sub subn possiblematchrange",
         "re": "findall finditer fullmatch match search split sub subn",
         "math": "comb factorial fsum gcd isqrt lcm perm prod", "hashlib": "pbkdf2_hmac", "json": "dumps",
+        "HASHXOF": "digest hexdigest",
         "random": "choice choices gauss getrandbits randint random randrange sample shuffle uniform",
     },
 }

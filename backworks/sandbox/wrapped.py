@@ -342,11 +342,29 @@ def _match_range(regexp):
     return possiblematchrange
 
 
+MAX_XOF_BYTES = 1_000_000  # output of one SHAKE digest(length): computed in C before it returns
+
+
+def _xof_digest(name: str):
+    def factory(hasher):
+        method = getattr(hasher, name)
+
+        def digest(length):
+            if isinstance(length, int) and length > MAX_XOF_BYTES:
+                raise guards.LimitError(f"a digest of {length} bytes exceeds the sandbox limit of {MAX_XOF_BYTES}")
+            return method(length)
+        return digest
+    return factory
+
+
 def _register_regexp() -> None:
     import re2
 
     guards.special("options", (re2._Regexp,), _refused)  # RE2's options object is shared by the cached pattern
     guards.special("possiblematchrange", (re2._Regexp,), _match_range)
+    xof = type(hashlib.new("shake_128"))
+    for name in ("digest", "hexdigest"):
+        guards.special(name, (xof, type(hashlib.shake_256())), _xof_digest(name))
 
 
 _register_regexp()

@@ -167,8 +167,9 @@ def test_percent_width_behind_a_nested_key_is_refused():
     ("    import re\n    return re.compile('(a+)').search('a' * 2000000)\n", "memory"),
     ("    t = ()\n    for _ in range(64):\n        t = (t, t)\n    return hash(t)\n", "memory"),
     ("    import json\n    row = ['x'] * 1000\n    return json.dumps([row] * 2000)\n", "memory"),
+    ("    import hashlib\n    return hashlib.new('shake_128').hexdigest(30000000)\n", "memory"),
 ], ids=["iter-sentinel", "counter-elements", "set-update-many", "translate", "getrandbits", "pbkdf2-dklen",
-        "int-hex", "regex-groups", "hash-shared", "json-shared"])
+        "int-hex", "regex-groups", "hash-shared", "json-shared", "shake-length"])
 def test_c_calls_are_wrapped_or_capped(box, body, kind):
     assert box.load("w", compile_script(f"def before_request(request):\n{body}", "w.py"), {}, Budget()).ok
     result = box.run_phase("before_request", [Step("w", Budget(), "open")], dict(REQUEST))
