@@ -12,6 +12,7 @@ import datetime
 import logging
 import time
 import types
+import urllib.parse
 import uuid
 
 import re2
@@ -37,6 +38,10 @@ _REBUILT = frozenset({collections.deque, collections.OrderedDict, collections.Co
 # Values no script can change (no method mutates them, attributes are read-only to scripts).
 _IMMUTABLE = (datetime.date, datetime.time, datetime.timedelta, datetime.tzinfo, uuid.UUID, time.struct_time,
               re2._Regexp)
+# Named tuples the facades return (urlsplit(...), date.isocalendar()): immutable when their items are atoms.
+RESULT_TUPLES = frozenset({urllib.parse.SplitResult, urllib.parse.ParseResult, urllib.parse.DefragResult,
+                           urllib.parse.SplitResultBytes, urllib.parse.ParseResultBytes,
+                           urllib.parse.DefragResultBytes, type(datetime.date(2000, 1, 1).isocalendar())})
 
 
 class ModuleStateError(Exception):
@@ -122,6 +127,8 @@ class _Walker:
         if kind is types.BuiltinFunctionType and type(value.__self__) in _PLAIN | _REBUILT:
             return [(value.__self__, f"{path} (the object it is a method of)")]  # `add = seen.append`
         if id(value) in _SHARED or isinstance(value, (env.Facade,) + _IMMUTABLE):
+            return []
+        if kind in RESULT_TUPLES and all(type(item) in _ATOMS for item in value):
             return []
         raise ModuleStateError(f"module-level value {path} is {_kind(value)}, which cannot be rebuilt for each "
                                f"call: {HINT}")

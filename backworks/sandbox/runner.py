@@ -230,6 +230,8 @@ def _shareable(value) -> bool:
         return True
     if isinstance(value, _IMMUTABLE_CLASSES) or kind is StateFacade or kind is ScriptLog:
         return True
+    if kind in module_state.RESULT_TUPLES:  # urlsplit(...) results: load refused any but atoms inside
+        return True
     if kind is types.MethodType:  # a host object's method (scripts define no classes): random.choice
         return True
     if kind is types.BuiltinFunctionType:  # a builtin, or a method bound to an object: `append = seen.append`

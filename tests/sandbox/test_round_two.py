@@ -51,9 +51,13 @@ def test_module_level_values_that_cannot_be_rebuilt_are_refused_at_load(box, sou
     "import collections\nimport types\nQ = collections.deque([1], maxlen=3)\nC = collections.Counter('ab')\n"
     "N = types.SimpleNamespace(a=[1])\nDD = collections.defaultdict(list)\nB = bytearray(b'x')\nS = {1, 2}\n",
     "SEEN = []\nadd = SEEN.append\nHANDLERS = {'f': lambda x, acc=[]: acc}\n",
-], ids=["immutable-and-imported", "rebuilt-containers", "functions-and-methods-of-plain-data"])
+    "from urllib.parse import urlsplit\nimport datetime\nBASE = [urlsplit('http://h/p?q=1')]\n"
+    "WEEK = datetime.date(2020, 1, 2).isocalendar()\nTZ = datetime.timezone.utc\n",
+], ids=["immutable-and-imported", "rebuilt-containers", "functions-and-methods-of-plain-data", "named-results"])
 def test_plain_data_functions_and_imported_names_load(box, source):
     assert load(box, source).ok
+    result = box.run_phase("before_request", [Step("s", Budget(), "open")], dict(REQUEST))
+    assert result.outcomes[0][1].kind == "ok"
 
 
 def test_mutable_module_state_over_the_copy_cap_is_refused_at_load(box):
