@@ -203,7 +203,8 @@ def load_plugin(name: str, settings: dict, config: Config, ctx: LoadContext,
     # sandbox child: untrusted code never runs in a process that is not serving plugins.
     check_only = ctx.options.get("check_only")
     isolation = "process" if check_only else pick_isolation(settings["isolation"])
-    sandbox = ctx.shared(f"sandbox:{isolation}", lambda: Sandbox(isolation, ctx.config.data["state"]))
+    sandbox = ctx.shared(f"sandbox:{isolation}", lambda: Sandbox(isolation, ctx.config.data["state"],
+                                                                   warm_spare=not check_only))
     budget = Budget(timeout_ms=settings["timeout_ms"], memory_mb=settings["memory_mb"])
     deferred = isolation == "inline" and not on_main_thread()
     # Off the main thread (a reload) the inline timer cannot run: validate in this process's long-lived
@@ -234,7 +235,7 @@ def validation_sandbox(state_settings: dict):
     key = (os.getpid(), repr(sorted(state_settings.items())))
     with _validators_lock:
         if key not in _validators:
-            _validators[key] = Sandbox("process", state_settings)
+            _validators[key] = Sandbox("process", state_settings, warm_spare=False)  # it only loads
         return _validators[key]
 
 

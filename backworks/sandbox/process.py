@@ -56,8 +56,9 @@ class ChildGone(Exception):
 class ChildProcess:
     """One persistent sandbox child; every method is thread-safe and returns within budget + grace."""
 
-    def __init__(self, state_settings: dict):
+    def __init__(self, state_settings: dict, warm_spare: bool = True):
         self.state_settings = state_settings
+        self.warm_spare = warm_spare  # False: a process that only loads (a check) never builds a spare
         self.lock = threading.Lock()
         self.proc: subprocess.Popen | None = None
         self.buffer = bytearray()  # what the child sent past the last frame read
@@ -96,7 +97,7 @@ class ChildProcess:
         if warm is not None:
             self.proc, self.buffer = warm
             self.ready = True  # pinged, and every script loaded
-        elif request and self.booted:
+        elif request and self.booted and self.warm_spare:
             self.build_spare()
             raise ChildGone("error", "sandbox process is being replaced after a kill: this call was skipped "
                                      "(it fails open; the replacement boots in the background)")
@@ -117,7 +118,7 @@ class ChildProcess:
         """Make sure a child is running, ready, and holds every loaded script (see spawn for `request`)."""
         if self.owner != _pid:  # this process was forked: the children and pipes are the parent's
             self.proc, self.buffer, self.ready, self.owner, self.booted = None, bytearray(), False, _pid, False
-            self.spare, self.builder = None, None
+            self.spare, self.builder, self.spare_lock = None, None, threading.Lock()  # its builder is not here
         if self.proc is None:  # a child that died while idle is found by send_fresh(), without a system call here
             self.spawn(request)
         if not self.ready:
@@ -144,6 +145,8 @@ class ChildProcess:
 
     def build_spare(self) -> None:
         """Start building a warm spare in the background unless one exists or is being built."""
+        if not self.warm_spare:
+            return
         with self.spare_lock:
             if self.spare is not None or self.closed or (self.builder is not None and self.builder.alive()):
                 return
@@ -188,6 +191,8 @@ class ChildProcess:
                 _reap(warm[0])
             if building is not None:
                 _reap(building)  # its boot fails at once; install_spare reaps nothing more
+            if self.builder is not None and self.builder.thread is not threading.current_thread():
+                self.builder.thread.join(spare.BOOT_S)  # no thread outlives close() (a master forks after it)
 
     # wire
 

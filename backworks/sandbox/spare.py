@@ -87,7 +87,8 @@ class Builder:
             self.proc = self.start_child()
             buffer = boot(self.proc, self.loads)
         except (BootFailed, OSError) as exc:
-            logger.warning("a spare sandbox process failed to boot: %s", exc)
+            if self.proc is not None and self.proc.returncode is None:  # not reaped by close()
+                logger.warning("a spare sandbox process failed to boot: %s", exc)
             self.done(self.proc, None)
             return
         self.done(self.proc, buffer)

@@ -88,3 +88,30 @@ def test_close_stops_the_spare(box):
     box.close()
     with pytest.raises(ChildProcessError):
         os.waitpid(spare_pid, 0)
+
+
+def test_a_sandbox_that_only_checks_scripts_keeps_no_spare_and_restarts_synchronously():
+    box = Sandbox("process", {}, warm_spare=False)
+    try:
+        assert box.load("greet", compile_script(GREET, "greet.py"), {"greeting": "hello"}, Budget()).ok
+        assert box.child.spare is None and box.child.builder is None
+        current = box.child.proc
+        os.kill(current.pid, signal.SIGKILL)
+        current.wait()
+        outcome, path = greet(box)
+        assert (outcome.kind, path) == ("ok", "/hello")
+        assert box.child.spare is None and box.child.builder is None
+    finally:
+        box.close()
+
+
+def test_close_leaves_no_builder_thread_running(box):
+    wait_for_spare(box)
+    warm = box.child.take_spare()
+    os.kill(warm[0].pid, signal.SIGKILL)
+    warm[0].wait()
+    box.child.build_spare()  # a new build, still booting when close() comes
+    builder = box.child.builder
+    assert builder.alive()
+    box.close()
+    assert not builder.alive() and box.child.spare is None
