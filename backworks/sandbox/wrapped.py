@@ -221,23 +221,28 @@ _CONTAINERS = frozenset({list, tuple, dict, set, frozenset, collections.deque, c
                          collections.Counter, collections.defaultdict})
 
 
+def _nested(value) -> bool:
+    """Tell whether a container holds containers (only then can shared parts multiply a C walk)."""
+    return any(type(item) in _CONTAINERS for item in value)
+
+
 def safe_hash(value):
-    """hash(): tuples and frozensets are checked for shared parts first (hashing walks every path)."""
-    if type(value) in _CONTAINERS:
+    """hash(): tuples and frozensets of containers are checked for shared parts first (hashing walks every path)."""
+    if type(value) in _CONTAINERS and _nested(value):
         expanded_size(value)
     return hash(value)
 
 
 def safe_isinstance(obj, classinfo):
     """isinstance(): a nested tuple of classes is walked along every path: checked first."""
-    if type(classinfo) is tuple:
+    if type(classinfo) is tuple and _nested(classinfo):
         expanded_size(classinfo, SMALL)
     return isinstance(obj, classinfo)
 
 
 def safe_issubclass(cls, classinfo):
     """issubclass(), checked as isinstance()."""
-    if type(classinfo) is tuple:
+    if type(classinfo) is tuple and _nested(classinfo):
         expanded_size(classinfo, SMALL)
     return issubclass(cls, classinfo)
 
