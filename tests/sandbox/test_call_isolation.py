@@ -154,14 +154,6 @@ def before_request(request):
     request["headers"]["x-n"] = str(len(CACHE[0])) + str(CACHE[1]())
     return request
 ''',
-    "hashlib_object": '''
-import hashlib
-H = (hashlib.sha256(b"a"),)
-def before_request(request):
-    H[0].update(b"b")
-    request["headers"]["x-n"] = H[0].hexdigest()[:8]
-    return request
-''',
 }
 
 EXPECTED = {"closure_cell": "1", "closure_cells_shared_by_two_functions": "2", "nonlocal_rebinding": "1",
