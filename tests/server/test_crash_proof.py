@@ -26,8 +26,10 @@ BACKWORKS = str(Path(sys.executable).parent / "backworks")
 DEEP_HASH = "t = ()\nfor i in range(300000):\n    t = (t,)\nh = hash(t)\n"
 DEEP_HASH_IN_HOOK = ("def before_request(request):\n    t = ()\n    for i in range(300000):\n        t = (t,)\n"
                      "    request['headers']['x-h'] = str(hash(t))\n    return request\n")
-# Never returns and never checks signals: `in` drives the C iterator of iter(callable, sentinel).
-C_HANG_IN_HOOK = "def before_request(request):\n    return request if 5 in iter(int, 1) else request\n"
+# Never returns and never checks signals: `==` of two 64-level structures whose halves are shared walks
+# 2**64 pairs in C (the in-process limits cannot stop it; only the backstop or process isolation can).
+C_HANG_IN_HOOK = ("def before_request(request):\n    a = []\n    b = []\n    for i in range(64):\n"
+                  "        a = [a, a]\n        b = [b, b]\n    return request if a == b else request\n")
 TAG = "def before_request(request):\n    request['headers']['x-tag'] = 'v1'\n    return request\n"
 HANDLE_OK = "def handle(request):\n    return {'status': 200, 'json': {'ok': True}}\n"
 
