@@ -138,8 +138,8 @@ class PluginSet:
     def status(self) -> list[dict]:
         """Per-plugin status for the admin API: settings, breaker, calls, failures, latency percentiles."""
         return [{
-            "name": p.name, "script": p.display, "digest": p.script.digest, "isolation": p.isolation,
-            "quarantined": p.quarantined,
+            "name": p.name, "script": p.display, "digest": p.script.digest,
+            "isolation": "process" if p.quarantined else p.isolation, "quarantined": p.quarantined,
             "order": p.settings["order"], "endpoints": list(p.settings["endpoints"]), "on_error": p.on_error,
             "critical": p.critical, "hooks": sorted(p.script.hooks),
             "breaker": {"state": p.breaker.state, "consecutive_failures": p.breaker.failures,

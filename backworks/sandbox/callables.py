@@ -28,7 +28,8 @@ REPR = "recursive C walk whose output grows with its work: memory_mb stops it"
 
 _BOUNDED_GROUPS = {
     CONSTANT: {
-        "builtins": "abs bool callable chr len next ord reversed round slice __import__",
+        # Error, JSONDecodeError: `except re.error` / `except json.JSONDecodeError` resolved at load (rewrites.py)
+        "builtins": "abs bool callable chr len next ord reversed round slice __import__ Error JSONDecodeError",
         "list": "append clear copy insert pop reverse", "dict": "clear copy get items keys pop popitem setdefault values",
         "set": "add clear copy discard pop remove", "frozenset": "copy",
         "deque": "append appendleft clear copy insert pop popleft remove reverse rotate",
@@ -44,7 +45,7 @@ _BOUNDED_GROUPS = {
         "time": "dst gmtime localtime mktime monotonic monotonic_ns perf_counter perf_counter_ns replace struct_time "
                 "time time_ns tzname utcoffset",
         "timedelta": "total_seconds", "timezone": "dst fromutc tzname utcoffset",
-        "uuid": "UUID uuid4", "types": "SimpleNamespace", "json": "JSONDecodeError", "re": "error",
+        "uuid": "UUID uuid4", "types": "SimpleNamespace",
         "collections": "", "hashlib": "blake2b blake2s md5 sha1 sha224 sha256 sha384 sha3_256 sha3_512 sha512",
         "HASH": "copy digest hexdigest", "blake2b": "copy digest hexdigest", "blake2s": "copy digest hexdigest",
         "HMAC": "copy digest hexdigest",
