@@ -23,8 +23,14 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 logger = logging.getLogger(__name__)
 
 # field-name ":" OWS field-value OWS, one line: a token name, then visible ASCII, SP, HTAB or obs-text.
-_FIELD_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e\x80-\xff]*\r?\n")
-_STATUS_LINE = re.compile(rb"HTTP/\d\.\d \d{3}[\t\x20-\x7e\x80-\xff]*\r?\n")
+_FIELD = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e\x80-\xff]*\r?\n"
+_FIELD_LINE = re.compile(_FIELD)
+_STATUS = rb"HTTP/\d\.\d \d{3}[\t\x20-\x7e\x80-\xff]*\r?\n"
+_STATUS_LINE = re.compile(_STATUS)
+# whole heads at once (a 1xx head may come first): the common case costs one match
+_HEADS = re.compile(rb"(?:" + _STATUS + rb"(?:" + _FIELD + rb")*\r?\n)+")
+_FRAMING = re.compile(rb"^(content-length|transfer-encoding):[\t ]*([^\r\n]*?)[\t ]*\r?$",
+                      re.IGNORECASE | re.MULTILINE)
 
 
 class InvalidUpstreamResponse(http.client.HTTPException):
@@ -63,35 +69,45 @@ class CheckedResponse(http.client.HTTPResponse):
         finally:
             if self.fp is recorder:
                 self.fp = fp
-        problem = head_problem(recorder.lines) or framing_problem(self.msg)
+        problem = head_problem(recorder.lines)
         if problem:
             self.close()
             raise InvalidUpstreamResponse(problem)
 
 
 def head_problem(lines: list) -> str | None:
-    """What is wrong with the raw lines of a response head, or None."""
-    for line in lines:
-        if line in (b"\r\n", b"\n", b""):
-            continue
-        if line.startswith(b"HTTP/") and _STATUS_LINE.fullmatch(line):
-            continue
-        if not _FIELD_LINE.fullmatch(line):
-            return f"malformed header line {_shown(line)}"
-    return None
+    """What is wrong with the raw lines of a response head (status lines, fields, framing), or None."""
+    head = b"".join(lines)
+    if _HEADS.fullmatch(head) is None:
+        for line in lines:
+            if line in (b"\r\n", b"\n", b""):
+                continue
+            if line.startswith(b"HTTP/") and _STATUS_LINE.fullmatch(line):
+                continue
+            if not _FIELD_LINE.fullmatch(line):
+                return f"malformed header line {_shown(line)}"
+    lowered = head.lower()
+    lengths = lowered.count(b"\ncontent-length:")
+    if lengths <= 1 and b"\ntransfer-encoding:" not in lowered:
+        if lengths:  # the usual single Content-Length: only its value needs a look
+            start = lowered.index(b"\ncontent-length:") + 16
+            value = head[start:head.index(b"\n", start)].strip(b" \t\r")
+            if not value.isdigit():
+                return f"Content-Length {_shown(value)} (one decimal number expected)"
+        return None
+    return framing_problem(_FRAMING.findall(head))
 
 
-def framing_problem(msg) -> str | None:
-    """What is ambiguous in the framing headers of a response, or None."""
-    lengths = msg.get_all("content-length") or []
-    codings = msg.get_all("transfer-encoding") or []
+def framing_problem(found: list) -> str | None:
+    """What is ambiguous in the (name, value) framing headers of a response, or None."""
+    lengths = [value for name, value in found if name[0] in b"cC"]
+    codings = [value for name, value in found if name[0] in b"tT"]
     if codings and lengths:
         return "both Transfer-Encoding and Content-Length (a request smuggling risk)"
-    if codings and (len(codings) > 1 or codings[0].strip().lower() != "chunked"):
-        return f"Transfer-Encoding {_shown(', '.join(codings).encode())} (only chunked is accepted)"
-    if lengths and not (all(v.strip().isdigit() and v.strip().isascii() for v in lengths)
-                        and len({v.strip() for v in lengths}) == 1):
-        return f"Content-Length {_shown(', '.join(lengths).encode())} (one decimal number expected)"
+    if codings and (len(codings) > 1 or codings[0].lower() != b"chunked"):
+        return f"Transfer-Encoding {_shown(b', '.join(codings))} (only chunked is accepted)"
+    if lengths and not (all(value.isdigit() for value in lengths) and len(set(lengths)) == 1):
+        return f"Content-Length {_shown(b', '.join(lengths))} (one decimal number expected)"
     return None
 
 

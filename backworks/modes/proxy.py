@@ -196,8 +196,8 @@ def check_forwarded_path(path: str) -> None:
     backslash as a slash) would serve another one, outside the prefix. An encoded slash alone still passes
     byte for byte (an id like group%2Fproject).
     """
-    if "." not in path and "%" not in path:
-        return
+    if "/." not in path and "%" not in path and "\\" not in path:
+        return  # no segment starts with a dot, and nothing is encoded: the common case
     plain = _SEPARATORS.sub("/", path.replace("%2e", ".").replace("%2E", "."))
     for segment in plain.split("/"):
         if segment.split(";", 1)[0] in (".", ".."):  # "..;" is ".." to servlet containers
