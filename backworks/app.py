@@ -18,7 +18,8 @@ from backworks import backstop, health, lifecycle
 from backworks.admin.recorder import RequestRecorder
 from backworks.errors import ConfigError, HTTPError
 from backworks.http import error_reply, reply_from_http_error
-from backworks.inbound import client_error, declared_too_large, log_safe, request_id as take_request_id
+from backworks.inbound import client_error, declared_too_large, request_id as take_request_id
+from backworks.logtext import log_safe
 from backworks.plugin_chain import format_notes
 from backworks.runtime import Runtime, load_runtime
 
@@ -285,7 +286,7 @@ def register_ops_routes(app: Flask, backworks: Backworks) -> None:
 
 
 def _flask_last_resort(exc: Exception):
-    """Every other failure of a Flask route as JSON: 4xx for the request's fault (a bad Host, say), else 500."""
+    """Any other failure of a Flask route as JSON: 4xx for the request's fault (a bad Host), else 500."""
     refused = client_error(exc)
     if refused is None:
         if isinstance(exc, HTTPException):  # a 5xx werkzeug raised on purpose: its own status, no traceback

@@ -185,7 +185,8 @@ def parse_yaml(text: str, filename: str) -> tuple[dict, dict]:
         finally:
             loader.dispose()
     except RecursionError:
-        raise ConfigError([f"{filename}: the YAML is nested too deeply to read (flatten the structure)"]) from None
+        raise ConfigError([f"{filename}: the YAML is nested too deeply to read (flatten the structure)"]) \
+            from None
     except yaml.MarkedYAMLError as exc:
         raise ConfigError([yaml_error_text(exc, filename)])
     except yaml.YAMLError as exc:

@@ -1,4 +1,4 @@
-"""Hostile request input at the gateway: request ids, log-safe text, early 413, and the last-resort mapping."""
+"""Hostile request input at the gateway: request ids, early 413, and the last-resort mapping to 4xx."""
 from __future__ import annotations
 
 import logging
@@ -10,13 +10,13 @@ from werkzeug.exceptions import HTTPException
 
 from backworks.errors import HTTPError
 from backworks.http import too_large
+from backworks.logtext import log_safe
 
 logger = logging.getLogger(__name__)
 
 # An incoming request id is kept only when it is short visible ASCII: no spaces, no control characters,
 # nothing that could end a log line or pass for another field.
 REQUEST_ID = re.compile(r"[!-~]{1,128}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def request_id(environ: dict, key: str) -> str:
@@ -25,15 +25,6 @@ def request_id(environ: dict, key: str) -> str:
     if supplied and REQUEST_ID.fullmatch(supplied):
         return supplied
     return os.urandom(16).hex()
-
-
-def log_safe(value) -> str:
-    """Return text fit for one log line: CR, LF and other control characters written as escapes."""
-    text = value if isinstance(value, str) else str(value)
-    if text.isprintable():
-        return text
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else
-                        f"\\u{ord(m.group()):04x}", text)
 
 
 def declared_too_large(environ: dict, limit: int) -> HTTPError | None:

@@ -28,7 +28,7 @@ NO_RETRIES = urllib3.Retry(total=False, redirect=False)
 
 
 class UpstreamFailure(HTTPError):
-    """An upstream could not answer: unreachable, error or invalid_response (502), timeout (504), unavailable (503)."""
+    """An upstream could not answer: unreachable, error, invalid_response (502), timeout (504), unavailable."""
 
     STATUS = {"unreachable": 502, "error": 502, "invalid_response": 502, "timeout": 504, "unavailable": 503}
 
@@ -118,7 +118,9 @@ class Target:
             cls = urllib3.HTTPSConnectionPool if self.scheme == "https" else urllib3.HTTPConnectionPool
             self._pool = cls(self.host, self.port, maxsize=self.pool_size, block=False, timeout=self.timeout,
                              retries=False)
-            self._pool.ConnectionCls = CheckedHTTPSConnection if self.scheme == "https" else CheckedHTTPConnection
+            # checked response heads, and a connection the total deadline can cut
+            self._pool.ConnectionCls = CheckedHTTPSConnection if self.scheme == "https" else \
+                CheckedHTTPConnection
             self._pool_pid = os.getpid()
             self._counters = {}
         return self._pool
@@ -264,10 +266,12 @@ class Upstream:
             logger.warning("upstream %s target %s: circuit breaker opened after %d failures", self.name,
                            target.name, target.breaker.failures)
         if spent:
+            total = self.settings["total_timeout_ms"]
             return UpstreamFailure("timeout", f"upstream '{self.name}' ({target.name}) did not finish its "
-                                   f"response within {self.settings['total_timeout_ms']} ms (total_timeout_ms)")
+                                   f"response within {total} ms (total_timeout_ms)")
         if invalid:
-            logger.warning("upstream %s target %s sent an invalid response: %s", self.name, target.name, invalid)
+            logger.warning("upstream %s target %s sent an invalid response: %s", self.name, target.name,
+                           invalid)
             return UpstreamFailure("invalid_response", f"upstream '{self.name}' ({target.name}) sent an "
                                    f"invalid response: {invalid}")
         if isinstance(exc, NewConnectionError) or isinstance(getattr(exc, "reason", None), NewConnectionError):

@@ -281,7 +281,7 @@ def test_sane_request_id_is_kept(client):
 
 
 def test_log_safe_escapes_every_control_character():
-    from backworks.inbound import log_safe
+    from backworks.logtext import log_safe
 
     assert log_safe("a\r\nb\x00c\x1b[31m\x7f\u2028d") == "a\\x0d\\x0ab\\x00c\\x1b[31m\\x7f\\u2028d"
     assert log_safe("plain /path?q=é") == "plain /path?q=é"

@@ -8,7 +8,7 @@ import logging
 from flask import render_template, request
 
 from backworks.http import error_reply
-from backworks.inbound import log_safe
+from backworks.logtext import log_safe
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def require_admin(backworks):
     if supplied is not None and hmac.compare_digest(supplied.encode(), token.encode()):
         return browser_refusal(request.environ, loopback_only=False)
     logger.warning("admin: %s token from %s for %s", "wrong" if supplied else "missing",
-                   backworks.runtime.client_ip(request.environ), request.path)
+                   log_safe(backworks.runtime.client_ip(request.environ)), log_safe(request.path))
     if request.endpoint == "admin.dashboard" and request.accept_mimetypes.accept_html:
         return render_template("login.html", wrong=supplied is not None), 401, CHALLENGE
     reply = error_reply(401, "unauthorized", WRONG if supplied is not None else MISSING, CHALLENGE)

@@ -244,6 +244,9 @@ class BodyReader:
             yield chunk
 
 
+SPENT = "total_timeout_ms passed; the response is cut off"
+
+
 class StreamedBody:
     """A response body streamed from the upstream; the connection goes back to the pool when done."""
 
@@ -282,7 +285,7 @@ class StreamedBody:
             error = exc
             spent = self.deadline is not None and self.deadline.fired
             logger.warning("upstream %s (%s) failed while streaming the response: %s", self.upstream.name,
-                           self.target.name, "total_timeout_ms passed; the response is cut off" if spent else exc)
+                           self.target.name, SPENT if spent else exc)
             raise
         finally:
             self._finish(error)
