@@ -16,7 +16,7 @@ from backworks.config_errors import (explain_errors, format_problem, line_for, p
                                      validation_problems)
 from backworks.config_schema import config_schema
 from backworks import yaml_limits
-from backworks.config_env import ENV_PREFIX, apply_env_overrides  # noqa: F401  (ENV_PREFIX: re-exported)
+from backworks.config_env import apply_env_overrides
 from backworks.errors import ConfigError
 
 logger = logging.getLogger(__name__)

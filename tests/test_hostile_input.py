@@ -456,3 +456,27 @@ def test_cross_origin_post_is_refused_even_with_the_token(tmp_path):
     ok = client.post(RELOAD, headers={**auth, "Origin": "https://api.example", "Host": "api.example"})
     assert ok.status_code == 200
     app.extensions["backworks"].runtime.close()
+
+
+def test_newline_in_a_script_log_line_is_escaped(caplog):
+    from backworks.sandbox.logs import ScriptLog
+
+    caplog.set_level(logging.INFO, logger="backworks.plugin")
+    ScriptLog("audit.py").info("path %s", "/x\nINFO backworks.access: forged")
+    assert [r.getMessage() for r in caplog.records] == ["audit.py: path /x\\x0aINFO backworks.access: forged"]
+
+
+def test_body_cut_short_before_a_proxy_gets_400(tmp_path, caplog):
+    class Short(io.RawIOBase):
+        def readinto(self, buffer):
+            return 0  # the client went away after the head
+
+    app = create_app(write_config(tmp_path, "server: {watch: false}\nupstreams:\n"
+                                            "  api: {targets: [{url: 'http://127.0.0.1:9'}]}\n"
+                                            "endpoints: {p: {path: /p, mode: proxy, methods: [POST], "
+                                            "proxy: {upstream: api}}}\n"))
+    reply = app.test_client().post("/p", environ_overrides={"wsgi.input": Short(), "CONTENT_LENGTH": "10"})
+    assert error_of(reply) == (400, "incomplete_body",
+                               "the request body could not be read to its end (ClientDisconnected)")
+    assert no_traceback(caplog)
+    app.extensions["backworks"].runtime.close()

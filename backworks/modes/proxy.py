@@ -8,7 +8,7 @@ from urllib.parse import quote
 from urllib3.util import SKIP_HEADER
 
 from backworks.errors import HTTPError
-from backworks.http import Reply, RequestData, is_trusted_peer
+from backworks.http import Reply, RequestData, is_trusted_peer, read_input
 from backworks.modes.base import LoadContext, Mode
 from backworks.schema import HTTP_METHODS, field, listof, string_map
 from backworks.upstreams import RequestBodyError, UpstreamSet
@@ -177,7 +177,7 @@ class ProxyMode(Mode):
         if not length and not chunked:
             return None, True, (0 if length == 0 else None)
         if length is not None and length <= INLINE_LIMIT:
-            data = wz.stream.read(length)
+            data = read_input(wz.stream, length)  # a client gone mid-body: 400, not 500
             if tap is not None:
                 tap.request_chunk(data)
             return data, True, None
