@@ -39,7 +39,7 @@ def _apply(data: dict, schema: dict, parts: list, text: str) -> tuple:
         key, rules = _child(node, rules, part, path)
         path += (key,)
         if isinstance(node, list):  # endpoints in list form: the entry is found by name
-            node = next(item for item in node if isinstance(item, dict) and str(item.get("name")) == key)
+            node = next(item for index, item in enumerate(node) if _entry_name(item, index) == key)
             continue
         if node.get(key) is None:
             if "schema" not in rules:
@@ -69,7 +69,7 @@ def _child(node, rules: dict, part: str, path: tuple, last: bool = False) -> tup
                                   f"{suggest(part.lower(), list(fields))}")
         return key, fields[key]
     if "valuesrules" in rules and not last:
-        names = [str(item.get("name")) for item in node if isinstance(item, dict)] if isinstance(node, list) \
+        names = [_entry_name(item, index) for index, item in enumerate(node)] if isinstance(node, list) \
             else [k for k in node if isinstance(k, str)] if isinstance(node, dict) else []
         key = _match(names, part)
         if key is None:
@@ -80,6 +80,15 @@ def _child(node, rules: dict, part: str, path: tuple, last: bool = False) -> tup
     if "valuesrules" in rules:
         raise OverrideRefused(f"{_dotted(path + (part.lower(),))} is a whole entry; {ONLY_SCALARS}")
     raise OverrideRefused(f"{_dotted(path)} is not a mapping of settings; {ONLY_SCALARS}")
+
+
+def _entry_name(item, index: int) -> str:
+    """The name a list-form endpoint gets: its `name`, else the one made from its path."""
+    from backworks.config import _name_from_path  # config imports this module: import at call time
+
+    if not isinstance(item, dict):
+        return ""
+    return str(item.get("name") or _name_from_path(item.get("path"), index))
 
 
 def _match(keys, part: str) -> str | None:

@@ -354,9 +354,12 @@ def test_env_override_cannot_set_a_mapping_or_a_list(tmp_path, monkeypatch):
 def test_env_override_still_sets_existing_scalars_in_list_form_endpoints(tmp_path, monkeypatch):
     monkeypatch.setenv("BACKWORKS__ENDPOINTS__HELLO__MOCK__STATUS", "201")
     monkeypatch.setenv("BACKWORKS__ADMIN__TOKEN", "t0k")
-    path = write_config(tmp_path, "endpoints:\n  - {name: hello, path: /hello, mock: {status: 200}}\n")
+    monkeypatch.setenv("BACKWORKS__ENDPOINTS__USERS__DESCRIPTION", "named from its path")
+    path = write_config(tmp_path, "endpoints:\n  - {name: hello, path: /hello, mock: {status: 200}}\n"
+                                  "  - {path: /users}\n")
     config = load_config(path)
     assert config.data["endpoints"]["hello"]["mock"]["status"] == 201
+    assert config.data["endpoints"]["users"]["description"] == "named from its path"
     assert config.data["admin"]["token"] == "t0k"
 
 
