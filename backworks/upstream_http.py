@@ -20,6 +20,8 @@ import time
 
 from urllib3.connection import HTTPConnection, HTTPSConnection
 
+from backworks import secrets
+
 logger = logging.getLogger(__name__)
 
 # field-name ":" OWS field-value OWS, one line: a token name, then visible ASCII, SP, HTAB or obs-text.
@@ -85,7 +87,7 @@ def head_problem(lines: list) -> str | None:
             if line.startswith(b"HTTP/") and _STATUS_LINE.fullmatch(line):
                 continue
             if not _FIELD_LINE.fullmatch(line):
-                return f"malformed header line {_shown(line)}"
+                return f"malformed header line {_shown(_masked(line))}"
     lowered = head.lower()
     lengths = lowered.count(b"\ncontent-length:")
     if lengths <= 1 and b"\ntransfer-encoding:" not in lowered:
@@ -109,6 +111,14 @@ def framing_problem(found: list) -> str | None:
     if lengths and not (all(value.isdigit() for value in lengths) and len(set(lengths)) == 1):
         return f"Content-Length {_shown(b', '.join(lengths))} (one decimal number expected)"
     return None
+
+
+def _masked(line: bytes) -> bytes:
+    """The line as the client may see it: the value of a credential header (Set-Cookie...) hidden."""
+    name, colon, _ = line.partition(b":")
+    if colon and secrets.DEFAULT.is_secret_header(name.strip().decode("latin-1")):
+        return name + b": " + secrets.MASK.encode()
+    return line
 
 
 def _shown(raw: bytes) -> str:

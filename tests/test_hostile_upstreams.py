@@ -142,6 +142,13 @@ def test_upstream_header_outside_field_syntax_is_refused(raw_upstream, make_clie
     assert reply.json["error"]["message"] == invalid_message(up, f"malformed header line '{shown}'")
 
 
+def test_malformed_credential_header_is_named_without_its_value(raw_upstream, make_client):
+    up = raw_upstream(OK_HEAD + b"Set-Cookie: session=s3cr3t-value\x00\r\nContent-Length: 2\r\n\r\n", b"ok")
+    reply = make_client(config_text(up.url)).get("/pub/x")
+    assert reply.status_code == 502
+    assert reply.json["error"]["message"] == invalid_message(up, "malformed header line 'Set-Cookie: ***'")
+
+
 @pytest.mark.parametrize("framing, reason", [
     (b"Transfer-Encoding: chunked\r\nContent-Length: 3\r\n",
      "both Transfer-Encoding and Content-Length (a request smuggling risk)"),
