@@ -18,7 +18,7 @@ from backworks import backstop, health, lifecycle
 from backworks.admin.recorder import RequestRecorder
 from backworks.errors import ConfigError, HTTPError
 from backworks.http import error_reply, reply_from_http_error
-from backworks.inbound import client_error, declared_too_large, request_id as take_request_id
+from backworks.inbound import client_error, declared_too_large, drain_after, request_id as take_request_id
 from backworks.logtext import log_safe
 from backworks.plugin_chain import format_notes
 from backworks.runtime import Runtime, load_runtime
@@ -72,6 +72,8 @@ class Backworks:
             raise
         except Exception as exc:
             reply = self._last_resort(environ, exc, request_id)
+        if reply.status == 413 and runtime.trusted_peer(environ.get("REMOTE_ADDR") or ""):
+            drain_after(reply, environ)  # answered at once; the proxy in front then finishes sending
         reply.headers.append((runtime.request_id_header, request_id))
         self.recorder.record(environ, reply.status, started, endpoint, request_id)
         if runtime.config.data["server"]["access_log"] and access_logger.isEnabledFor(logging.INFO):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 import traceback
 
 from werkzeug.exceptions import HTTPException
@@ -36,6 +37,46 @@ def declared_too_large(environ: dict, limit: int) -> HTTPError | None:
     if length.isascii() and length.isdigit() and int(length) > limit:
         return too_large(int(length), limit)
     return None
+
+
+# A refused body still on its way from a trusted proxy is read and dropped after the answer went out, so
+# the proxy sees the answer rather than a reset connection (nginx sends a buffered body at full speed).
+DRAIN_MAX_BYTES = 64 * 1024 * 1024
+DRAIN_SECONDS = 5.0
+
+
+class AnswerThenDrain:
+    """The body of a refusal: sent at once; on close, the unread request body is dropped (bounded)."""
+
+    def __init__(self, body: bytes, stream):
+        self.body = body
+        self.stream = stream
+
+    def __iter__(self):
+        return iter((self.body,))
+
+    def close(self) -> None:
+        """Called by the server once the answer is sent: drain at most DRAIN_MAX_BYTES for DRAIN_SECONDS."""
+        deadline = time.monotonic() + DRAIN_SECONDS
+        left = DRAIN_MAX_BYTES
+        try:
+            while left > 0 and time.monotonic() < deadline:
+                chunk = self.stream.read(min(65536, left))
+                if not chunk:
+                    return
+                left -= len(chunk)
+        except Exception:  # the client is gone or its framing broke: nothing more to drain
+            return
+
+
+def drain_after(reply, environ: dict) -> None:
+    """Make a refused request's reply drop the unread body once the reply is sent (proxies in front only)."""
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return
+    body = reply.body_bytes()
+    reply.headers.append(("Content-Length", str(len(body))))
+    reply.body = AnswerThenDrain(body, stream)
 
 
 # What a client's bytes can make the standard library raise while they are decoded or converted: the
