@@ -8,9 +8,8 @@ Content-Length, a transfer coding other than chunked).
 """
 from __future__ import annotations
 
-import heapq
+import collections
 import http.client
-import itertools
 import logging
 import os
 import re
@@ -144,16 +143,17 @@ class Watchdog:
 
     A socket timeout bounds each read, not their sum: an upstream sending a byte a second never trips
     read_timeout_ms. Shutting the socket down makes the blocked read return at once, in any worker class.
+    Deadlines of one length are queued in start order, so each queue is sorted and its finished head
+    entries are dropped at once: a queue holds about the exchanges in flight.
     """
 
     def __init__(self):
-        self._order = itertools.count()
         self._local = threading.local()
         self._reset()
 
     def _reset(self) -> None:
         """Fresh state: also in a forked child, whose copy of the lock may be held by no living thread."""
-        self._heap: list = []
+        self._queues: dict = {}  # seconds -> deque of Deadlines, oldest first
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._pid = None
@@ -164,19 +164,26 @@ class Watchdog:
         with self._lock:
             if self._pid != os.getpid():
                 self._pid = os.getpid()
-                self._heap = []
+                self._queues = {}
                 threading.Thread(target=self._run, name="backworks-deadlines", daemon=True).start()
-            heapq.heappush(self._heap, (deadline.at, next(self._order), deadline))
-            if self._heap[0][2] is deadline:
-                self._wake.notify()
+            queue = self._queues.get(seconds)
+            if queue is None:
+                queue = self._queues[seconds] = collections.deque()
+            queue.append(deadline)
+            if len(queue) == 1:
+                self._wake.notify()  # a new earliest deadline, maybe
         return deadline
 
     def finish(self, deadline: Deadline | None) -> None:
         """The exchange is over (its connection may go back to the pool): never cut it now."""
-        if deadline is not None and not deadline.done:
-            with self._lock:
-                deadline.done = True
-                deadline.conn = None
+        if deadline is None or deadline.done:
+            return
+        with self._lock:
+            deadline.done = True
+            deadline.conn = None
+            queue = self._queues.get(deadline.seconds)
+            while queue and queue[0].done:
+                queue.popleft()
 
     def current(self, deadline: Deadline | None) -> None:
         """Tie the connections this thread uses from now on to `deadline` (None: to no deadline)."""
@@ -197,12 +204,16 @@ class Watchdog:
         with self._lock:
             while True:
                 now = time.monotonic()
-                while self._heap and self._heap[0][0] <= now:
-                    deadline = heapq.heappop(self._heap)[2]
-                    if not deadline.done:
-                        deadline.fired = True
-                        _cut(deadline.conn)
-                self._wake.wait(self._heap[0][0] - now if self._heap else None)
+                earliest = None
+                for queue in self._queues.values():
+                    while queue and (queue[0].done or queue[0].at <= now):
+                        deadline = queue.popleft()
+                        if not deadline.done:
+                            deadline.fired = True
+                            _cut(deadline.conn)
+                    if queue and (earliest is None or queue[0].at < earliest):
+                        earliest = queue[0].at
+                self._wake.wait(None if earliest is None else earliest - now)
 
 
 def _cut(conn) -> None:
