@@ -312,7 +312,7 @@ def read_body(wz: Request, limit: int) -> bytes:
 
 
 def too_large(length: int | None, limit: int) -> HTTPError:
-    """The 413 for a body over server.max_body_bytes; the rest is never read (gunicorn then closes)."""
+    """The 413 for a body over server.max_body_bytes; the rest is not read here (see inbound.drain_after)."""
     said = f"request body is {length} bytes; the limit is {limit}" if length is not None else \
         f"request body is over the limit of {limit} bytes"
     return HTTPError(413, "payload_too_large", f"{said} (server.max_body_bytes)")
