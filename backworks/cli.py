@@ -95,7 +95,7 @@ def reference(what, page):
     }.get(what, lambda: (docs.CONFIG_SECTION, docs.config_reference()))()
     if page:
         docs.write_section(Path(page), section, content)
-        click.echo(f"updated the {section} in {page}")
+        click.echo(f"updated the {docs.TITLES[section]} in {page}")
     else:
         click.echo(content, nl=False)
 

@@ -17,6 +17,7 @@ CLI_SECTION = "cli-reference"
 HOOKS_SECTION = "hook-reference"
 PAGES = {CONFIG_SECTION: "docs/reference/config.md", CLI_SECTION: "docs/reference/cli.md",
          HOOKS_SECTION: "docs/plugins.md"}
+TITLES = {CONFIG_SECTION: "config reference", CLI_SECTION: "CLI reference", HOOKS_SECTION: "hook reference"}
 
 
 def config_reference() -> str:
@@ -136,8 +137,8 @@ def write_section(page: Path, name: str, content: str) -> None:
     text = page.read_text()
     start, end = _markers(name)
     if page_section(text, name) is None:
-        raise click.ClickException(f"{page} has no generated section: add the lines {start} and {end} "
-                                   f"where it goes (the {name} lives in {PAGES[name]})")
+        raise click.ClickException(f"{page} has no {TITLES[name]} section: add the lines {start} and {end} "
+                                   f"where it goes (the {TITLES[name]} lives in {PAGES[name]})")
     updated = re.sub(re.escape(start) + r".*?" + re.escape(end),
                      lambda _: f"{start}\n{content}{end}", text, flags=re.S)
     page.write_text(updated)
