@@ -75,7 +75,7 @@ def serve(config, host, port):
 
 
 @cli.command()
-@click.option("--cli", "what", flag_value="cli", help="The command-line reference (every command and option).")
+@click.option("--cli", "what", flag_value="cli", help="The CLI reference (every command and option).")
 @click.option("--hooks", "what", flag_value="hooks", help="The plugin hook reference (backworks/hooks.py).")
 @click.option("--write", "page", type=click.Path(dir_okay=False, exists=True),
               help="Update the generated section of this page in place (docs/reference/config.md, "

@@ -1,4 +1,4 @@
-"""The generated reference pages under docs/: config (from the schema), CLI (from click), hooks (from the contract)."""
+"""Generated docs/ sections: config reference (schema), CLI reference (click), hook reference (contract)."""
 from __future__ import annotations
 
 import inspect

@@ -128,7 +128,7 @@ def test_docs_build_strict_fails_on_a_broken_anchor_or_a_page_missing_from_the_n
 
 
 def cited_text(source) -> str:
-    """What in a source file cites other files: all of a module under backworks/, a test's docstring and comments."""
+    """The text of a source file that cites files: a whole backworks/ module, a test's docstring and comments."""
     text = source.read_text()
     if source.is_relative_to(ROOT / "backworks"):
         return text
