@@ -331,8 +331,7 @@ def build_endpoints(config: Config, index_names: dict, problems: list) -> list:
                             f"default mode '{mode}' and ignore that block; add `mode: {others[0]}`")
             continue
         if mode_cls.block_required and mode not in data:
-            problems.append(f"{where}: mode '{mode}' needs a '{mode}:' block (see the {mode} mode "
-                            f"reference in the README)")
+            problems.append(f"{where}: mode '{mode}' needs a '{mode}:' block (see docs/modes/{mode}.md)")
             continue
         methods = tuple(data.get("methods") or mode_cls.default_methods)
         routes = tuple(mode_cls.routes(data["path"], methods, data.get(mode) or {}))

@@ -1,9 +1,10 @@
 """The load-time check of what a script keeps at module level: only kinds the runner rebuilds exactly per call.
 
-Every call starts from a copy of the module state as it was after load (DESIGN.md 4.4 and 4.9). Plain
-data and the script's own functions can be copied exactly; an iterator, a generator, a hash object or a
-method of some host object cannot (a deep copy would share it, or its frame would keep load-time values).
-Such values are refused at load, with the path to the first one, instead of being shared between calls.
+Every call starts from a copy of the module state as it was after load (docs/sandbox.md, "Module-level
+values and long C calls"). Plain data and the script's own functions can be copied exactly; an iterator,
+a generator, a hash object or a method of some host object cannot (a deep copy would share it, or its
+frame would keep load-time values). Such values are refused at load, with the path to the first one,
+instead of being shared between calls.
 """
 from __future__ import annotations
 

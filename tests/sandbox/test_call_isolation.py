@@ -1,4 +1,4 @@
-"""Every call starts from the module state as it was right after load (DESIGN.md 4.4), inline and in a child.
+"""Every call starts from the module state as it was right after load (docs/sandbox.md), inline and in a child.
 
 Each script below keeps something a call can change somewhere in its module state; its before_request
 changes it and reports what it saw in a header. The second and third calls must report what the first did.

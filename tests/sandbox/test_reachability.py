@@ -1,4 +1,4 @@
-"""The reachability audit (DESIGN.md 4.9) and the callable allow-list, as tests over everything scripts reach."""
+"""The reachability audit and the callable allow-list (docs/sandbox.md), as tests over everything scripts reach."""
 from __future__ import annotations
 
 import functools
