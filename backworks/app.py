@@ -11,12 +11,15 @@ import weakref
 from pathlib import Path
 
 from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import ClosingIterator
 
 from backworks import backstop, health, lifecycle
 from backworks.admin.recorder import RequestRecorder
 from backworks.errors import ConfigError, HTTPError
 from backworks.http import error_reply, reply_from_http_error
+from backworks.inbound import client_error, declared_too_large, drain_after, request_id as take_request_id
+from backworks.logtext import log_safe
 from backworks.runtime import Runtime, load_runtime
 
 logger = logging.getLogger(__name__)
@@ -53,9 +56,12 @@ class Backworks:
         if path.startswith(runtime.reserved):
             return self.flask_wsgi(environ, start_response)
         started = time.perf_counter()
-        request_id = environ.get(runtime.request_id_key) or os.urandom(16).hex()
+        request_id = take_request_id(environ, runtime.request_id_key)
         endpoint = None
         try:
+            refused = declared_too_large(environ, runtime.max_body)  # before routing: no byte of it is read
+            if refused is not None:
+                raise refused
             reply, endpoint = runtime.dispatch(environ, request_id)
         except HTTPError as exc:
             reply = reply_from_http_error(exc, request_id if exc.status >= 500 else None)
@@ -63,11 +69,10 @@ class Backworks:
             self.recorder.record(environ, 0, started, endpoint, request_id)
             self._log(environ, 0, started, endpoint, request_id, None)
             raise
-        except Exception:
-            logger.exception("request %s %s failed (request id %s)", environ.get("REQUEST_METHOD"), path,
-                             request_id)
-            reply = error_reply(500, "internal_error", "the server failed to answer this request",
-                                request_id=request_id)
+        except Exception as exc:
+            reply = self._last_resort(environ, exc, request_id)
+        if reply.status == 413 and runtime.trusted_peer(environ.get("REMOTE_ADDR") or ""):
+            drain_after(reply, environ)  # answered at once; the proxy in front then finishes sending
         reply.headers.append((runtime.request_id_header, request_id))
         self.recorder.record(environ, reply.status, started, endpoint, request_id)
         if runtime.config.data["server"]["access_log"] and access_logger.isEnabledFor(logging.INFO):
@@ -80,17 +85,28 @@ class Backworks:
             return ClosingIterator(body, sandbox.collect)
         return body
 
+    def _last_resort(self, environ, exc: Exception, request_id: str):
+        """A 4xx when the request's own content caused `exc`; else a 500, logged with its traceback."""
+        refused = client_error(exc)
+        if refused is not None:
+            return reply_from_http_error(refused)
+        logger.error("request %s %s failed (request id %s)", log_safe(environ.get("REQUEST_METHOD")),
+                     log_safe(environ.get("PATH_INFO") or "/"), request_id, exc_info=exc)
+        return error_reply(500, "internal_error", "the server failed to answer this request",
+                           request_id=request_id)
+
     def _log(self, environ, status, started, endpoint, request_id, meta) -> None:
         duration_ms = (time.perf_counter() - started) * 1000
         name = endpoint.spec.name if endpoint else "-"
         mode = endpoint.spec.mode if endpoint else "-"
-        path = environ.get("PATH_INFO") or "/"
-        method = environ.get("REQUEST_METHOD")
+        # Clients choose the path and method: escape what could end the line and forge another one.
+        path = log_safe(environ.get("PATH_INFO") or "/")
+        method = log_safe(environ.get("REQUEST_METHOD"))
         if meta and "plugins" in meta:  # (plugin, outcome) pairs, formatted only when logged
             from backworks.plugin_chain import format_notes  # loaded with the plugins (the sandbox is heavy)
 
             meta = {**meta, "plugins": format_notes(meta["plugins"])}
-        extra = "".join(f" {k}={v}" for k, v in meta.items()) if meta else ""
+        extra = "".join(f" {k}={log_safe(v)}" for k, v in meta.items()) if meta else ""
         # A record built directly skips logging's caller lookup, a third of the cost of .info().
         record = logging.LogRecord("backworks.access", logging.INFO, __file__, 0,
                                    "%s %s %s %.1fms endpoint=%s mode=%s id=%s%s",
@@ -269,6 +285,20 @@ def register_ops_routes(app: Flask, backworks: Backworks) -> None:
 
     for status, code in ((404, "not_found"), (405, "method_not_allowed"), (500, "internal_error")):
         app.register_error_handler(status, _json_error(status, code))
+    app.register_error_handler(Exception, _flask_last_resort)
+
+
+def _flask_last_resort(exc: Exception):
+    """Any other failure of a Flask route as JSON: 4xx for the request's fault (a bad Host), else 500."""
+    refused = client_error(exc)
+    if refused is None:
+        if isinstance(exc, HTTPException):  # a 5xx werkzeug raised on purpose: its own status, no traceback
+            reply = error_reply(exc.code or 500, "internal_error", "the server failed to answer")
+            return reply.body_bytes(), reply.status, dict(reply.headers)
+        logger.error("request %s %s failed", log_safe(request.method), log_safe(request.path), exc_info=exc)
+        refused = HTTPError(500, "internal_error", "the server failed to answer")
+    reply = reply_from_http_error(refused)
+    return reply.body_bytes(), reply.status, dict(reply.headers)
 
 
 def _json_error(status: int, code: str):

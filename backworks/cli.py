@@ -75,18 +75,29 @@ def serve(config, host, port):
 
 
 @cli.command()
-@click.option("--write", "readme", type=click.Path(dir_okay=False), help="Update this README in place.")
-def reference(readme):
-    """Print the config reference generated from the schema (or write it into a README)."""
+@click.option("--cli", "what", flag_value="cli", help="The CLI reference (every command and option).")
+@click.option("--hooks", "what", flag_value="hooks", help="The plugin hook reference (backworks/hooks.py).")
+@click.option("--write", "page", type=click.Path(dir_okay=False, exists=True),
+              help="Update the generated section of this page in place (docs/reference/config.md, "
+                   "docs/reference/cli.md with --cli, docs/plugins.md with --hooks).")
+def reference(what, page):
+    """Print the config reference generated from the schema (--cli, --hooks: the CLI or hook reference).
+
+    With --write, the reference replaces the generated section of its docs page instead.
+    """
     from pathlib import Path
 
-    from backworks.docs import config_reference, write_reference
+    from backworks import docs
 
-    if readme:
-        write_reference(Path(readme))
-        click.echo(f"updated the config reference in {readme}")
+    section, content = {
+        "cli": lambda: (docs.CLI_SECTION, docs.cli_reference(cli)),
+        "hooks": lambda: (docs.HOOKS_SECTION, docs.hook_reference()),
+    }.get(what, lambda: (docs.CONFIG_SECTION, docs.config_reference()))()
+    if page:
+        docs.write_section(Path(page), section, content)
+        click.echo(f"updated the {docs.TITLES[section]} in {page}")
     else:
-        click.echo(config_reference(), nl=False)
+        click.echo(content, nl=False)
 
 
 from backworks import capture_cli  # noqa: E402  (commands on the capture store)

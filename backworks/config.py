@@ -15,12 +15,13 @@ from backworks import secrets
 from backworks.config_errors import (explain_errors, format_problem, line_for, path_text, suggest,
                                      validation_problems)
 from backworks.config_schema import config_schema, config_validator  # noqa: F401 (callers import both here)
+from backworks import yaml_limits
+from backworks.config_env import apply_env_overrides
 from backworks.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = "config/backworks.yaml"
-ENV_PREFIX = "BACKWORKS__"
 VAR_PATTERN = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -106,7 +107,9 @@ def collect_config(path=None, overrides=None, environ=None, text=None,
     environ = os.environ if environ is None else environ
     path = Path(path or environ.get("BACKWORKS_CONFIG") or DEFAULT_CONFIG)
     try:
-        text = path.read_text(encoding="utf-8") if text is None else text
+        if text is None:
+            yaml_limits.check_size(path.stat().st_size, str(path))
+            text = path.read_text(encoding="utf-8")
         data, lines = parse_yaml(text, str(path))
     except OSError as exc:
         return Collected(None, [f"{path}: cannot read config file: {exc.strerror or exc}"],
@@ -169,19 +172,21 @@ def prune_invalid(data: dict, validator: cerberus.Validator) -> tuple[dict, dict
     return data, skipped
 
 
-class _LineLoader(yaml.SafeLoader):
-    """A safe loader; plain `yaml.safe_load` semantics."""
-
-
 def parse_yaml(text: str, filename: str) -> tuple[dict, dict]:
     """Parse YAML safely; return (data, {field path tuple: line}). Syntax errors give line and column."""
+    yaml_limits.check_size(len(text), filename)
     try:
-        loader = _LineLoader(text)  # parsed once: the nodes give the lines, then the data
+        loader = yaml_limits.LimitedLoader(text, filename)
         try:
             node = loader.get_single_node()
+            if node is not None:
+                yaml_limits.check_expansion(node, filename)
             data = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
+    except RecursionError:
+        raise ConfigError([f"{filename}: the YAML is nested too deeply to read (flatten the structure)"]) \
+            from None
     except yaml.MarkedYAMLError as exc:
         raise ConfigError([yaml_error_text(exc, filename)])
     except yaml.YAMLError as exc:
@@ -261,54 +266,6 @@ def escape_substitution(value):
     return value.replace("$", "$$") if isinstance(value, str) else value
 
 
-def apply_env_overrides(data: dict, environ, report) -> dict:
-    """Apply BACKWORKS__A__B=value variables to scalar settings; return {field path: variable name}."""
-    applied: dict = {}
-    for name in sorted(environ):
-        if not name.startswith(ENV_PREFIX) or name == "BACKWORKS_CONFIG":
-            continue
-        parts = [p for p in name[len(ENV_PREFIX):].split("__") if p]
-        if not parts:
-            continue
-        target = data
-        for part in parts[:-1]:
-            key = _match_key(target, part)
-            if key not in target:
-                target[key] = {}
-            if not isinstance(target[key], dict):
-                report(f"{name}: cannot set a field inside {'.'.join(parts[:-1]).lower()} "
-                       f"(it is not a mapping)")
-                break
-            target = target[key]
-        else:
-            key = _match_key(target, parts[-1])
-            if isinstance(target.get(key), (dict, list)):
-                report(f"{name}: only scalar settings can be overridden from the environment")
-                continue
-            try:
-                target[key] = yaml.safe_load(environ[name]) if environ[name] != "" else ""
-            except yaml.YAMLError:
-                target[key] = environ[name]
-            applied[tuple(_match_key_path(data, parts))] = name
-    return applied
-
-
-def _match_key_path(data: dict, parts: list) -> list:
-    path, node = [], data
-    for part in parts:
-        key = _match_key(node, part) if isinstance(node, dict) else part.lower()
-        path.append(key)
-        node = node.get(key, {}) if isinstance(node, dict) else {}
-    return path
-
-
-def _match_key(mapping: dict, part: str) -> str:
-    for key in mapping:
-        if isinstance(key, str) and key.lower() == part.lower():
-            return key
-    return part.lower()
-
-
 def deep_merge(base: dict, extra: dict) -> dict:
     """Return `base` with `extra` merged in, mappings recursively, everything else replaced."""
     merged = copy.deepcopy(base)
@@ -368,9 +325,13 @@ def build_endpoints(config: Config, index_names: dict, problems: list) -> list:
         mode = data.get("mode") or default_mode
         mode_cls = MODES[mode]
         where = f"{config.where('endpoints', name)}: {path_text(shown)}"
+        others = [block for block in MODES if block != mode and isinstance(data.get(block), dict)]
+        if not data.get("mode") and others and mode not in data:
+            problems.append(f"{where}: has a '{others[0]}:' block but no `mode`, so it would run in the "
+                            f"default mode '{mode}' and ignore that block; add `mode: {others[0]}`")
+            continue
         if mode_cls.block_required and mode not in data:
-            problems.append(f"{where}: mode '{mode}' needs a '{mode}:' block (see the {mode} mode "
-                            f"reference in the README)")
+            problems.append(f"{where}: mode '{mode}' needs a '{mode}:' block (see docs/modes/{mode}.md)")
             continue
         methods = tuple(data.get("methods") or mode_cls.default_methods)
         routes = tuple(mode_cls.routes(data["path"], methods, data.get(mode) or {}))

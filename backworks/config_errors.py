@@ -103,7 +103,7 @@ def _regex_hint(path) -> str:
         "url": "an http:// or https:// URL",
         "name": "letters, digits, '_', '.' and '-' only",
     }
-    return hints.get(last, "see the config reference in the README")
+    return hints.get(last, "see the config reference: docs/reference/config.md")
 
 
 def _short(value) -> str:

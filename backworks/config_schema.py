@@ -81,6 +81,10 @@ UPSTREAM = section("One upstream service: targets, balancing, timeouts, retries,
     "connect_timeout_ms": field("integer", "Connect timeout per attempt.", min=1, default=2000),
     "read_timeout_ms": field("integer", "Read timeout per attempt; over it the client gets 504.", min=1,
                              default=30000),
+    "total_timeout_ms": field("integer", "Deadline for a whole exchange: connecting, sending, the response "
+                              "headers and body, retries included; over it the client gets 504 (a response "
+                              "already streaming is cut off). null: no deadline.", min=1, nullable=True,
+                              default=60000),
     "retries": field("integer", "Extra attempts for idempotent methods (GET, HEAD, PUT, DELETE, OPTIONS).",
                      min=0, default=1),
     "retry_backoff_ms": field("integer", "Wait before the first retry, doubled each time.", min=0, default=50),

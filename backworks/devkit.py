@@ -72,7 +72,7 @@ def run_hook(script_path, hook: str = "before_request", request: dict | None = N
         raise DevkitError(f"{script_path} defines no {hook} hook (it defines: "
                           f"{', '.join(sorted(script.hooks)) or 'none'})")
     budget = Budget(timeout_ms=timeout_ms, memory_mb=memory_mb)
-    sandbox = Sandbox(isolation, dict(state_settings or DEFAULT_STATE))
+    sandbox = Sandbox(isolation, dict(state_settings or DEFAULT_STATE), warm_spare=False)  # one call: no spare
     key = f"plugin:{path.stem}"
     try:
         with _peak_memory(isolation) as peak:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import sys
 from typing import Iterable
 
 from werkzeug.datastructures import Headers, MultiDict
@@ -299,32 +301,39 @@ def _encode_query(query: MultiDict) -> str:
 
 
 def read_body(wz: Request, limit: int) -> bytes:
-    """Read a request body, answering 413 once it is larger than `limit` bytes."""
+    """Read a request body, answering 413 once it is larger than `limit` bytes (the rest is left unread)."""
     length = wz.content_length
     if length is not None and length > limit:
-        discard_body(wz.stream)
-        raise HTTPError(413, "payload_too_large",
-                        f"request body is {length} bytes; the limit is {limit} (server.max_body_bytes)")
-    stream = wz.stream
-    data = stream.read(limit + 1) if length is None else stream.read(length)
+        raise too_large(length, limit)
+    data = read_input(wz.stream, limit + 1 if length is None else length)
     if len(data) > limit:
-        discard_body(stream)
-        raise HTTPError(413, "payload_too_large",
-                        f"request body is over the limit of {limit} bytes (server.max_body_bytes)")
+        raise too_large(None, limit)
     return data
 
 
-DISCARD_MAX_BYTES = 64 * 1024 * 1024
+def too_large(length: int | None, limit: int) -> HTTPError:
+    """The 413 for a body over server.max_body_bytes; the rest is not read here (see inbound.drain_after)."""
+    said = f"request body is {length} bytes; the limit is {limit}" if length is not None else \
+        f"request body is over the limit of {limit} bytes"
+    return HTTPError(413, "payload_too_large", f"{said} (server.max_body_bytes)")
 
 
-def discard_body(stream, most: int = DISCARD_MAX_BYTES) -> None:
-    """Read and drop a refused body (up to `most` bytes) so a proxy in front sees the 413, not a reset."""
-    left = most
-    while left > 0:
-        chunk = stream.read(min(65536, left))
-        if not chunk:
-            return
-        left -= len(chunk)
+def read_input(stream, size: int) -> bytes:
+    """Read up to `size` bytes of the request body; 400 when the client's framing breaks.
+
+    A truncated or malformed chunked body, or a client gone mid-body, raises from the server's reader
+    (gunicorn's NoMoreData, InvalidChunkSize, ChunkMissingTerminator; werkzeug's ClientDisconnected):
+    that is the client's failure, never a 500.
+    """
+    try:
+        return stream.read(size)
+    except Exception as exc:
+        raise HTTPError(400, "incomplete_body", f"the request body could not be read to its end "
+                        f"({type(exc).__name__})") from None
+
+
+# json.loads decodes "\\ud800" to a lone surrogate, which no later encode accepts: look for such escapes
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def parse_json_body(content_type: str | None, body: bytes) -> object:
@@ -332,9 +341,37 @@ def parse_json_body(content_type: str | None, body: bytes) -> object:
     if not body or not is_json_type(content_type):
         return None
     try:
-        return json.loads(body)
+        value = json.loads(body)
     except UnicodeDecodeError:
         raise HTTPError(400, "invalid_json", "request body is declared JSON but is not valid UTF-8")
     except json.JSONDecodeError as exc:
         raise HTTPError(400, "invalid_json",
                         f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+    except RecursionError:
+        raise HTTPError(400, "invalid_json", "request body is JSON nested too deeply") from None
+    except ValueError:  # an integer past Python's digit limit (sys.get_int_max_str_digits())
+        raise HTTPError(400, "invalid_json", f"request body has a number over {sys.get_int_max_str_digits()} "
+                        f"digits long") from None
+    if b"\\u" in body and _SURROGATE_ESCAPE.search(body) and not _encodable(value):
+        raise HTTPError(400, "invalid_json", "request body is not valid JSON: a \\u escape encodes a lone "
+                        "surrogate (not a Unicode character)")
+    return value
+
+
+def _encodable(value) -> bool:
+    """True when every string (and key) in a parsed JSON value encodes to UTF-8."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True

@@ -54,7 +54,7 @@ def response_data(reply: Reply) -> dict:
         try:
             data["json"] = json.loads(text)
             return data
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past the parser
             pass
     data["body"] = text
     return data

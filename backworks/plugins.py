@@ -138,8 +138,8 @@ class PluginSet:
     def status(self) -> list[dict]:
         """Per-plugin status for the admin API: settings, breaker, calls, failures, latency percentiles."""
         return [{
-            "name": p.name, "script": p.display, "digest": p.script.digest, "isolation": p.isolation,
-            "quarantined": p.quarantined,
+            "name": p.name, "script": p.display, "digest": p.script.digest,
+            "isolation": "process" if p.quarantined else p.isolation, "quarantined": p.quarantined,
             "order": p.settings["order"], "endpoints": list(p.settings["endpoints"]), "on_error": p.on_error,
             "critical": p.critical, "hooks": sorted(p.script.hooks),
             "breaker": {"state": p.breaker.state, "consecutive_failures": p.breaker.failures,
@@ -211,7 +211,8 @@ def load_plugin(name: str, settings: dict, config: Config, ctx: LoadContext,
     # A check (`backworks check`, gunicorn's master validating before workers) runs module bodies in a
     # sandbox child: untrusted code never runs in a process that is not serving plugins.
     isolation = isolation_for(settings["isolation"], script.digest, ctx.options)
-    sandbox = ctx.shared(f"sandbox:{isolation}", lambda: Sandbox(isolation, ctx.config.data["state"]))
+    sandbox = ctx.shared(f"sandbox:{isolation}", lambda: Sandbox(isolation, ctx.config.data["state"],
+                                                                   warm_spare=not ctx.options.get("check_only")))
     budget = Budget(timeout_ms=settings["timeout_ms"], memory_mb=settings["memory_mb"])
     deferred = isolation == "inline" and not on_main_thread()
     # Off the main thread (a reload) the inline timer cannot run: validate in this process's long-lived

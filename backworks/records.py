@@ -67,8 +67,7 @@ class Field:
         if kind in ("string", "text"):
             if not isinstance(value, str):
                 raise Invalid(f"must be {TYPE_WORDS[kind]}")
-            if "\x00" in value:
-                raise Invalid("must not contain NUL characters")
+            _check_text(value)
             return value
         if kind == "integer":
             if isinstance(value, bool) or not isinstance(value, int):
@@ -107,8 +106,7 @@ class Field:
         """Turn query or path text into a value of this field's type; raise Invalid when it is not one."""
         kind = self.type
         if kind in ("string", "text"):
-            if "\x00" in text:
-                raise Invalid("must not contain NUL characters")
+            _check_text(text)
             return text
         if kind == "integer":
             try:
@@ -144,8 +142,22 @@ def parse_time(kind: str, text: str):
     except ValueError:
         raise Invalid(f"must be {TYPE_WORDS[kind]}, got {text[:40]!r}")
     if value.tzinfo is not None:
-        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        try:
+            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        except OverflowError:  # 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+            raise Invalid(f"is out of range once converted to UTC, got {text[:40]!r}") from None
     return value
+
+
+def _check_text(value: str) -> None:
+    """Refuse text no database can store: NUL characters and lone surrogates (not UTF-8 encodable)."""
+    if "\x00" in value:
+        raise Invalid("must not contain NUL characters")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise Invalid("must be valid Unicode text (it contains a lone surrogate)") from None
 
 
 def row_converter(fields: dict):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import re
 
-from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.exceptions import BadHost, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, RequestRedirect, Rule
 from werkzeug.wsgi import get_path_info
 
@@ -77,7 +77,10 @@ class Router:
             return self._match_from_environ(environ)
 
     def _match_from_environ(self, environ) -> tuple[str, dict]:
-        adapter = self.map.bind_to_environ(environ)
+        try:
+            adapter = self.map.bind_to_environ(environ)
+        except BadHost:  # a Host label over 63 characters, say: werkzeug cannot IDNA-encode it
+            raise HTTPError(400, "bad_host", "the Host header is not a valid host name") from None
         try:
             return adapter.match()
         except MethodNotAllowed as exc:

@@ -16,6 +16,8 @@ from backworks import metrics
 from backworks.lifecycle import current_pid
 from backworks.errors import HTTPError
 from backworks.secrets import public_url, scrub_text
+from backworks.upstream_http import (WATCHDOG, CheckedHTTPConnection, CheckedHTTPSConnection, Deadline,
+                                     InvalidUpstreamResponse)
 
 logger = logging.getLogger(__name__)
 
@@ -26,9 +28,9 @@ NO_RETRIES = urllib3.Retry(total=False, redirect=False)
 
 
 class UpstreamFailure(HTTPError):
-    """An upstream could not answer: `kind` is unreachable (502), timeout (504) or unavailable (503)."""
+    """An upstream could not answer: unreachable, error, invalid_response (502), timeout (504), unavailable."""
 
-    STATUS = {"unreachable": 502, "error": 502, "timeout": 504, "unavailable": 503}
+    STATUS = {"unreachable": 502, "error": 502, "invalid_response": 502, "timeout": 504, "unavailable": 503}
 
     def __init__(self, kind: str, message: str):
         super().__init__(self.STATUS[kind], f"upstream_{kind}", message)
@@ -116,6 +118,9 @@ class Target:
             cls = urllib3.HTTPSConnectionPool if self.scheme == "https" else urllib3.HTTPConnectionPool
             self._pool = cls(self.host, self.port, maxsize=self.pool_size, block=False, timeout=self.timeout,
                              retries=False)
+            # checked response heads, and a connection the total deadline can cut
+            self._pool.ConnectionCls = CheckedHTTPSConnection if self.scheme == "https" else \
+                CheckedHTTPConnection
             self._pool_pid = os.getpid()
             self._counters = {}
         return self._pool
@@ -149,6 +154,8 @@ class Upstream:
         self.retries = settings["retries"]
         self.backoff = settings["retry_backoff_ms"] / 1000
         self.client_host = settings["host_header"] == "client"
+        total = settings.get("total_timeout_ms")
+        self.total_timeout = total / 1000 if total else None
         self.health = settings.get("health_check")
         self.targets = [Target(self, spec, settings) for spec in settings["targets"]]
         self.only = self.targets[0] if len(self.targets) == 1 else None
@@ -193,12 +200,22 @@ class Upstream:
             best.current_weight -= total
             return best
 
-    def send(self, method: str, path: str, headers, body, replayable: bool):
+    def deadline(self) -> Deadline | None:
+        """Start this exchange's total deadline (total_timeout_ms), or None when the upstream has none."""
+        return WATCHDOG.start(self.total_timeout) if self.total_timeout else None
+
+    def finish(self, deadline: Deadline | None) -> None:
+        """End an exchange's deadline before its connection goes back to the pool."""
+        WATCHDOG.finish(deadline)
+
+    def send(self, method: str, path: str, headers, body, replayable: bool, deadline: Deadline | None = None):
         """Send one request; return (urllib3 response not yet read, target); UpstreamFailure when none answers."""
         attempts = 1 + (self.retries if replayable and method in IDEMPOTENT else 0)
         tried: list = []
         failure = None
         for attempt in range(attempts):
+            if deadline is not None and deadline.fired:
+                break  # the total deadline is spent: no more attempts
             target = self.pick(tried)
             if target is None:
                 break
@@ -206,17 +223,19 @@ class Upstream:
                 time.sleep(self.backoff * (2 ** (attempt - 1)))
             tried.append(target)
             try:
-                return self._attempt(target, method, path, headers, body), target
+                return self._attempt(target, method, path, headers, body, deadline), target
             except UpstreamFailure as exc:
                 failure = exc
         if failure is not None:
             raise failure
         raise self.unavailable()
 
-    def _attempt(self, target: Target, method: str, path: str, headers, body):
+    def _attempt(self, target: Target, method: str, path: str, headers, body, deadline=None):
         if target.auth and not any(k.lower() == "authorization" for k in headers):
             headers["Authorization"] = target.auth
         target.active += 1
+        if deadline is not None:
+            WATCHDOG.current(deadline)
         try:
             response = target.pool().urlopen(method, target.base_path + path, body=body, headers=headers,
                                              retries=NO_RETRIES, redirect=False, assert_same_host=False,
@@ -226,21 +245,35 @@ class Upstream:
             raise
         except Exception as exc:
             target.active -= 1
-            raise self.failed(target, exc) from None
+            raise self.failed(target, exc, deadline) from None
+        finally:
+            if deadline is not None:
+                WATCHDOG.current(None)
         target.breaker.success()
         target.count("ok")
         return response
 
-    def failed(self, target: Target, exc: Exception) -> UpstreamFailure:
+    def failed(self, target: Target, exc: Exception, deadline: Deadline | None = None) -> UpstreamFailure:
         """Record a transport failure on `target` and return the client-facing error for it."""
         if isinstance(exc, UpstreamFailure):
             return exc
-        timeout = isinstance(exc, (ReadTimeoutError, ConnectTimeoutError, TimeoutError)) and \
+        invalid = _invalid_response(exc)
+        spent = deadline is not None and deadline.fired
+        timeout = spent or isinstance(exc, (ReadTimeoutError, ConnectTimeoutError, TimeoutError)) and \
             not isinstance(exc, NewConnectionError)
-        target.count("timeout" if timeout else "error")
+        target.count("invalid_response" if invalid and not spent else "timeout" if timeout else "error")
         if target.breaker.failure(time.monotonic()):
             logger.warning("upstream %s target %s: circuit breaker opened after %d failures", self.name,
                            target.name, target.breaker.failures)
+        if spent:
+            total = self.settings["total_timeout_ms"]
+            return UpstreamFailure("timeout", f"upstream '{self.name}' ({target.name}) did not finish its "
+                                   f"response within {total} ms (total_timeout_ms)")
+        if invalid:
+            logger.warning("upstream %s target %s sent an invalid response: %s", self.name, target.name,
+                           invalid)
+            return UpstreamFailure("invalid_response", f"upstream '{self.name}' ({target.name}) sent an "
+                                   f"invalid response: {invalid}")
         if isinstance(exc, NewConnectionError) or isinstance(getattr(exc, "reason", None), NewConnectionError):
             return UpstreamFailure("unreachable", f"upstream '{self.name}' ({target.name}) is unreachable: "
                                    f"{_reason(exc)}")
@@ -274,6 +307,18 @@ class Upstream:
         """Close every target's pooled connections."""
         for target in self.targets:
             target.close()
+
+
+def _invalid_response(exc: BaseException) -> str | None:
+    """The reason an upstream's response head was refused (see upstream_http), when that is the failure."""
+    seen = 0
+    while exc is not None and seen < 5:
+        if isinstance(exc, InvalidUpstreamResponse):
+            return str(exc)
+        inner = [a for a in getattr(exc, "args", ()) if isinstance(a, BaseException)]
+        exc = inner[0] if inner else (exc.__cause__ or exc.__context__)
+        seen += 1
+    return None
 
 
 def _reason(exc: Exception) -> str:

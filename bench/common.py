@@ -39,7 +39,10 @@ class Server:
                  chdir: Path = ROOT, ready_path: str = "/"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cmd = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", worker_class, "-b",
+        # Started in the repository, gunicorn would read its gunicorn.conf.py (the production guards) for
+        # every app, bare Flask included: only a bench that asks for it (GUNICORN_CMD_ARGS) gets it.
+        settings = [] if "GUNICORN_CMD_ARGS" in (env or {}) else ["-c", os.devnull]
+        cmd = [sys.executable, "-m", "gunicorn", *settings, "-w", str(workers), "-k", worker_class, "-b",
                f"127.0.0.1:{self.port}", "--chdir", str(chdir), "--log-level", "warning", app_spec]
         self.proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)

@@ -57,3 +57,41 @@ def test_serve_refuses_broken_config_with_exit_1(tmp_path):
     result = CliRunner().invoke(cli, ["serve", str(path)])
     assert result.exit_code == 1
     assert "endpoints.a.mode: unallowed value 'nope'" in result.output
+
+
+def test_reference_prints_the_config_reference_by_default_and_the_cli_or_hook_one_on_request():
+    from backworks.docs import cli_reference, config_reference, hook_reference
+
+    assert CliRunner().invoke(cli, ["reference"]).output == config_reference()
+    assert CliRunner().invoke(cli, ["reference", "--cli"]).output == cli_reference(cli)
+    assert CliRunner().invoke(cli, ["reference", "--hooks"]).output == hook_reference()
+
+
+def test_reference_write_replaces_only_the_generated_section_of_the_page(tmp_path):
+    from backworks.docs import cli_reference
+
+    page = tmp_path / "cli.md"
+    page.write_text("# Command line\n\nhand-written\n\n<!-- section:cli-reference -->\nold\n"
+                    "<!-- /section:cli-reference -->\n\nafter\n")
+    result = CliRunner().invoke(cli, ["reference", "--cli", "--write", str(page)])
+    assert result.exit_code == 0
+    assert result.output == f"updated the CLI reference in {page}\n"
+    assert page.read_text() == ("# Command line\n\nhand-written\n\n<!-- section:cli-reference -->\n"
+                                f"{cli_reference(cli)}<!-- /section:cli-reference -->\n\nafter\n")
+
+
+def test_reference_write_into_a_page_without_its_section_exits_1_naming_the_markers(tmp_path):
+    page = tmp_path / "plugins.md"
+    page.write_text("# Plugins\n<!-- section:reference -->\n<!-- /section:reference -->\n")
+    result = CliRunner().invoke(cli, ["reference", "--hooks", "--write", str(page)])
+    assert result.exit_code == 1
+    assert result.output == (f"Error: {page} has no hook reference section: add the lines "
+                             "<!-- section:hook-reference --> and <!-- /section:hook-reference --> where it goes "
+                             "(the hook reference lives in docs/plugins.md)\n")
+    assert page.read_text() == "# Plugins\n<!-- section:reference -->\n<!-- /section:reference -->\n"
+
+
+def test_reference_write_to_a_missing_page_is_a_usage_error(tmp_path):
+    result = CliRunner().invoke(cli, ["reference", "--write", str(tmp_path / "nope.md")])
+    assert result.exit_code == 2
+    assert "does not exist" in result.output

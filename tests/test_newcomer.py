@@ -22,7 +22,7 @@ pytestmark = pytest.mark.timeout(120, method="thread")
 
 EXAMPLE = ROOT / "config" / "backworks.yaml"
 DISABLED = ("the admin API and dashboard are disabled: set admin.token in the config to turn them on, then "
-            "send Authorization: Bearer <token> (or open /_backworks/?token=<token> once)")
+            "send Authorization: Bearer <token> (or open /_backworks/ and sign in with it)")
 
 
 def invoke(*args, **kwargs):
@@ -410,3 +410,14 @@ def test_relative_sqlite_database_url_is_next_to_the_config_file(tmp_path, monke
     assert not (elsewhere / "app.db").exists()
     with sqlite3.connect(folder / "app.db") as db:
         assert db.execute("select name from things").fetchall() == [("kettle",)]
+
+
+@pytest.mark.parametrize("block, content", [("runtime", "{script: handler.py}"), ("proxy", "{upstream: api}")])
+def test_a_block_of_another_mode_without_mode_is_an_error_with_the_fix(tmp_path, block, content):
+    path = write_config(tmp_path, f"upstreams:\n  api: {{targets: [{{url: 'http://127.0.0.1:9'}}]}}\n"
+                                  f"endpoints:\n  run: {{path: /run, {block}: {content}}}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.problems == [
+        f"{path}:4: endpoints.run: has a '{block}:' block but no `mode`, so it would run in the default mode "
+        f"'mock' and ignore that block; add `mode: {block}`"]

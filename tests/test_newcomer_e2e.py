@@ -15,7 +15,7 @@ from conftest import ROOT, free_port
 from test_newcomer import every_stage_lines, write_every_stage
 
 # A fresh .venv installs every dependency (30-60 s on a quiet machine, more under load).
-pytestmark = pytest.mark.timeout(900, method="thread")
+pytestmark = [pytest.mark.timeout(900, method="thread"), pytest.mark.slow]
 
 NOT_COPIED = shutil.ignore_patterns(".venv", ".git", "__pycache__", "*.db", "*.db-*", "*.egg-info", "results",
                                     ".pytest_cache")
@@ -88,8 +88,9 @@ def test_newcomer_path_from_a_fresh_checkout(tmp_path):
         auth = {"Authorization": "Bearer dev-admin-token"}
         endpoints = requests.get(f"{url}/_backworks/api/endpoints", headers=auth, timeout=10).json()["endpoints"]
         assert "hello" in [e["name"] for e in endpoints]
-        page = requests.get(f"{url}/_backworks/?token=dev-admin-token", timeout=10)
+        page = requests.post(f"{url}/_backworks/", data={"token": "dev-admin-token"}, timeout=10)
         assert page.status_code == 200 and "text/html" in page.headers["Content-Type"]
+        assert 'id="plugins"' in page.text  # the dashboard itself, not the sign-in form
         requests_seen = requests.get(f"{url}/_backworks/api/requests?limit=50", headers=auth, timeout=10).json()
         assert all(r["client_ip"] for r in requests_seen["requests"])
     finally:

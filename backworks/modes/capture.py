@@ -10,6 +10,7 @@ from urllib.parse import quote
 from backworks.errors import ConfigError
 from backworks.http import Reply, RequestData
 from backworks.modes.base import LoadContext
+from backworks.logtext import log_safe
 from backworks.modes.proxy import ProxyMode
 from backworks.secrets import SecretsPolicy
 
@@ -101,7 +102,8 @@ class Exchange:
     def finish(self, error: str | None = None) -> None:
         """Queue the exchange for the store (a broken exchange is still recorded, with what arrived)."""
         if error:
-            logger.info("capture of %s %s recorded incomplete: %s", self.request.method, self.request.path, error)
+            logger.info("capture of %s %s recorded incomplete: %s", log_safe(self.request.method),
+                        log_safe(self.request.path), error)
         request = self.request
         environ = request.environ
         query = request.query_string
@@ -129,7 +131,8 @@ class Exchange:
         try:
             self.mode.store.record(row, self.mode.redactor.prepare)
         except Exception:
-            logger.exception("capture of %s %s could not be queued", request.method, request.path)
+            logger.exception("capture of %s %s could not be queued", log_safe(request.method),
+                             log_safe(request.path))
 
 
 class CaptureMode(ProxyMode):

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import logging
+import re
 from urllib.parse import quote
 
 from backworks.errors import HTTPError
-from backworks.http import Reply, RequestData, is_trusted_peer
+from backworks.http import Reply, RequestData, is_trusted_peer, read_input
 from backworks.modes.base import LoadContext, Mode
 from backworks.schema import HTTP_METHODS, field, listof, string_map
 
@@ -68,28 +69,39 @@ class ProxyMode(Mode):
     def forward(self, request: RequestData, tap) -> Reply:
         """Forward the request; `tap` (or None) sees the bytes both ways, for recording."""
         upstream = self.upstreams.get(self.upstream_name)
+        path = self.upstream_path(request)
         body, replayable, length = self.request_body(request, tap)
         headers = self.request_headers(request, length)
-        response, target = upstream.send(request.method, self.upstream_path(request), headers, body, replayable)
+        deadline = upstream.deadline()
+        try:
+            response, target = upstream.send(request.method, path, headers, body, replayable, deadline)
+        except BaseException:
+            upstream.finish(deadline)
+            raise
         reply_headers = response_headers(response.headers)
         if tap is not None:
             tap.answered(target, response.status, reply_headers)
         length_header = response.headers.get("content-length")
         if request.method == "HEAD" or response.status in (204, 304) or \
                 (length_header and length_header.isdigit() and int(length_header) <= INLINE_LIMIT):
-            return Reply(response.status, reply_headers, self.read_whole(request, response, upstream, target, tap))
-        return Reply(response.status, reply_headers, StreamedBody(response, upstream, target, tap))
+            return Reply(response.status, reply_headers,
+                         self.read_whole(request, response, upstream, target, tap, deadline))
+        streamed = StreamedBody(response, upstream, target, tap, deadline)
+        streamed.start()  # the first piece is read before the status goes out: a failure there is a 502/504
+        return Reply(response.status, reply_headers, streamed)
 
-    def read_whole(self, request, response, upstream, target, tap) -> bytes:
+    def read_whole(self, request, response, upstream, target, tap, deadline=None) -> bytes:
         """Read a small (or empty) response body at once and give the connection back."""
         try:
             data = b"" if request.method == "HEAD" else response.read(decode_content=False)
         except Exception as exc:
+            upstream.finish(deadline)
             response.close()
             upstream.done(target)
             if tap is not None:
                 tap.finish(error=str(exc))
-            raise upstream.failed(target, exc) from None
+            raise upstream.failed(target, exc, deadline) from None
+        upstream.finish(deadline)
         response.release_conn()
         upstream.done(target)
         if tap is not None:
@@ -105,6 +117,7 @@ class ProxyMode(Mode):
             path = raw.split("?", 1)[0]
         else:
             path = quote(request.path, safe="/:@!$&'()*+,;=-._~%")
+        check_forwarded_path(path)  # before the prefix rules, which a '..' could otherwise step out of
         if self.strip_prefix and (path == self.strip_prefix or path.startswith(self.strip_prefix + "/")):
             path = path[len(self.strip_prefix):] or "/"
         if self.add_prefix:
@@ -165,11 +178,31 @@ class ProxyMode(Mode):
         if not length and not chunked:
             return None, True, (0 if length == 0 else None)
         if length is not None and length <= INLINE_LIMIT:
-            data = wz.stream.read(length)
+            data = read_input(wz.stream, length)  # a client gone mid-body: 400, not 500
             if tap is not None:
                 tap.request_chunk(data)
             return data, True, None
         return BodyReader(wz.stream, length, self.max_body, tap), False, length
+
+
+DOT_SEGMENT = ("the request path has a '.' or '..' segment; it is not forwarded (the upstream would resolve "
+               "it, possibly outside the proxied prefix)")
+_SEPARATORS = re.compile(r"%2f|%5c|\\", re.IGNORECASE)
+
+
+def check_forwarded_path(path: str) -> None:
+    """400 for a path with a dot segment, also one written %2E or set off by %2F, %5C or a backslash.
+
+    The route matched the path as sent; an upstream that resolves '..' (after decoding, or reading a
+    backslash as a slash) would serve another one, outside the prefix. An encoded slash alone still passes
+    byte for byte (an id like group%2Fproject).
+    """
+    if "/." not in path and "%" not in path and "\\" not in path:
+        return  # no segment starts with a dot, and nothing is encoded: the common case
+    plain = _SEPARATORS.sub("/", path.replace("%2e", ".").replace("%2E", "."))
+    for segment in plain.split("/"):
+        if segment.split(";", 1)[0] in (".", ".."):  # "..;" is ".." to servlet containers
+            raise HTTPError(400, "invalid_path", DOT_SEGMENT)
 
 
 def _connection_tokens(value: str | None) -> set:
@@ -214,29 +247,48 @@ class BodyReader:
             yield chunk
 
 
+SPENT = "total_timeout_ms passed; the response is cut off"
+
+
 class StreamedBody:
     """A response body streamed from the upstream; the connection goes back to the pool when done."""
 
-    def __init__(self, response, upstream, target, tap):
+    def __init__(self, response, upstream, target, tap, deadline=None):
         self.response = response
         self.upstream = upstream
         self.target = target
         self.tap = tap
+        self.deadline = deadline
+        self.chunks = response.stream(CHUNK, decode_content=False)
+        self.first = b""
         self.complete = False
         self.closed = False
+
+    def start(self) -> None:
+        """Read the first piece; UpstreamFailure (502, or 504 past the deadline) when that fails."""
+        try:
+            self.first = next(self.chunks, b"")
+        except Exception as exc:
+            self._finish(exc)
+            raise self.upstream.failed(self.target, exc, self.deadline) from None
 
     def __iter__(self):
         error = None
         try:
-            for chunk in self.response.stream(CHUNK, decode_content=False):
+            if self.first:
+                if self.tap is not None:
+                    self.tap.response_chunk(self.first)
+                yield self.first
+            for chunk in self.chunks:
                 if self.tap is not None:
                     self.tap.response_chunk(chunk)
                 yield chunk
             self.complete = True
         except Exception as exc:
             error = exc
+            spent = self.deadline is not None and self.deadline.fired
             logger.warning("upstream %s (%s) failed while streaming the response: %s", self.upstream.name,
-                           self.target.name, exc)
+                           self.target.name, SPENT if spent else exc)
             raise
         finally:
             self._finish(error)
@@ -249,6 +301,7 @@ class StreamedBody:
         if self.closed:
             return
         self.closed = True
+        self.upstream.finish(self.deadline)
         if self.complete:
             self.response.release_conn()
         else:

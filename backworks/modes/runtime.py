@@ -63,7 +63,8 @@ class RuntimeMode(Mode):
         if isolation == "process":
             extras = {}  # checked (or quarantined) in a sandbox child, which never gets database access
         state = ctx.config.data["state"]
-        self.sandbox = ctx.shared(f"sandbox:{isolation}", lambda: Sandbox(isolation, state))
+        self.sandbox = ctx.shared(f"sandbox:{isolation}", lambda: Sandbox(
+            isolation, state, warm_spare=not ctx.options.get("check_only")))
         self.child_logs = isolation == "process"  # inline scripts' log lines are written as they happen
         self.display = str(path)
         self.key = f"runtime:{spec.name}"

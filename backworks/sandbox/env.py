@@ -19,7 +19,7 @@ import uuid
 import _strptime  # noqa: F401  (datetime.strptime imports it lazily through __import__)
 import re2
 
-from backworks.sandbox import guards, rules
+from backworks.sandbox import guards, rules, wrapped
 
 logger = logging.getLogger(__name__)
 
@@ -52,11 +52,33 @@ def _pick(module, names: str) -> dict:
     return {name: getattr(module, name) for name in names.split()}
 
 
-def _json_dumps(obj, *, indent=None, sort_keys=False, separators=None, default=None, ensure_ascii=True):
-    if indent is not None and (not isinstance(indent, int) or indent > rules.MAX_JSON_INDENT):
-        raise ValueError(f"indent must be an integer up to {rules.MAX_JSON_INDENT}")
-    return json.dumps(obj, indent=indent, sort_keys=sort_keys, separators=separators, default=default,
-                      ensure_ascii=ensure_ascii)
+def _plain_function(method, name: str):
+    """A plain function calling `method` (a bound method would hand scripts the object it is bound to)."""
+    def function(*args, **kwargs):
+        return method(*args, **kwargs)
+    function.__name__ = function.__qualname__ = name
+    function.__doc__ = method.__doc__
+    return function
+
+
+def _groups(pattern) -> int:
+    """How many capture groups a pattern (text, bytes or compiled) has."""
+    return (pattern if isinstance(pattern, re2._Regexp) else re2.compile(pattern)).groups
+
+
+def _iterable_type(real: type):
+    """collections' classes as stand-ins whose calls feed big or endless iterables through the timer."""
+    def factory(*args, **kwargs):
+        if args and not isinstance(args[0], dict) and not (real is collections.defaultdict):
+            args = (wrapped.interruptible(args[0]),) + args[1:]
+        elif real is collections.defaultdict and len(args) > 1 and not isinstance(args[1], dict):
+            args = (args[0], wrapped.interruptible(args[1])) + args[2:]
+        return real(*args, **kwargs)
+    return wrapped.type_proxy(real, factory)
+
+
+_COLLECTIONS = {cls.__name__: _iterable_type(cls) for cls in (collections.OrderedDict, collections.defaultdict,
+                                                                collections.Counter, collections.deque)}
 
 
 def _json_loads(text, *, object_hook=None, parse_float=None, parse_int=None):
@@ -85,31 +107,35 @@ def _prod(iterable, *, start=1):
     return result
 
 
-def _pbkdf2_hmac(name, password, salt, iterations, dklen=None):
-    if iterations > 100_000:
-        raise guards.LimitError("pbkdf2_hmac over 100000 iterations exceeds the sandbox limit")
-    return hashlib.pbkdf2_hmac(name, password, salt, iterations, dklen)
-
-
 _MATH = {name: getattr(math, name) for name in dir(math) if not name.startswith("_")}
-_MATH.update(factorial=_factorial, prod=_prod, comb=_capped(math.comb, 10_000), perm=_capped(math.perm, 10_000))
-_HASHLIB = _pick(hashlib, "md5 sha1 sha224 sha256 sha384 sha512 sha3_256 sha3_512 blake2b blake2s new "
-                          "algorithms_available algorithms_guaranteed")
-_HASHLIB["pbkdf2_hmac"] = _pbkdf2_hmac
-_RE = _pick(re2, "compile search match fullmatch finditer findall split sub subn escape error")
-_PARSE = _pick(urllib.parse, "quote quote_plus unquote unquote_plus urlencode urlparse urlsplit urlunparse "
+_MATH.update(factorial=_factorial, prod=_prod, comb=_capped(math.comb, 10_000), perm=_capped(math.perm, 10_000),
+             fsum=wrapped.fsum, gcd=wrapped.big_ints(math.gcd), lcm=wrapped.big_ints(math.lcm),
+             isqrt=wrapped.big_ints(math.isqrt))
+_HASHLIB = _pick(hashlib, "md5 sha1 sha224 sha256 sha384 sha512 sha3_256 sha3_512 blake2b blake2s new")
+# The host's own sets would be shared with every script (`.add()` is a method call no write guard sees).
+_HASHLIB.update(algorithms_available=frozenset(hashlib.algorithms_available),
+                algorithms_guaranteed=frozenset(hashlib.algorithms_guaranteed), pbkdf2_hmac=wrapped.pbkdf2_hmac)
+_RE = _pick(re2, "compile escape error")
+_RE.update({name: wrapped.regex_text(getattr(re2, name), _groups, at)
+            for name, at in (("search", 1), ("match", 1), ("fullmatch", 1), ("finditer", 1), ("findall", 1),
+                             ("split", 1), ("sub", 2), ("subn", 2))})
+_PARSE = _pick(urllib.parse, "quote quote_plus unquote unquote_plus urlencode urlparse urlunparse "
                              "urlunsplit urljoin parse_qs parse_qsl urldefrag")
+# urlsplit is an lru_cache wrapper: its cache (fed by the host's own parsing) and cache_info/cache_clear
+# would be shared with scripts; they get the plain function under it.
+_PARSE["urlsplit"] = urllib.parse.urlsplit.__wrapped__
 _PARSE_FACADE = Facade("urllib.parse", _PARSE)
 
 FACADES = {
     "base64": Facade("base64", _pick(base64, "b64encode b64decode urlsafe_b64encode urlsafe_b64decode "
                                              "b32encode b32decode b16encode b16decode standard_b64encode "
                                              "standard_b64decode")),
-    "collections": Facade("collections", _pick(collections, "OrderedDict defaultdict Counter deque")),
+    "collections": Facade("collections", _COLLECTIONS),
     "datetime": Facade("datetime", _pick(datetime, "date datetime time timedelta timezone MINYEAR MAXYEAR")),
     "hashlib": Facade("hashlib", _HASHLIB),
     "hmac": Facade("hmac", _pick(hmac, "new compare_digest digest")),
-    "json": Facade("json", {"dumps": _json_dumps, "loads": _json_loads, "JSONDecodeError": json.JSONDecodeError}),
+    "json": Facade("json", {"dumps": wrapped.json_dumps, "loads": _json_loads,
+                            "JSONDecodeError": json.JSONDecodeError}),
     "math": Facade("math", _MATH),
     "re": Facade("re", _RE),  # google-re2: linear time; flags are written inline, e.g. "(?i)"
     "string": Facade("string", _pick(string, "ascii_letters ascii_lowercase ascii_uppercase digits hexdigits "
@@ -126,10 +152,14 @@ EXPORTS = {name: frozenset(object.__getattribute__(facade, "_names")) for name, 
 
 
 _SYSTEM_RANDOM = random.SystemRandom()
-# Backed by os.urandom: there is no seed to set or state to poison, so one facade serves every call.
-RANDOM = Facade("random", {name: getattr(_SYSTEM_RANDOM, name) for name in
-                           ("random", "randint", "randrange", "choice", "choices", "shuffle", "sample", "uniform",
-                            "gauss", "getrandbits")})
+# Backed by os.urandom: there is no seed to set or state to poison, so one facade serves every call. Scripts
+# get plain functions, not the shared generator's bound methods; gauss() would keep its second value in the
+# generator (`gauss_next`) for the next caller: normalvariate() keeps nothing.
+RANDOM = Facade("random", {name: _plain_function(getattr(_SYSTEM_RANDOM, name), name) for name in
+                           ("random", "randint", "randrange", "choice", "choices", "shuffle", "sample", "uniform")})
+object.__getattribute__(RANDOM, "_names").update(
+    gauss=_plain_function(_SYSTEM_RANDOM.normalvariate, "gauss"),
+    getrandbits=wrapped.getrandbits(_SYSTEM_RANDOM))
 
 
 def guarded_import(name, globals=None, locals=None, fromlist=(), level=0):

@@ -17,8 +17,7 @@ from backworks.sandbox.ranges import LongRange
 logger = logging.getLogger(__name__)
 
 _SPEC = re.compile(r"(?:.?[<>=^])?[+\- ]?z?#?0?(\d*)[,_]?(?:\.(\d+))?[a-zA-Z%]?\Z", re.S)
-_PERCENT = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
-_SEQUENCES = (str, bytes, list, tuple, bytearray)
+_SEQUENCES = (str, bytes, list, tuple, bytearray, collections.deque)
 _NUMBERS = (int, float, complex)
 
 
@@ -77,20 +76,39 @@ def guarded_lshift(left, right):
 
 def guarded_mod(left, right):
     """Apply %, refusing huge widths in %-formatting."""
-    if isinstance(left, (str, bytes)):
+    if isinstance(left, (str, bytes, bytearray)):
         return _percent_format(left, right)
     return left % right
 
 
 def _percent_format(template, args):
-    text = template.decode("latin-1") if isinstance(template, bytes) else template
-    for match in _PERCENT.finditer(text):
-        for group in match.groups():
-            if group == "*":
-                raise _too_big("'*' width in %-formatting")
-            if group and int(group) > rules.MAX_FORMAT_WIDTH:
-                raise _too_big(f"format width {group}")
+    text = template.decode("latin-1") if isinstance(template, (bytes, bytearray)) else template
+    for group in _percent_numbers(text):
+        if group == "*":
+            raise _too_big("'*' width in %-formatting")
+        if group and int(group) > rules.MAX_FORMAT_WIDTH:
+            raise _too_big(f"format width {group}")
     return template % args
+
+
+def _percent_numbers(text: str):
+    """Yield each width and precision of a %-format, parsed as CPython does (nested parentheses in keys)."""
+    at = text.find("%")
+    while at >= 0:
+        at += 1
+        if text.startswith("(", at):  # a mapping key: CPython counts parentheses, `%((k))9s` is one key
+            depth = 0
+            while at < len(text):
+                depth += {"(": 1, ")": -1}.get(text[at], 0)
+                at += 1
+                if depth == 0:
+                    break
+        match = _PERCENT_TAIL.match(text, at)
+        yield from match.groups()
+        at = text.find("%", max(match.end(), at + (text.startswith("%", at))))
+
+
+_PERCENT_TAIL = re.compile(r"[-#0 +]*(\*|\d+)?(?:\.(\*|\d*))?")
 
 
 def check_spec(value, spec: str) -> None:
@@ -158,7 +176,7 @@ def _replace_method(text):
 def _join_method(sep):
     def join(items):
         items = list(items)
-        _check_length(len(sep) * max(len(items) - 1, 0) + sum(len(x) for x in items if isinstance(x, (str, bytes))))
+        _check_length(len(sep) * max(len(items) - 1, 0) + sum(len(x) for x in items if isinstance(x, (str, bytes, bytearray))))
         return sep.join(items)
     return join
 
@@ -194,6 +212,19 @@ _REFUSED_ATTRS = INSPECT_ATTRIBUTES | {"mro", "cr_frame", "cr_code", "ag_frame",
                                       "tb_next", "co_code"}
 
 
+# name -> {type of the object: factory(obj) -> the method scripts get}; classes are keyed as ("class", cls).
+# Filled here and by wrapped.py; only these names cost more than a set lookup in guarded_getattr.
+SPECIAL: dict[str, dict] = {}
+
+
+def special(names: str, kinds: tuple, factory, classes: bool = False) -> None:
+    """Route `obj.name` for objects of exactly `kinds` (or the classes themselves) through `factory(obj)`."""
+    for name in names.split():
+        table = SPECIAL.setdefault(name, {})
+        for kind in kinds:
+            table[("class", kind) if classes else kind] = factory
+
+
 def guarded_getattr(obj, name, *default):
     """getattr that refuses private names and wraps amplifying methods."""
     if not isinstance(name, str):
@@ -201,17 +232,19 @@ def guarded_getattr(obj, name, *default):
     if name.startswith("_") or name in _REFUSED_ATTRS:
         raise AttributeError(f"attribute '{name}' is not allowed (names starting with '_' are private to the "
                              "host)")
-    if isinstance(obj, (str, bytes)) and name in _TEXT_METHODS and not (isinstance(obj, bytes) and
-                                                                         name in ("format", "format_map")):
-        return _TEXT_METHODS[name](obj)
-    if isinstance(obj, list) and name == "sort":
-        return _sort_method(obj)
-    if obj in (str, bytes) and name in _TEXT_METHODS or obj is list and name == "sort":
-        return _unbound(obj, name)
-    if name == "obj" and isinstance(obj, BaseException):
-        raise AttributeError("attribute 'obj' of exceptions is not available (it can hold host objects)")
-    if isinstance(obj, type) and name == "mro":
-        raise AttributeError("attribute 'mro' is not allowed")
+    table = SPECIAL.get(name)
+    if table is not None:
+        factory = table.get(type(obj))
+        if factory is not None:
+            return factory(obj)
+        if isinstance(obj, type):  # `str.join`, `set.update`: through the bound method's guard
+            factory = table.get(("class", obj))
+            if factory is not None:
+                return factory(obj)
+            if obj in table:
+                return _unbound(obj, name)
+        if name == "obj" and isinstance(obj, BaseException):
+            raise AttributeError("attribute 'obj' of exceptions is not available (it can hold host objects)")
     return getattr(obj, name, *default)
 
 
@@ -222,6 +255,12 @@ def _unbound(kind: type, name: str):
             raise TypeError(f"descriptor '{name}' requires a '{kind.__name__}' object")
         return guarded_getattr(self, name)(*args, **kwargs)
     return method
+
+
+for _name, _factory in _TEXT_METHODS.items():
+    special(_name, (str,) if _name.startswith("format") else (str, bytes, bytearray), _factory)
+special("sort", (list,), _sort_method)
+special("obj", (), None)  # exceptions' `obj` (see guarded_getattr)
 
 
 def guarded_getitem(obj, key):

@@ -20,10 +20,11 @@ logger = logging.getLogger(__name__)
 class Sandbox:
     """Loads scripts under keys and runs their hooks: "inline" in this process or "process" in a child."""
 
-    def __init__(self, isolation: str, state_settings: dict):
+    def __init__(self, isolation: str, state_settings: dict, warm_spare: bool = True):
         if isolation not in ("inline", "process"):
             raise ValueError(f"isolation must be 'inline' or 'process', not {isolation!r}")
         self.isolation = isolation
+        self.warm_spare = warm_spare  # keep a booted spare child for requests (not for a check that only loads)
         self.state_settings = dict(state_settings or {})
         self.runner = Runner(self.state_settings) if isolation == "inline" else None
         if self.runner is not None:
@@ -44,7 +45,7 @@ class Sandbox:
         """The sandbox child (started on first use)."""
         with self._child_lock:
             if self._child is None:
-                self._child = ChildProcess(self.state_settings)
+                self._child = ChildProcess(self.state_settings, self.warm_spare)
             return self._child
 
     def _inline_here(self) -> bool:
@@ -192,7 +193,7 @@ def vetting_sandbox(state_settings: dict) -> "Sandbox":
     key = (os.getpid(), json.dumps(state_settings or {}, sort_keys=True, default=repr))
     with _vetters_lock:
         if key not in _vetters:
-            _vetters[key] = Sandbox("process", state_settings)
+            _vetters[key] = Sandbox("process", state_settings, warm_spare=False)  # it only loads
         return _vetters[key]
 
 

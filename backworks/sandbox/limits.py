@@ -8,6 +8,7 @@ import os
 import _signal
 import resource
 import signal
+import sys
 import threading
 import time
 from typing import NamedTuple
@@ -73,6 +74,7 @@ def _on_alarm(signum, frame):
     if not Clock.expired and time.perf_counter() < Clock.deadline:
         return  # a periodic tick before the running step's deadline
     Clock.expired = True
+    flag_scripts(frame)
     if in_script(frame):
         raise _timeout()
     # Host code (the runner just before or after the call): the script's next checkpoint raises, or
@@ -103,7 +105,30 @@ def tick() -> None:
     """Checkpoint compiled into scripts: once the budget is spent, every handler re-raises the timeout."""
     if Clock.active and (Clock.expired or time.perf_counter() > Clock.deadline):
         Clock.expired = True  # the alarm handler itself may fail at the recursion limit: check the clock too
+        flag_scripts(sys._getframe(1))
         raise _timeout()
+
+
+FLAGGED: list = []  # script globals whose `_bw_expired` flag is set (cleared before the next call)
+
+
+def flag_scripts(frame) -> None:
+    """Set `_bw_expired` in the globals of every script frame on the stack: their loop headers then raise.
+
+    Each loop header is compiled to `if _bw_expired: _bw_tick()`: a global read per iteration, no call.
+    """
+    while frame is not None:
+        scope = frame.f_globals
+        if scope.get("_bw_expired") is False and scope.get("_bw_tick") is tick:
+            scope["_bw_expired"] = True
+            FLAGGED.append(scope)
+        frame = frame.f_back
+
+
+def clear_flags() -> None:
+    """Reset the flags a timed-out call left set (call it before the next call starts)."""
+    while FLAGGED:
+        FLAGGED.pop()["_bw_expired"] = False
 
 
 _MAIN_THREAD = threading.main_thread().ident

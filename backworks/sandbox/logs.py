@@ -15,6 +15,7 @@ import sys
 import time
 import warnings
 
+from backworks.logtext import log_safe
 from backworks.sandbox import guards, limits, rules
 
 logger = logging.getLogger("backworks.plugin")
@@ -121,7 +122,7 @@ def admit(name: str, size: int) -> bool:
 def emit(name: str, level: int, text: str) -> None:
     """Write one line of script `name` to the server log, within its bytes a minute."""
     if admit(name, len(text)):
-        logger.log(level, "%s: %s", name, text)
+        logger.log(level, "%s: %s", name, log_safe(text))  # request data in it may not forge a line
 
 
 # Python warnings raised inside script calls

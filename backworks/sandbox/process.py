@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 
-from backworks.sandbox import values
+from backworks.sandbox import spare, values
 from backworks.sandbox.child import FLUSH_S, READ_CHUNK, take_frame, write_frame
 from backworks.sandbox.limits import Budget
 from backworks.sandbox.policy import Script
@@ -56,17 +56,23 @@ class ChildGone(Exception):
 class ChildProcess:
     """One persistent sandbox child; every method is thread-safe and returns within budget + grace."""
 
-    def __init__(self, state_settings: dict):
+    def __init__(self, state_settings: dict, warm_spare: bool = True):
         self.state_settings = state_settings
+        self.warm_spare = warm_spare  # False: a process that only loads (a check) never builds a spare
         self.lock = threading.Lock()
         self.proc: subprocess.Popen | None = None
-        self.spare: subprocess.Popen | None = None
-        self.want_spare = False  # set by the first kill
         self.buffer = bytearray()  # what the child sent past the last frame read
         self.scripts: dict[str, tuple] = {}  # key -> (script, config, budget): replayed after a respawn
         self.ready = False
         self.spawns = 0
         self.owner = _pid
+        self.booted = False  # this process has had a child: from then on a request never waits for one
+        # A warm spare: (process, read buffer) of a child that answered a ping and loaded every script. It is
+        # built in a background thread and swapped in when the current child is killed (spare_lock guards it).
+        self.spare_lock = threading.Lock()
+        self.spare: tuple | None = None
+        self.builder: spare.Builder | None = None
+        self.closed = False
 
     # process management
 
@@ -81,20 +87,26 @@ class ChildProcess:
         write_frame(proc.stdin.fileno(), marshal.dumps(("init", self.state_settings)))
         return proc
 
-    def spawn(self) -> None:
-        """Make a fresh child current: the booted spare if there is one, else a new one.
+    def spawn(self, request: bool = False) -> None:
+        """Make a fresh child current: the warm spare if there is one, else (outside requests) a new one.
 
-        After a first kill, ensure() keeps a spare child booted so that later respawns cost a swap instead
-        of an interpreter start (tens of ms).
+        A request never waits for a child to boot: with no warm spare it fails open at once (ChildGone)
+        while the spare is built in the background. Loads, and the very first use, start one and wait.
         """
-        spare, self.spare = self.spare, None
-        if spare is not None and spare.poll() is not None:
-            _reap(spare)
-            spare = None
-        self.proc = spare or self.start()
+        warm = self.take_spare()
+        if warm is not None:
+            self.proc, self.buffer = warm
+            self.ready = True  # pinged, and every script loaded
+        elif request and self.booted and self.warm_spare:
+            self.build_spare()
+            raise ChildGone("error", "sandbox process is being replaced after a kill: this call was skipped "
+                                     "(it fails open; the replacement boots in the background)")
+        else:
+            self.proc = self.start()
+            self.buffer = bytearray()
+            self.ready = False
         os.set_blocking(self.proc.stdout.fileno(), False)  # receive() polls it
-        self.buffer = bytearray()
-        self.ready = False
+        self.booted = True
 
     def kill(self) -> int | None:
         """SIGKILL the current child and reap it; return its exit status."""
@@ -102,30 +114,85 @@ class ChildProcess:
         self.ready = False
         return _reap(proc)
 
-    def ensure(self) -> None:
-        """Make sure a child is running, ready, and holds every loaded script."""
+    def ensure(self, request: bool = False) -> None:
+        """Make sure a child is running, ready, and holds every loaded script (see spawn for `request`)."""
         if self.owner != _pid:  # this process was forked: the children and pipes are the parent's
-            self.proc, self.spare, self.buffer, self.ready, self.owner = None, None, bytearray(), False, _pid
+            self.proc, self.buffer, self.ready, self.owner, self.booted = None, bytearray(), False, _pid, False
+            self.spare, self.builder, self.spare_lock = None, None, threading.Lock()  # its builder is not here
         if self.proc is None:  # a child that died while idle is found by send_fresh(), without a system call here
-            self.spawn()
-        if self.ready:
+            self.spawn(request)
+        if not self.ready:
+            self.send(("ping",))
+            self.receive(time.monotonic() + STARTUP_S, "startup")
+            self.ready = True
+            for key, (script, config, budget) in list(self.scripts.items()):
+                outcome = self.exchange(self.load_message(key, script, config, budget), budget, retry=False)
+                if not outcome.ok:
+                    logger.warning("plugin %s failed to reload in a new sandbox process: %s", key, outcome.message)
+        if self.spare is None:
+            self.build_spare()
+
+    # the warm spare
+
+    def take_spare(self) -> tuple | None:
+        """Remove and return the warm spare (process, buffer), if one is booted and alive."""
+        with self.spare_lock:
+            warm, self.spare = self.spare, None
+        if warm is not None and warm[0].poll() is not None:
+            _reap(warm[0])
+            return None
+        return warm
+
+    def build_spare(self) -> None:
+        """Start building a warm spare in the background unless one exists or is being built."""
+        if not self.warm_spare:
             return
-        self.send(("ping",))
-        self.receive(time.monotonic() + STARTUP_S, "startup")
-        self.ready = True
-        for key, (script, config, budget) in list(self.scripts.items()):
-            outcome = self.exchange(self.load_message(key, script, config, budget), budget, retry=False)
-            if not outcome.ok:
-                logger.warning("plugin %s failed to reload in a new sandbox process: %s", key, outcome.message)
-        if self.want_spare and self.spare is None:
-            self.spare = self.start()
+        with self.spare_lock:
+            if self.spare is not None or self.closed or (self.builder is not None and self.builder.alive()):
+                return
+            loads = [(key, self.load_message(key, *entry)) for key, entry in self.scripts.items()]
+            self.builder = spare.Builder(self.start, loads, self.install_spare)
+            self.builder.thread.start()
+
+    def install_spare(self, proc, buffer) -> None:
+        """Called by the builder thread: keep the booted spare, or reap it (failed, closed, or forked since)."""
+        with self.spare_lock:
+            keep = buffer is not None and not self.closed and self.owner == _pid and self.spare is None
+            if keep:
+                self.spare = (proc, buffer)
+        if not keep:
+            _reap(proc)
+
+    def sync_spare(self, key: str, message: tuple) -> None:
+        """A load also goes to the spare (after its build, which may predate the load), so a swap is complete."""
+        builder = self.builder
+        if builder is not None:
+            builder.thread.join(spare.BOOT_S * (2 + len(self.scripts)))
+        with self.spare_lock:
+            warm = self.spare
+            if warm is None:
+                return
+            try:
+                spare.ask(warm[0], warm[1], message)
+            except spare.BootFailed as exc:
+                logger.warning("the spare sandbox process failed to load %s: %s", key, exc)
+                self.spare = None
+                _reap(warm[0])
 
     def close(self) -> None:
-        """Stop the child (and the spare)."""
+        """Stop the child, the spare and a spare being built."""
         with self.lock:
             self.kill()
-            spare, self.spare = self.spare, None
-            _reap(spare)
+            with self.spare_lock:
+                self.closed = True
+                warm, self.spare = self.spare, None
+                building = self.builder.proc if self.builder is not None and self.builder.alive() else None
+            if warm is not None:
+                _reap(warm[0])
+            if building is not None:
+                _reap(building)  # its boot fails at once; install_spare reaps nothing more
+            if self.builder is not None and self.builder.thread is not threading.current_thread():
+                self.builder.thread.join(spare.BOOT_S)  # no thread outlives close() (a master forks after it)
 
     # wire
 
@@ -137,7 +204,7 @@ class ChildProcess:
             self.kill()
             raise ChildGone("crash", f"sandbox process is gone ({exc})") from None
 
-    def send_fresh(self, message) -> None:
+    def send_fresh(self, message, request: bool = True) -> None:
         """Send a message to a ready child; one that died while idle is replaced and the message sent again.
 
         A dead child's pipe has no reader: the write fails at once (EPIPE), before anything ran.
@@ -145,7 +212,7 @@ class ChildProcess:
         try:
             self.send(message)
         except ChildGone:
-            self.ensure()
+            self.ensure(request)
             self.send(message)
 
     def receive(self, deadline: float, what: str) -> list:
@@ -190,9 +257,8 @@ class ChildProcess:
             self.buffer += chunk
 
     def fail(self, kind: str, message: str):
-        """Kill the child and raise ChildGone; the next use swaps in a spare (kept from now on) or starts one."""
+        """Kill the child and raise ChildGone; the next use swaps in the warm spare (see spawn)."""
         self.kill()
-        self.want_spare = True
         raise ChildGone(kind, message)
 
     @staticmethod
@@ -204,7 +270,7 @@ class ChildProcess:
     def exchange(self, message: tuple, budget: Budget, retry: bool = True) -> Outcome:
         """Send one load/call and wait for its outcome until budget + grace."""
         if retry:
-            self.send_fresh(message)
+            self.send_fresh(message, request=message[0] != "load")
         else:
             self.send(message)
         sent = time.monotonic()  # after a respawn by send_fresh too: the budget starts now
@@ -229,11 +295,13 @@ class ChildProcess:
             started = time.monotonic()
             try:
                 self.ensure()
-                outcome = self.exchange(self.load_message(key, script, config, budget), budget)
+                message = self.load_message(key, script, config, budget)
+                outcome = self.exchange(message, budget)
             except ChildGone as gone:
                 return _gone_outcome(gone, script, started)
             if outcome.ok:
                 self.scripts[key] = (script, values.copy(config), budget)
+                self.sync_spare(key, message)
             return outcome
 
     def call(self, key: str, hook: str, args: tuple, budget: Budget) -> Outcome:
@@ -242,7 +310,7 @@ class ChildProcess:
             started = time.monotonic()
             script = self.scripts.get(key, (None,))[0]
             try:
-                self.ensure()
+                self.ensure(request=True)
                 outcome = self.exchange(("call", key, hook, list(args), tuple(budget)), budget)
             except ChildGone as gone:
                 return _gone_outcome(gone, script, started)
@@ -262,7 +330,7 @@ class ChildProcess:
         index = 0
         step_started = time.monotonic()
         try:
-            self.ensure()
+            self.ensure(request=True)
             self.send_fresh(("phase", phase, tuple([(s.key, tuple(s.budget), s.on_error) for s in steps]),
                              result.request, result.response))
             step_started = time.monotonic()  # after a respawn by send_fresh too: the budget starts now

@@ -6,7 +6,7 @@ import builtins
 MAX_SOURCE_BYTES = 256 * 1024
 MAX_NESTING = 60  # AST depth; deeper expressions are refused at load
 
-# Size caps that keep every single C-level operation short (see SANDBOX-NOTES.md).
+# Size caps that keep every single C-level operation short (the caps users see: docs/sandbox.md, Budgets).
 MAX_INT_BITS = 100_000          # results of *, **, << and pow()
 MAX_SEQUENCE = 10_000_000       # characters / items produced by one repetition, join, pad or replace
 MAX_RANGE = 1_000_000           # items anything but a `for` loop takes from one range() (ranges.py)
@@ -61,8 +61,8 @@ REFUSED_CALLS = {
     "GeneratorExit": "generators are not available",
 }
 
-# (construct, reason, example of the message the author sees at load time). The README table is
-# generated from this list and tests/sandbox/test_policy.py checks every message.
+# (construct, reason, example of the message the author sees at load time). The table in docs/sandbox.md
+# lists every row (tests/sandbox/test_policy.py checks that, and every message).
 REFUSED = [
     ("import of a module outside the allowlist", "scripts reach only read-only facades of allowed modules",
      "plugin.py:1: import of 'os' is not allowed (allowed: base64, collections, datetime, hashlib, hmac, "

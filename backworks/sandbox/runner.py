@@ -2,17 +2,13 @@
 from __future__ import annotations
 
 import collections
-import copy
 import datetime
 import dis
 import functools
 import gc
-import hashlib
-import hmac
 import logging
 import marshal
 import os
-import reprlib
 import time
 import traceback
 import types
@@ -24,7 +20,7 @@ from typing import Callable, NamedTuple
 import re2
 from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
 
-from backworks.sandbox import env, guards, limits, rules, values
+from backworks.sandbox import env, guards, limits, module_state, rules, values
 from backworks.sandbox.limits import Budget, Clock, Timeout
 from backworks.sandbox.logs import ScriptLog
 from backworks.sandbox.policy import Script
@@ -32,9 +28,7 @@ from backworks.sandbox.safe_builtins import SAFE_BUILTINS
 
 logger = logging.getLogger(__name__)
 
-_repr = reprlib.Repr()
-_repr.maxstring = 200
-_repr.maxother = 200
+MAX_REPR_STRING = 200
 
 
 @dataclass(slots=True)
@@ -102,6 +96,7 @@ class Loaded:
         # hold the safe ones by then, or the script would get the host's.
         self.scope: dict = dict(snapshot)
         names = [k for k in snapshot if not k.startswith("__") and k not in _HOST_NAMES]
+        sizes = module_state.check(script.filename, {name: snapshot[name] for name in names})
         # Every script function reachable from the globals (in a dict, a closure, a default...) is rebound to
         # the reused scope once, here: one left bound to the load-time globals would reach their values.
         loading = _Cloner(script.filename, self.scope, frozenset())
@@ -120,6 +115,12 @@ class Loaded:
         named = _names(script.code)
         self.mutable = [name for name in names if name in named and not _atom(self.base[name])
                         and id(self.base[name]) not in self.shared]
+        copied = sum(sizes[name] for name in self.mutable)
+        if copied > module_state.MAX_COPIED_ITEMS:
+            raise module_state.ModuleStateError(
+                f"its module state cannot be copied for each call: the mutable module-level values hold {copied} "
+                f"items (at most {module_state.MAX_COPIED_ITEMS}; use tuples and frozensets for tables, or build "
+                "them inside the hook)")
         self.pristine = {name: self.base[name] for name in self.mutable}
         self.copies: list = []
         self.frozen = None
@@ -229,6 +230,8 @@ def _shareable(value) -> bool:
         return True
     if isinstance(value, _IMMUTABLE_CLASSES) or kind is StateFacade or kind is ScriptLog:
         return True
+    if kind in module_state.RESULT_TUPLES:  # urlsplit(...) results: load refused any but atoms inside
+        return True
     if kind is types.MethodType:  # a host object's method (scripts define no classes): random.choice
         return True
     if kind is types.BuiltinFunctionType:  # a builtin, or a method bound to an object: `append = seen.append`
@@ -279,7 +282,9 @@ class _Scan:
 
     def visit(self, root) -> None:
         stack = [root]
+        tick = limits.tick
         while stack:
+            tick()
             value = stack.pop()
             key = id(value)
             if _atom(value):
@@ -353,6 +358,8 @@ class _Cloner:
         if found is not _MISSING:
             return found
         clone = self.clone
+        if Clock.expired:  # copies for a call are made under its deadline
+            raise Timeout()
         if kind is list:
             new = memo[key] = []
             new.extend([clone(item, memo) for item in value])
@@ -419,13 +426,8 @@ class _Cloner:
             new = memo[key] = getattr(clone(value.__self__, memo), value.__name__)
         elif _shareable(value):
             return value
-        else:
-            copier = getattr(value, "copy", None) if kind in _COPY_METHOD_TYPES else None
-            try:
-                new = copier() if copier is not None else copy.deepcopy(value, memo)
-            except Exception:  # an object that cannot be copied: shared, as it is
-                new = value
-            memo[key] = new
+        else:  # module_state.check refused every other kind at load: never shared, never deep-copied
+            raise TypeError(f"a {kind.__name__} object cannot be copied for a call")
         return new
 
 
@@ -449,7 +451,7 @@ def _apply(function, *args, **kwargs):
 _HOST_NAMES = frozenset({"_apply_", "_bw_slice", "_getattr_", "_getitem_", "_getiter_", "_write_", "_inplacevar_",
                          "_bw_inplace",
                          "_iter_unpack_sequence_", "_unpack_sequence_", "_bw_mul", "_bw_pow", "_bw_lshift",
-                         "_bw_mod", "_bw_format", "_bw_tick", "_print_", "log", "state"})
+                         "_bw_mod", "_bw_format", "_bw_tick", "_bw_expired", "_print_", "log", "state"})
 
 
 class StateFacade:
@@ -491,6 +493,7 @@ class Runner:
             "_apply_": _apply, "_bw_slice": slice, "_bw_mul": guards.guarded_mul, "_bw_pow": guards.guarded_pow,
             "_bw_lshift": guards.guarded_lshift,
             "_bw_mod": guards.guarded_mod, "_bw_format": guards.guarded_format, "_bw_tick": limits.tick,
+            "_bw_expired": False,
             "config": values.copy(config), "log": log, "state": state,
         }
 
@@ -501,20 +504,28 @@ class Runner:
         scope = self.globals_for(script, config, state, log)
         scope.update(self.extras.get(key, {}))
 
+        made: list = []
+
         def body():
             exec(script.code, scope)
             hook = scope.get("on_load") if "on_load" in script.hooks else None
             if hook is not None:
                 hook(values.copy(config))
+            # Still under the load's budget (host code checks it): the module state is checked and readied.
+            try:
+                made.append(Loaded(script, scope, state))
+            except module_state.ModuleStateError as exc:
+                made.append(f"{_short(script.filename)}: {exc}")
+            except (RecursionError, ValueError, MemoryError) as exc:  # nested too deep to copy per call
+                made.append(f"{_short(script.filename)}: its module state cannot be copied for each call "
+                            f"({type(exc).__name__}: {_describe(exc)})")
             return None
 
         outcome = self.run(script, body, (), budget, log)
         if outcome.ok:
-            try:
-                self.loaded[key] = Loaded(script, scope, state)
-            except (RecursionError, ValueError, MemoryError) as exc:  # nested too deep to copy per call
-                return Outcome("error", message=f"{_short(script.filename)}: its module state cannot be copied "
-                                                f"for each call ({type(exc).__name__}: {_describe(exc)})")
+            if isinstance(made[0], str):
+                return Outcome("error", message=made[0], duration_ms=outcome.duration_ms, logs=outcome.logs)
+            self.loaded[key] = made[0]
         return outcome
 
     def call(self, key: str, hook: str, args: tuple, budget: Budget) -> Outcome:
@@ -536,12 +547,19 @@ class Runner:
                 return _uncopyable(loaded, exc)
             return self.run(loaded.script, scope[hook], args, budget, log)
         loaded.busy = True
-        try:
+        failed = []
+
+        def prepared(*args):  # the copies are made under the call's deadline (run arms it first)
             try:
                 scope = loaded.scope_for(log)
             except (RecursionError, MemoryError) as exc:
-                return _uncopyable(loaded, exc)
-            return self.run(loaded.script, scope[hook], args, budget, log)
+                failed.append(exc)
+                return None
+            return scope[hook](*args)
+
+        try:
+            outcome = self.run(loaded.script, prepared, args, budget, log)
+            return _uncopyable(loaded, failed[0]) if failed else outcome
         finally:
             loaded.busy = False
             loaded.after_call()
@@ -554,12 +572,8 @@ class Runner:
         if loaded is None or loaded.busy or not Clock.session:
             return self.call_with(key, hook, args, budget, loaded)
         log, loaded.idle_log = loaded.idle_log or ScriptLog(loaded.name), None
-        try:
-            scope = loaded.scope_for(log)
-        except (RecursionError, MemoryError) as exc:
-            loaded.reset()
-            return _uncopyable(loaded, exc)
-        function = scope[hook]
+        if limits.FLAGGED:  # a call timed out before: its loop flags go down
+            limits.clear_flags()
         loaded.busy = True
         started = perf_counter()
         try:
@@ -567,7 +581,16 @@ class Runner:
                 Clock.expired = False
                 Clock.deadline = started + budget.timeout_ms / 1000.0
                 Clock.active = True
-                value = function(*args)
+                if loaded.plain:  # nothing to copy (scope_for inlined: this is the hot path)
+                    scope = loaded.scope
+                    scope["log"] = log
+                else:  # the copies are charged to the call's budget, under its deadline
+                    try:
+                        scope = loaded.prepare(log)
+                    except (RecursionError, MemoryError) as exc:
+                        Clock.active = False
+                        return _uncopyable(loaded, exc)
+                value = scope[hook](*args)
             finally:
                 Clock.active = False  # first: from here on the alarm handler never raises
                 loaded.busy = False
@@ -584,6 +607,8 @@ class Runner:
     def run(self, script: Script, function: Callable, args: tuple, budget: Budget, log: ScriptLog) -> Outcome:
         """Call `function(*args)` under the budget and classify what happened."""
         started = perf_counter()
+        if limits.FLAGGED:
+            limits.clear_flags()
         try:
             try:
                 if Clock.session:  # a phase's timer already ticks: only this step's deadline is new (see arm)
@@ -636,10 +661,10 @@ class Runner:
 
 
 _ATOMS = (str, int, float, bool, bytes, type(None))
+_SIZED = (list, tuple, dict, set, frozenset, bytearray, collections.deque, range)
 _IMMUTABLE_TYPES = frozenset({complex, range, type(Ellipsis), types.ModuleType})
 _IMMUTABLE_CLASSES = (datetime.date, datetime.time, datetime.timedelta, datetime.tzinfo, uuid.UUID,
                       time.struct_time, re2._Regexp)
-_COPY_METHOD_TYPES = frozenset({type(hashlib.sha256()), type(hmac.new(b"k", digestmod="sha256"))})
 
 
 MAX_FRAMES = 20
@@ -663,13 +688,37 @@ def _format_frames(frames: list, filename: str) -> str:
 
 
 def _describe(exc: BaseException) -> str:
+    """The exception's message, bounded: its arguments are never repr'd whole (they may be script-built)."""
     args = exc.args
-    if len(args) == 1 and isinstance(args[0], str):
-        text = args[0]
+    if type(args) is not tuple:
+        text = f"<{type(args).__name__}>"
+    elif len(args) == 1 and type(args[0]) is str:
+        text = args[0][:MAX_DESCRIPTION + 1]
     else:
-        text = ", ".join(_repr.repr(a) for a in args)
+        text = ", ".join(bounded_repr(a) for a in args[:8]) + (", ..." if len(args) > 8 else "")
     text = text.replace("\n", " ")
-    return text[:300] + ("..." if len(text) > 300 else "")
+    return text[:MAX_DESCRIPTION] + ("..." if len(text) > MAX_DESCRIPTION else "")
+
+
+MAX_DESCRIPTION = 300
+_SMALL_REPR = (bool, float, complex, type(None))
+
+
+def bounded_repr(value) -> str:
+    """A repr in O(1) host work: atoms cut short, anything else its type name (and length): no recursion."""
+    kind = type(value)
+    if kind is str or kind is bytes:
+        return repr(value[:MAX_REPR_STRING]) + ("..." if len(value) > MAX_REPR_STRING else "")
+    if kind is int:
+        return repr(value) if value.bit_length() <= 256 else f"<int of {value.bit_length()} bits>"
+    if kind in _SMALL_REPR:
+        return repr(value)
+    try:
+        size = len(value) if isinstance(value, _SIZED) else None
+    except Exception:  # a length that cannot be read is simply not shown
+        size = None
+    name = kind.__name__ if isinstance(kind.__name__, str) else "object"
+    return f"<{name[:60]}>" if size is None else f"<{name[:60]} of {size} items>"
 
 
 def _short(filename: str) -> str:

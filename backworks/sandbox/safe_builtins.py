@@ -4,25 +4,11 @@ from __future__ import annotations
 import builtins
 import logging
 
-from backworks.sandbox import guards, ranges, rules
+from backworks.sandbox import guards, ranges, rules, wrapped
 
 logger = logging.getLogger(__name__)
 
-_SIZED = (list, tuple, dict, set, frozenset, str, bytes, range)
-_SMALL = 10_000
-
-
-def interruptible(iterable):
-    """Return `iterable` itself when small, else a Python-level iterator the timer can interrupt."""
-    if type(iterable) in _SIZED and len(iterable) <= _SMALL:
-        return iterable
-    return _step(iterable)
-
-
-def _step(iterable):
-    for item in iterable:
-        yield item
-
+interruptible = wrapped.interruptible  # small containers as they are, anything else item by item
 
 def _wrap_iterable(function):
     def wrapped(iterable=(), *args, **kwargs):
@@ -77,17 +63,24 @@ def safe_format(value, spec=""):
     return format(value, spec)
 
 
+_BUFFERS = (str, bytes, bytearray)
+
+
 def safe_bytes(source=b"", *args):
-    """bytes() that refuses huge zero-filled buffers."""
+    """bytes() that refuses huge zero-filled buffers and reads other iterables item by item when big."""
     if isinstance(source, int):
         guards._check_length(source)
+    elif not isinstance(source, _BUFFERS):
+        source = interruptible(source)
     return bytes(source, *args)
 
 
 def safe_bytearray(source=b"", *args):
-    """bytearray() that refuses huge zero-filled buffers."""
+    """bytearray() that refuses huge zero-filled buffers and reads other iterables item by item when big."""
     if isinstance(source, int):
         guards._check_length(source)
+    elif not isinstance(source, _BUFFERS):
+        source = interruptible(source)
     return bytearray(source, *args)
 
 
@@ -111,38 +104,10 @@ def _filter(function, iterable):
     return filter(function, interruptible(iterable))
 
 
-def _fromkeys(iterable, value=None):
-    return dict.fromkeys(interruptible(iterable), value)
+type_proxy = wrapped.type_proxy
 
 
-class _TypeProxy(type):
-    """Metaclass of the names `list`, `dict`, ...: isinstance works, calls go through a capped factory."""
-
-    def __instancecheck__(cls, obj):
-        return isinstance(obj, cls._real)
-
-    def __subclasscheck__(cls, other):
-        return issubclass(other, cls._real)
-
-    def __call__(cls, *args, **kwargs):
-        return cls._factory(*args, **kwargs)
-
-    def __getattr__(cls, name):
-        if cls._real is dict and name == "fromkeys":
-            return _fromkeys
-        return guards.guarded_getattr(cls._real, name)
-
-    def __repr__(cls):
-        return f"<class '{cls._real.__name__}'>"
-
-
-def type_proxy(real: type, factory) -> type:
-    """Return a stand-in for the builtin type `real` whose calls go through `factory`."""
-    return _TypeProxy(real.__name__, (), {"_real": real, "_factory": staticmethod(factory), "__slots__": ()})
-
-
-_PLAIN = ("abs bool callable chr complex divmod float frozenset hash hex int isinstance issubclass len oct ord "
-          "repr round slice ascii bin").split()
+_PLAIN = "abs bool callable chr complex divmod float hex len oct ord repr round slice ascii bin".split()
 _EXCEPTIONS = {name: getattr(builtins, name) for name in rules.EXCEPTION_NAMES}
 
 
@@ -153,14 +118,15 @@ def build() -> dict:
     names.update(
         range=ranges.safe_range, sorted=safe_sorted, min=_min_max(min), max=_min_max(max),
         sum=_wrap_iterable(sum), any=_wrap_iterable(any), all=_wrap_iterable(all),
-        iter=iter, next=next, reversed=reversed,
+        iter=wrapped.safe_iter, next=next, reversed=reversed, hash=wrapped.safe_hash,
+        isinstance=wrapped.safe_isinstance, issubclass=wrapped.safe_issubclass,
         getattr=safe_getattr, hasattr=safe_hasattr, format=safe_format, pow=guards.guarded_pow,
     )
     for real, factory in ((list, _wrap_iterable(list)), (tuple, _wrap_iterable(tuple)),
                           (set, _wrap_iterable(set)), (frozenset, _wrap_iterable(frozenset)),
                           (enumerate, _wrap_iterable(enumerate)), (zip, _wrap_all_args(zip)),
                           (map, _map), (filter, _filter), (dict, safe_dict), (str, str),
-                          (bytes, safe_bytes), (bytearray, safe_bytearray)):
+                          (bytes, safe_bytes), (bytearray, safe_bytearray), (int, wrapped.safe_int)):
         names[real.__name__] = type_proxy(real, factory)
     from backworks.sandbox.env import guarded_import
     from backworks.sandbox.rewrites import HOST_NAMES

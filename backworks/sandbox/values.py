@@ -206,29 +206,66 @@ def _optional_str(value, path: str):
     return value
 
 
+# Fields the server fills with text only (str, or dicts of str): a returned field that compares equal to the
+# current one is then the same value, types included (== cannot confuse 1, 1.0 and True there).
+_TEXT_FIELDS = frozenset(("method", "path", "query", "headers", "body", "client_ip", "endpoint"))
+_REQUEST_FIELD_SET = frozenset(REQUEST_FIELDS)
+_MISSING = object()
+
+
 def request(value, current: dict) -> dict:
-    """Validate a request returned by before_request; fields it leaves out keep their current values."""
-    data = plain(value, "request")
-    if type(data) is not dict:
+    """Validate a request returned by before_request; fields it leaves out keep their current values.
+
+    `current` is valid already: only the fields a hook changed are checked, so a hook that sets one header
+    pays for the headers, not for the whole request.
+    """
+    if type(value) is not dict:
+        plain(value, "request")  # the reason it is not plain data, if it is not
         raise InvalidValue(f"request: must be a dict, not {type(value).__name__}")
-    unknown = sorted(set(data) - set(REQUEST_FIELDS))
-    if unknown:
-        raise InvalidValue(f"request: unknown field '{unknown[0]}' (fields: {', '.join(REQUEST_FIELDS)})")
-    result = {**current, **data}
-    for name in ("method", "path"):
-        if type(result.get(name)) is not str or not result[name]:
-            raise InvalidValue(f"request.{name}: must be a non-empty string")
-    if any(c in result["method"] + result["path"] for c in _BAD_HEADER_CHARS + (" ",)):
-        raise InvalidValue("request: method and path cannot contain spaces, CR, LF or NUL")
-    if not _TOKEN_RE.match(result["method"]):
-        raise InvalidValue(f"request.method: must be a token, e.g. GET, not {result['method'][:40]!r}")
-    _str_map(result.get("path_params", {}), "request.path_params", lists=False)
-    _str_map(result.get("query", {}), "request.query", lists=True)
-    if "headers" in data:
-        result["headers"] = _request_headers(data["headers"], current.get("headers") or {})
-    for name in ("body", "client_ip", "endpoint"):
-        _optional_str(result.get(name), f"request.{name}")
+    if not value.keys() <= _REQUEST_FIELD_SET:
+        unknown = sorted(str(key) for key in value if key not in _REQUEST_FIELD_SET)
+        raise InvalidValue(f"request: unknown field '{unknown[0]}' (fields: {', '.join(REQUEST_FIELDS)})"[:300])
+    result = dict(current)
+    budget = [MAX_BYTES]
+    for name, item in value.items():
+        old = current.get(name, _MISSING)
+        if name in _TEXT_FIELDS and item == old:
+            continue
+        if name == "headers":
+            result[name] = _request_headers(item, old if type(old) is dict else {})
+            _plain(result[name], 1, budget)  # the size cap (the names and values are checked above)
+            continue
+        try:
+            result[name] = _plain(item, 1, budget)
+        except _Bad as bad:
+            raise InvalidValue(f"request.{name}{''.join(reversed(bad.where))}: {bad.reason}") from None
+        _REQUEST_CHECKS.get(name, _no_check)(result[name])
     return result
+
+
+def _no_check(value) -> None:
+    pass
+
+
+def _check_request_line(name: str):
+    def check(value) -> None:
+        if type(value) is not str or not value:
+            raise InvalidValue(f"request.{name}: must be a non-empty string")
+        if any(c in value for c in _BAD_HEADER_CHARS + (" ",)):
+            raise InvalidValue("request: method and path cannot contain spaces, CR, LF or NUL")
+        if name == "method" and not _TOKEN_RE.match(value):
+            raise InvalidValue(f"request.method: must be a token, e.g. GET, not {value[:40]!r}")
+    return check
+
+
+_REQUEST_CHECKS = {
+    "method": _check_request_line("method"),
+    "path": _check_request_line("path"),
+    "path_params": lambda value: _str_map(value, "request.path_params", lists=False),
+    "query": lambda value: _str_map(value, "request.query", lists=True),
+    **{name: (lambda name: lambda value: _optional_str(value, f"request.{name}"))(name)
+       for name in ("body", "client_ip", "endpoint")},
+}
 
 
 def response(value, current: dict | None) -> dict:

@@ -1,4 +1,4 @@
-"""Every call starts from the module state as it was right after load (DESIGN.md 4.4), inline and in a child.
+"""Every call starts from the module state as it was right after load (docs/sandbox.md), inline and in a child.
 
 Each script below keeps something a call can change somewhere in its module state; its before_request
 changes it and reports what it saw in a header. The second and third calls must report what the first did.
@@ -152,14 +152,6 @@ def on_load(config):
 def before_request(request):
     CACHE[0].append(3)
     request["headers"]["x-n"] = str(len(CACHE[0])) + str(CACHE[1]())
-    return request
-''',
-    "hashlib_object": '''
-import hashlib
-H = (hashlib.sha256(b"a"),)
-def before_request(request):
-    H[0].update(b"b")
-    request["headers"]["x-n"] = H[0].hexdigest()[:8]
     return request
 ''',
 }

@@ -226,7 +226,7 @@ def _phase_from_frames(frames: list):
 
     child = ChildProcess({})
     child.proc = _FramesFrom(frames)
-    child.ensure = lambda: None  # the stand-in is "running" and ready
+    child.ensure = lambda request=False: None  # the stand-in is "running" and ready
     return child.run_phase("before_request", [Step("p0", Budget(), "open")], dict(REQUEST), None)
 
 

@@ -26,8 +26,10 @@ BACKWORKS = str(Path(sys.executable).parent / "backworks")
 DEEP_HASH = "t = ()\nfor i in range(300000):\n    t = (t,)\nh = hash(t)\n"
 DEEP_HASH_IN_HOOK = ("def before_request(request):\n    t = ()\n    for i in range(300000):\n        t = (t,)\n"
                      "    request['headers']['x-h'] = str(hash(t))\n    return request\n")
-# Never returns and never checks signals: `in` drives the C iterator of iter(callable, sentinel).
-C_HANG_IN_HOOK = "def before_request(request):\n    return request if 5 in iter(int, 1) else request\n"
+# Never returns and never checks signals: `==` of two 64-level structures whose halves are shared walks
+# 2**64 pairs in C (the in-process limits cannot stop it; only the backstop or process isolation can).
+C_HANG_IN_HOOK = ("def before_request(request):\n    a = []\n    b = []\n    for i in range(64):\n"
+                  "        a = [a, a]\n        b = [b, b]\n    return request if a == b else request\n")
 TAG = "def before_request(request):\n    request['headers']['x-tag'] = 'v1'\n    return request\n"
 HANDLE_OK = "def handle(request):\n    return {'status': 200, 'json': {'ok': True}}\n"
 
@@ -38,7 +40,7 @@ capture: {{store: "sqlite:///captures.db"}}
 endpoints:
   hello: {{path: /hello, mock: {{json: {{hello: world}}}}}}
   echo: {{path: /echo, mock: {{json: {{tag: "{{{{ headers.get('x-tag', '') }}}}"}}, template: true}}}}
-  run: {{path: /run, mode: runtime, runtime: {{script: handler.py}}}}
+  run: {{path: /run, mode: runtime, runtime: {{script: handler.py, timeout_ms: 10000}}}}
 """
 PLUGIN = """
 plugins:
@@ -123,7 +125,7 @@ def master_alive_and_serving(server: PlainGunicorn, times: int = 20) -> list:
 def test_plain_gunicorn_refuses_a_hup_with_a_broken_config_and_keeps_serving(plain, tmp_path, worker_class):
     server = plain(worker_class=worker_class)
     config = tmp_path / "backworks.yaml"
-    config.write_text(config.read_text().replace("mode: runtime, runtime: {script: handler.py}", "mode: mok"))
+    config.write_text(config.read_text().replace("mode: runtime, runtime: {script: handler.py, timeout_ms: 10000}", "mode: mok"))
     server.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: "HUP refused" in server.output(), what="the refused HUP")
     assert master_alive_and_serving(server) == [200] * 20
@@ -131,7 +133,7 @@ def test_plain_gunicorn_refuses_a_hup_with_a_broken_config_and_keeps_serving(pla
 
 
 def test_plain_gunicorn_refuses_to_start_on_a_broken_config(plain):
-    server = plain(CONFIG.replace("mode: runtime, runtime: {script: handler.py}", "mode: mok"), ready=False)
+    server = plain(CONFIG.replace("mode: runtime, runtime: {script: handler.py, timeout_ms: 10000}", "mode: mok"), ready=False)
     assert server.proc.wait(30) != 0
     assert "Backworks config is broken, not starting" in server.output()
     assert "endpoints.run.mode" in server.output()
@@ -153,7 +155,7 @@ def test_plain_gunicorn_aggregates_metrics_over_its_workers(plain):
 def test_check_reports_a_script_that_overflows_the_c_stack_at_load(tmp_path, kind):
     if kind == "runtime":
         (tmp_path / "handler.py").write_text(DEEP_HASH + HANDLE_OK)
-        text = "endpoints:\n  run: {path: /run, mode: runtime, runtime: {script: handler.py}}\n"
+        text = "endpoints:\n  run: {path: /run, mode: runtime, runtime: {script: handler.py, timeout_ms: 10000}}\n"
     else:
         (tmp_path / "plugin.py").write_text(DEEP_HASH + TAG)
         text = "endpoints:\n  hello: {path: /hello, mock: {body: hi}}\nplugins:\n  deep: {script: plugin.py, timeout_ms: 5000}\n"
