@@ -78,6 +78,7 @@ BENCHES = (
     )),
     Bench("plugins", "bench_plugins.py", ("--seconds", "5", "--rounds", "5"), ("--seconds", "2", "--rounds", "2"), (
         Metric("5 plugins / no plugins, c32", r"ratio with/without plugins: " + NUMBER, "x", ">=", 0.75),
+        Metric("5 plugins: p50 added at c1", r"1 connection: p50 .* with plugins: " + NUMBER + " us", "us", "<=", 60),
         Metric("inline: per extra hook", r"inline +1 plugin.*per extra hook +" + NUMBER, "us", "<=", 20),
     )),
     Bench("database", "bench_database.py", ("--seconds", "3", "--rounds", "3"), ("--seconds", "2", "--rounds", "1"), (
