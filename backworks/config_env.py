@@ -79,6 +79,13 @@ def _child(node, rules: dict, part: str, path: tuple, last: bool = False) -> tup
         return key, rules["valuesrules"]
     if "valuesrules" in rules:
         raise OverrideRefused(f"{_dotted(path + (part.lower(),))} is a whole entry; {ONLY_SCALARS}")
+    if rules.get("type") == "dict" and isinstance(node, dict):
+        # free-form settings (a plugin's or a runtime script's `config`): only a key the file already has
+        key = _match([k for k in node if isinstance(k, str)], part)
+        if key is None:
+            raise OverrideRefused(f"there is no {_dotted(path + (part.lower(),))} in the config file; "
+                                  f"environment variables can only change settings it already has")
+        return key, ({"type": "dict"} if isinstance(node[key], dict) else {})
     raise OverrideRefused(f"{_dotted(path)} is not a mapping of settings; {ONLY_SCALARS}")
 
 

@@ -418,10 +418,9 @@ def test_gunicorn_config_files_bind_loopback_by_default(conf):
         assert default.startswith(("127.0.0.1:", "[::1]:", "unix:")), default
 
 
-def test_readme_deployment_says_why_nginx_is_required():
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Deployment"):]
-    assert "slowloris" in section[:3000]
+def test_deployment_docs_say_why_nginx_is_required():
+    page = (ROOT / "docs" / "deployment.md").read_text()
+    assert "nginx in front is required, not optional" in page and "slowloris" in page
 
 
 # -- admin: no cross-origin changes, no foreign Host ----------------------------------------------------
@@ -510,3 +509,22 @@ def test_body_cut_short_before_a_proxy_gets_400(tmp_path, caplog):
                                "the request body could not be read to its end (ClientDisconnected)")
     assert no_traceback(caplog)
     app.extensions["backworks"].runtime.close()
+
+
+def test_env_override_sets_an_existing_key_of_free_form_plugin_config_only(tmp_path, monkeypatch):
+    (tmp_path / "p.py").write_text("def before_request(request):\n    return None\n")
+    path = write_config(tmp_path, """
+        endpoints:
+          hello: {path: /hello, mock: {body: hi}}
+        plugins:
+          limit: {script: p.py, config: {limit: 120, nested: {depth: 1}}}
+    """)
+    monkeypatch.setenv("BACKWORKS__PLUGINS__LIMIT__CONFIG__LIMIT", "5")
+    monkeypatch.setenv("BACKWORKS__PLUGINS__LIMIT__CONFIG__NESTED__DEPTH", "2")
+    assert load_config(path).data["plugins"]["limit"]["config"] == {"limit": 5, "nested": {"depth": 2}}
+    monkeypatch.setenv("BACKWORKS__PLUGINS__LIMIT__CONFIG__EXTRA", "x")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems == [
+        f"{path}: BACKWORKS__PLUGINS__LIMIT__CONFIG__EXTRA: there is no plugins.limit.config.extra in the config "
+        "file; environment variables can only change settings it already has"]
