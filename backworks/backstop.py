@@ -27,7 +27,8 @@ logger = logging.getLogger(__name__)
 RUNTIME_DIR_ENV = "BACKWORKS_RUNTIME_DIR"
 QUARANTINE_FILE = "quarantine.json"
 SLOT_SIZE = 128  # deadline (8) + digest prefix (16) + script name (104)
-HEADER_SIZE = 64  # the generation counter, on a cache line of its own
+HEADER_SIZE = 64  # the generation counter and the number of quarantined scripts, on a cache line of their own
+TABLE_SIZE = 256  # quarantined digests the board itself holds (16 bytes each): no file read on the hot path
 SLOTS = 512
 DEADLINE = struct.Struct("<q")  # CLOCK_MONOTONIC ns (shared by every process of the host); 0 = idle
 IDENTITY = struct.Struct("<16s104s")
@@ -50,11 +51,11 @@ class Board:
 
     def __init__(self, slots: int = SLOTS):
         self.slots = slots
-        self.buffer = mmap.mmap(-1, HEADER_SIZE + slots * SLOT_SIZE)  # anonymous and MAP_SHARED
+        self.buffer = mmap.mmap(-1, HEADER_SIZE + TABLE_SIZE * 16 + slots * SLOT_SIZE)  # anonymous, MAP_SHARED
 
     def offset(self, index: int) -> int:
         """Byte offset of slot `index`."""
-        return HEADER_SIZE + index * SLOT_SIZE
+        return HEADER_SIZE + TABLE_SIZE * 16 + index * SLOT_SIZE
 
     def clear(self, index: int) -> None:
         """Empty a slot (before a new worker gets it)."""
@@ -78,6 +79,23 @@ class Board:
     def bump(self) -> None:
         """Tell every worker that the quarantine changed."""
         DEADLINE.pack_into(self.buffer, 0, self.generation + 1)
+
+    def quarantine(self, key: str) -> bool:
+        """Add a digest key to the board's table (master only); False when it is there already or full."""
+        if key in self.quarantined():
+            return False
+        count = DEADLINE.unpack_from(self.buffer, 8)[0]
+        if count >= TABLE_SIZE:
+            return False
+        start = HEADER_SIZE + count * 16
+        self.buffer[start:start + 16] = bytes.fromhex(key)
+        DEADLINE.pack_into(self.buffer, 8, count + 1)
+        return True
+
+    def quarantined(self) -> frozenset:
+        """The digest keys in the board's table."""
+        count = min(DEADLINE.unpack_from(self.buffer, 8)[0], TABLE_SIZE)
+        return frozenset(self.buffer[HEADER_SIZE + i * 16:HEADER_SIZE + (i + 1) * 16].hex() for i in range(count))
 
 
 class Slot:
@@ -117,6 +135,12 @@ def attach(board: Board, index: int) -> None:
     slot = Slot(board, index)
 
 
+def aborted() -> bool:
+    """True when the script this worker is running inline was quarantined during the call (the master then
+    sends SIGALRM: the timer's handler asks this, and ends the call as if its budget were spent)."""
+    return slot is not None and slot.current != "" and digest_key(slot.current) in slot.board.quarantined()
+
+
 def set_margin(margin_ms: int) -> None:
     """How far past its budget an inline call may run before the watchdog ends the worker."""
     if slot is not None:
@@ -130,7 +154,7 @@ def quarantined() -> frozenset:
     generation = slot.board.generation
     if generation != _seen["generation"]:
         _seen["generation"] = generation
-        _seen["digests"] = _read_file_keys()
+        _seen["digests"] = slot.board.quarantined() | _read_file_keys()
     return _seen["digests"]
 
 

@@ -13,6 +13,8 @@ import threading
 import time
 from typing import NamedTuple
 
+from backworks import backstop
+
 logger = logging.getLogger(__name__)
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
@@ -71,8 +73,8 @@ def _on_alarm(signum, frame):
         if not Clock.session:  # a stray tick after the call: stop the timer, never raise into the host
             signal.setitimer(signal.ITIMER_REAL, 0)
         return
-    if not Clock.expired and time.perf_counter() < Clock.deadline:
-        return  # a periodic tick before the running step's deadline
+    if not Clock.expired and time.perf_counter() < Clock.deadline and not backstop.aborted():
+        return  # a periodic tick before the running step's deadline (and not the master's quarantine signal)
     Clock.expired = True
     flag_scripts(frame)
     if in_script(frame):

@@ -139,7 +139,7 @@ def child_exit(server, worker) -> None:
     if _board is not None and index is not None:
         from backworks.server.watchdog import died_in_script
 
-        died_in_script(_board, index, worker.pid)
+        died_in_script(_board, index, worker.pid, _live_slots(server))
     multiprocess.mark_process_dead(worker.pid)
 
 

@@ -110,3 +110,47 @@ def test_script_code_loads_inline_only_after_a_child_loaded_it(runtime_dir, monk
         assert host.is_vetted(script, {})
     finally:
         box.close()
+
+
+def test_the_watchdog_quarantines_at_once_when_a_worker_dies_in_a_script(runtime_dir, victim):
+    import signal
+
+    from ops_helpers import wait_for
+
+    board = Board(4)
+    backstop.attach(board, 3)
+    backstop.slot.enter("12" * 32, "deep.py", timeout_ms=60_000)  # far from its deadline: a death, not a hang
+    Watchdog(board, lambda: {victim.pid: 3} if victim.returncode is None else {}).start()
+    time.sleep(0.1)
+    victim.send_signal(signal.SIGSEGV)  # not reaped: only the pidfd can tell
+    wait_for(lambda: board.generation == 1, timeout=2, what="the quarantine")
+    assert board.quarantined() == frozenset({"12" * 16})
+    assert backstop.entries()["12" * 16]["reason"] == "died"
+
+
+def test_a_worker_inside_a_script_that_gets_quarantined_ends_the_call_when_signalled(runtime_dir):
+    import os
+    import signal
+    import threading
+
+    board = Board(4)
+    backstop.attach(board, 0)
+    box = Sandbox("inline", {}, warm_spare=False)
+    try:
+        loop = "def before_request(request):\n    n = 0\n    while True:\n        n += 1\n"
+        script = compile_script(loop, "spin.py")
+        assert box.load("plugin:spin", script, {}, Budget(5000, 64)).ok
+
+        def master():  # what the master does when another worker died inside the same script
+            time.sleep(0.2)
+            board.quarantine(backstop.digest_key(script.digest))
+            board.bump()
+            os.kill(os.getpid(), signal.SIGALRM)
+
+        threading.Thread(target=master).start()
+        started = time.monotonic()
+        outcome = box.call("plugin:spin", "before_request", ({"method": "GET"},), Budget(5000, 64))
+        assert outcome.kind == "timeout"
+        assert time.monotonic() - started < 2.0  # not the 5 s budget
+    finally:
+        box.close()

@@ -192,6 +192,14 @@ def test_a_worker_started_after_a_script_turned_hostile_serves_the_last_good_one
     assert "was sent SIGSEGV" not in server.output()
 
 
+def _answer(url: str) -> tuple:
+    try:
+        response = requests.get(url, timeout=10)
+        return response.status_code, response.json()
+    except requests.RequestException as exc:
+        return type(exc).__name__, None
+
+
 def _workers(master: int) -> list[int]:
     return [int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
 
@@ -219,9 +227,8 @@ def test_a_script_that_kills_an_inline_worker_is_quarantined_and_later_requests_
     assert first in ("ConnectionError", "ChunkedEncodingError"), first  # the one request in flight
     # a hang: budget (100 ms) + hard margin (300 ms) + the watchdog's poll, never gunicorn's timeout (30 s)
     assert took < 4.0
-    later = [requests.get(server.url + "/echo", timeout=10) for _ in range(12)]
-    assert [r.status_code for r in later] == [200] * 12
-    assert all(r.json() == {"tag": ""} for r in later)  # failed open: the request as it was
+    later = [_answer(server.url + "/echo") for _ in range(12)]
+    assert later == [(200, {"tag": ""})] * 12, server.output()  # failed open: the request as it was
     output = server.output()
     assert output.count("that script now runs with process isolation in every worker") == 1, output
     assert f"{reason} inside script plugin.py" in output
