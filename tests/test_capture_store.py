@@ -7,7 +7,7 @@ import time
 import pytest
 
 from backworks import metrics
-from backworks.capture_store import ROW_OVERHEAD, CaptureStore
+from backworks.capture.store import ROW_OVERHEAD, CaptureStore
 
 
 def row(i: int, body: bytes = b"") -> dict:

@@ -5,7 +5,7 @@ import re
 
 from click.testing import CliRunner
 
-from backworks.cli import cli
+from backworks.cli.main import cli
 from tests.conftest import ROOT, write_config
 
 
@@ -60,7 +60,7 @@ def test_serve_refuses_broken_config_with_exit_1(tmp_path):
 
 
 def test_reference_prints_the_config_reference_by_default_and_the_cli_or_hook_one_on_request():
-    from backworks.docs import cli_reference, config_reference, hook_reference
+    from backworks.config.reference import cli_reference, config_reference, hook_reference
 
     assert CliRunner().invoke(cli, ["reference"]).output == config_reference()
     assert CliRunner().invoke(cli, ["reference", "--cli"]).output == cli_reference(cli)
@@ -68,7 +68,7 @@ def test_reference_prints_the_config_reference_by_default_and_the_cli_or_hook_on
 
 
 def test_reference_write_replaces_only_the_generated_section_of_the_page(tmp_path):
-    from backworks.docs import cli_reference
+    from backworks.config.reference import cli_reference
 
     page = tmp_path / "cli.md"
     page.write_text("# Command line\n\nhand-written\n\n<!-- section:cli-reference -->\nold\n"

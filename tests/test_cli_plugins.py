@@ -10,7 +10,7 @@ import textwrap
 import pytest
 from click.testing import CliRunner
 
-from backworks.cli import cli
+from backworks.cli.main import cli
 from tests.conftest import ROOT
 
 # The inline sandbox times scripts with SIGALRM: pytest-timeout must not take that signal.

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from backworks.config import load_config, masked
+from backworks.config.load import load_config
+from backworks.config.model import masked
 from backworks.errors import ConfigError
-from backworks.runtime import load_runtime
+from backworks.loaded import load_runtime
 from tests.conftest import ROOT, write_config
 
 INVALID = sorted((ROOT / "tests/data/configs/invalid").glob("*.yaml"))

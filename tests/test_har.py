@@ -7,7 +7,7 @@ import json
 from click.testing import CliRunner
 
 from backworks.app import create_app
-from backworks.cli import cli
+from backworks.cli.main import cli
 from recorded_exchanges import record
 from conftest import write_config
 

@@ -6,9 +6,9 @@ import yaml
 from click.testing import CliRunner
 
 from backworks.app import create_app
-from backworks.cli import cli
-from backworks.config import load_config
-from backworks.mockgen import path_template
+from backworks.cli.main import cli
+from backworks.config.load import load_config
+from backworks.capture.mockgen import path_template
 from recorded_exchanges import record
 
 

@@ -5,7 +5,7 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
 from backworks.http import RequestData
-from backworks.plugin_data import request_data
+from backworks.plugins.data import request_data
 
 
 def werkzeug_view(environ: dict) -> dict:

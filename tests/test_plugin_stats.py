@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY
 
-from backworks.plugin_stats import PluginStats
+from backworks.plugins.stats import PluginStats
 
 
 def test_counts_failures_and_percentiles_before_and_after_a_flush():

@@ -10,10 +10,10 @@ import time
 import pytest
 from prometheus_client import REGISTRY
 
-from backworks import hooks
+from backworks.plugins import contract as hooks
 from backworks.metrics import TALLY
 from backworks.errors import ConfigError
-from backworks.health import readiness
+from backworks.ops.health import readiness
 from tests.conftest import ROOT
 from tests.plugin_helpers import ECHO, plugin_app, plugin_set, plugin_status, write_plugins
 
@@ -475,7 +475,7 @@ def test_every_hook_has_a_test_and_a_docs_section():
     assert missing == []
     assert set(hooks.HOOKS) == {"before_request", "after_response", "handle", "on_load", "health_check"}
     for hook in hooks.HOOKS:
-        assert getattr(hooks, hook).__doc__, f"{hook} has no docstring in backworks/hooks.py"
+        assert getattr(hooks, hook).__doc__, f"{hook} has no docstring in backworks/plugins/contract.py"
 
 
 def test_on_load_config_parameter_receives_the_plugin_config(tmp_path, caplog):

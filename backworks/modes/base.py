@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from backworks.config import Config, EndpointSpec
+from backworks.config.model import Config, EndpointSpec
 from backworks.errors import ConfigError
 from backworks.http import Reply, RequestData
 

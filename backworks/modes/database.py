@@ -7,16 +7,16 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 
-from backworks.capture_store import engine_url
-from backworks.config_errors import suggest as _suggest
-from backworks.db import Database, build_table, prepare_table
+from backworks.capture.store import engine_url
+from backworks.config.problems import suggest as _suggest
+from backworks.database.engine import Database, build_table, prepare_table
 from backworks.errors import ConfigError, HTTPError
 from backworks.http import Reply, RequestData, is_json_type, json_reply
-from backworks.listing import ListQuery
+from backworks.database.listing import ListQuery
 from backworks.modes.base import LoadContext, Mode
 from backworks.modes.tables import register
-from backworks.records import Field, Invalid, row_converter
-from backworks.schema import field, listof, named, section
+from backworks.database.records import Field, Invalid, row_converter
+from backworks.config.fields import field, listof, named, section
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import logging
 from backworks.errors import HTTPError
 from backworks.http import Reply, RequestData
 from backworks.modes.base import LoadContext, Mode
-from backworks.schema import HTTP_METHODS, field, listof
+from backworks.config.fields import HTTP_METHODS, field, listof
 from backworks.upstreams import UpstreamFailure
 
 logger = logging.getLogger(__name__)

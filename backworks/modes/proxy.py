@@ -10,7 +10,7 @@ from urllib3.util import SKIP_HEADER
 from backworks.errors import HTTPError
 from backworks.http import Reply, RequestData, is_trusted_peer, read_input
 from backworks.modes.base import LoadContext, Mode
-from backworks.schema import HTTP_METHODS, field, listof, string_map
+from backworks.config.fields import HTTP_METHODS, field, listof, string_map
 from backworks.upstreams import RequestBodyError, UpstreamSet
 
 logger = logging.getLogger(__name__)

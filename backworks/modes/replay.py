@@ -4,13 +4,14 @@ from __future__ import annotations
 import hashlib
 import logging
 
-from backworks.capture_store import headers_from_json, query_key
+from backworks.capture.redact import headers_from_json
+from backworks.capture.store import query_key
 from backworks.errors import HTTPError
 from backworks.http import Reply, RequestData
 from backworks.modes.base import LoadContext, Mode
 from backworks.modes.capture import store_of
 from backworks.modes.proxy import HOP_BY_HOP
-from backworks.schema import HTTP_METHODS, field, listof
+from backworks.config.fields import HTTP_METHODS, field, listof
 from backworks.secrets import REDACTED, hide_query
 
 logger = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ _board = None  # the master's board of worker slots, inherited by each worker th
 
 def on_starting(server) -> None:
     """Prepare the runtime and metrics directories and refuse to start on a broken config."""
-    from backworks import lifecycle
+    from backworks.server import lifecycle
 
     global _board
     _log_through(server)
@@ -40,7 +40,7 @@ def on_starting(server) -> None:
 
 def _log_through(server) -> None:
     """The master's own Backworks messages (validation, watchdog) go where gunicorn's error log goes."""
-    for name in ("backworks.server", "backworks.lifecycle"):
+    for name in ("backworks.server",):
         master_logger = logging.getLogger(name)
         master_logger.handlers = list(server.log.error_log.handlers)
         master_logger.propagate = False
@@ -49,7 +49,7 @@ def _log_through(server) -> None:
 
 def when_ready(server) -> None:
     """From now on a HUP validates first; the watchdog ends workers stuck in an inline script."""
-    from backworks import lifecycle
+    from backworks.server import lifecycle
     from backworks.server.watchdog import Watchdog
 
     lifecycle.guard_reload(server)
@@ -64,7 +64,7 @@ def _live_slots(server) -> dict:
 
 def pre_fork(server, worker) -> None:
     """Validate the newest files again if they changed; give the new worker a free backstop slot."""
-    from backworks import lifecycle
+    from backworks.server import lifecycle
 
     lifecycle.validate_if_changed()
     if _board is not None:
@@ -102,7 +102,7 @@ def post_worker_init(worker) -> None:
 
 def worker_exit(server, worker) -> None:
     """Write what the stopping worker still holds (captured exchanges, metrics) within its drain budget."""
-    from backworks import draining
+    from backworks.server import draining
 
     budget = max(1.0, worker.cfg.graceful_timeout * DRAIN_SHARE)
     dropped = draining.drain(budget)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import yaml
 
-from backworks.config_errors import suggest
-from backworks.config_schema import config_schema
+from backworks.config.problems import suggest
+from backworks.config.schema import config_schema
 
 ENV_PREFIX = "BACKWORKS__"
 ONLY_SCALARS = "environment variables can only set a single value (a number, a string, true or false)"
@@ -84,7 +84,7 @@ def _child(node, rules: dict, part: str, path: tuple, last: bool = False) -> tup
 
 def _entry_name(item, index: int) -> str:
     """The name a list-form endpoint gets: its `name`, else the one made from its path."""
-    from backworks.config import _name_from_path  # config imports this module: import at call time
+    from backworks.config.load import _name_from_path  # config imports this module: import at call time
 
     if not isinstance(item, dict):
         return ""

@@ -5,8 +5,9 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 
-from backworks.config import Config, collect_config
-from backworks.config_errors import sort_problems
+from backworks.config.load import collect_config
+from backworks.config.model import Config
+from backworks.config.problems import sort_problems
 from backworks.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def check_config(path, environ=None) -> Report:
 
 
 def _runtime_problems(config: Config) -> list:
-    from backworks.runtime import Runtime
+    from backworks.loaded import Runtime
 
     try:
         Runtime(config, {"check_only": True}).close()

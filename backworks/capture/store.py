@@ -1,7 +1,6 @@
 """The capture store: recorded exchanges in SQLite or PostgreSQL, written off the request path."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -11,7 +10,9 @@ from urllib.parse import parse_qsl
 
 import sqlalchemy as sa
 
-from backworks import draining, metrics, secrets
+from backworks import metrics, secrets
+from backworks.capture.redact import redact_row
+from backworks.server import draining
 
 logger = logging.getLogger(__name__)
 
@@ -307,41 +308,3 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 def safe_url(url: str) -> str:
     """Return a store URL without its password (see backworks.secrets)."""
     return secrets.hide_url(url)
-
-
-def headers_json(pairs) -> str:
-    """Serialise a header list as JSON text."""
-    return json.dumps([[str(k), str(v)] for k, v in pairs])
-
-
-def headers_from_json(text: str) -> list:
-    """Parse a stored header list."""
-    return [tuple(pair) for pair in json.loads(text or "[]")]
-
-
-def redact_row(row: dict, policy: secrets.SecretsPolicy) -> dict:
-    """Return a capture row (raw header lists or stored JSON) with the policy's secrets redacted.
-
-    Secrets found by name (headers, query, JSON and form fields) are remembered, then hidden wherever
-    else they appear: text bodies, URLs, other headers."""
-    redaction = policy.redaction()
-    out = dict(row)
-    for side in ("request", "response"):
-        pairs = row[f"{side}_headers"]
-        pairs = headers_from_json(pairs) if isinstance(pairs, str) else list(pairs)
-        out[f"{side}_headers"] = redaction.headers(pairs)
-    out["url"] = redaction.url(row.get("url") or "")
-    out["query"] = redaction.query(row.get("query") or "")
-    for side in ("request", "response"):
-        body = bytes(row[f"{side}_body"] or b"")
-        complete = row.get(f"{side}_body_size", len(body)) == len(body)
-        out[f"{side}_body"] = redaction.body(body, _find(out[f"{side}_headers"], "content-type"), complete)
-    for key in ("url", "query", "request_body", "response_body"):
-        out[key] = redaction.text(out[key])
-    for side in ("request", "response"):
-        out[f"{side}_headers"] = headers_json((k, redaction.text(str(v))) for k, v in out[f"{side}_headers"])
-    return out
-
-
-def _find(pairs, name: str):
-    return next((value for key, value in pairs if str(key).lower() == name), None)

@@ -8,8 +8,8 @@ from collections import OrderedDict
 from pathlib import Path
 from urllib.parse import parse_qsl
 
-from backworks.capture_store import headers_from_json, redact_row
-from backworks.config import escape_substitution
+from backworks.capture.redact import headers_from_json, redact_row
+from backworks.config.load import escape_substitution
 from backworks.http import is_json_type
 from backworks.modes.proxy import HOP_BY_HOP
 from backworks.secrets import DEFAULT, REDACTED, SecretsPolicy

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from backworks.devkit import DevkitError, new_plugin, run_hook
-from backworks.hooks import HOOKS
+from backworks.plugins.devkit import DevkitError, new_plugin, run_hook
+from backworks.plugins.contract import HOOKS
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def test_plugin_command(script, tests_file, request_file, response_file, hook, c
 
 
 def _run_tests(tests_file: str) -> None:
-    from backworks.plugin_tests import run_test_file
+    from backworks.plugins.testing import run_test_file
 
     try:
         results = run_test_file(tests_file)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from backworks import hooks
-from backworks.config import config_schema
-from backworks.schema import reference_rows
+from backworks.plugins import contract as hooks
+from backworks.config.schema import config_schema
+from backworks.config.fields import reference_rows
 
 # Which generated section lives in which page, between `<!-- section:NAME -->` and `<!-- /section:NAME -->`.
 CONFIG_SECTION = "reference"
@@ -88,9 +88,9 @@ def _param_row(ctx: click.Context, param: click.Parameter) -> str:
 
 
 def hook_reference() -> str:
-    """Render the plugin contract (backworks/hooks.py): every hook's signature and docstring."""
+    """Render the plugin contract (backworks/plugins/contract.py): every hook's signature and docstring."""
     lines = [
-        f"Generated from `backworks/hooks.py` (`backworks reference --hooks --write {PAGES[HOOKS_SECTION]}`); a"
+        f"Generated from `backworks/plugins/contract.py` (`backworks reference --hooks --write {PAGES[HOOKS_SECTION]}`); a"
         " test fails when it is stale.",
         "",
         inspect.cleandoc(hooks.__doc__ or ""),

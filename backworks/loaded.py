@@ -5,7 +5,8 @@ import logging
 from dataclasses import dataclass
 
 from backworks import backstop
-from backworks.config import Config, load_config
+from backworks.config.load import load_config
+from backworks.config.model import Config
 from backworks.errors import ConfigError, HTTPError
 from backworks.http import Reply, RequestData, environ_header_items, is_trusted_peer, parse_json_body
 from backworks.modes import MODES
@@ -159,7 +160,7 @@ def build_plugins(config: Config, ctx: LoadContext):
     """Load the config's plugins (None when there are none)."""
     if not config.data["plugins"]:
         return None
-    from backworks.plugins import PluginSet
+    from backworks.plugins.set import PluginSet
 
     return PluginSet(config, ctx)
 

@@ -9,12 +9,13 @@ from pathlib import Path
 import click
 import yaml
 
-from backworks.capture_store import CaptureStore, redact_row, safe_url
-from backworks.cli_help import FullSummaryGroup
+from backworks.capture.redact import redact_row
+from backworks.capture.store import CaptureStore, safe_url
+from backworks.cli.help import FullSummaryGroup
 from backworks.secrets import error_text
-from backworks.config import load_config
+from backworks.config.load import load_config
 from backworks.errors import ConfigError
-from backworks.problems import exit_with_problems
+from backworks.cli.problems import exit_with_problems
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def capture():
 @CONFIG_ARG
 def export_command(har_path, endpoint, config):
     """Write the exchanges recorded in CONFIG's capture store to a HAR file."""
-    from backworks.har import export_har
+    from backworks.capture.har import export_har
 
     rows = read_rows(config, endpoint)
     Path(har_path).write_text(json.dumps(export_har(rows), indent=2, ensure_ascii=False), encoding="utf-8")
@@ -72,7 +73,7 @@ def export_command(har_path, endpoint, config):
 @CONFIG_ARG
 def import_command(har_path, config):
     """Add the entries of a HAR file to CONFIG's capture store."""
-    from backworks.har import HarError, import_har
+    from backworks.capture.har import HarError, import_har
 
     try:
         rows = import_har(json.loads(Path(har_path).read_text(encoding="utf-8")))
@@ -95,7 +96,7 @@ def import_command(har_path, config):
 @click.option("--endpoint", default=None, help="Only exchanges recorded by this endpoint.")
 def mocks_from_capture(config, out_path, endpoint):
     """Write mock endpoints that answer what CONFIG's capture store recorded."""
-    from backworks.mockgen import build_mocks
+    from backworks.capture.mockgen import build_mocks
 
     rows = read_rows(config, endpoint)
     out = Path(out_path)

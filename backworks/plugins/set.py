@@ -6,13 +6,13 @@ import os
 from pathlib import Path
 
 from backworks.breaker import CLOSED, OPEN, Breaker
-from backworks.config import Config, endpoint_matches
+from backworks.config.model import Config, endpoint_matches
 from backworks.errors import ConfigError
-from backworks.isolation import isolation_for, on_main_thread
+from backworks.plugins.isolation import isolation_for, on_main_thread
 from backworks.metrics import PLUGIN_BREAKER_OPEN, PLUGIN_QUARANTINED
 from backworks.modes.base import LoadContext
-from backworks.plugin_chain import AFTER, BEFORE, PluginChain
-from backworks.plugin_stats import PluginStats
+from backworks.plugins.chain import AFTER, BEFORE, PluginChain
+from backworks.plugins.stats import PluginStats
 from backworks.sandbox import logs as script_logs, rules
 
 logger = logging.getLogger(__name__)

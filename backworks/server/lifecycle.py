@@ -17,8 +17,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from backworks.config import DEFAULT_CONFIG, load_config
+from backworks.config.load import load_config
+from backworks.config.model import DEFAULT_CONFIG
 from backworks.errors import ConfigError
+from backworks.server.watcher import file_stats, watched_mtimes
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +54,7 @@ def last_good(path=None) -> dict[str, bytes] | None:
 
 def validate(path=None) -> list[str]:
     """Load the config and compile its scripts without serving; remember its files when it is good."""
-    from backworks.runtime import Runtime
+    from backworks.loaded import Runtime
 
     resolved = config_path(path)
     try:
@@ -79,8 +81,6 @@ def validate(path=None) -> list[str]:
 
 def named_file_contents(runtime) -> dict[str, bytes]:
     """{path: bytes} of every file the config names (scripts, mock files) that exists."""
-    from backworks.app import watched_mtimes
-
     contents = {}
     for name in watched_mtimes(runtime):
         try:
@@ -99,21 +99,9 @@ def validate_if_changed(path=None) -> list[str]:
     return validate(path)
 
 
-def file_stats(paths) -> dict[str, tuple | None]:
-    """{path: (mtime_ns, size)} for each path (None when it cannot be read)."""
-    stats = {}
-    for name in paths:
-        try:
-            stat = os.stat(name)
-            stats[name] = (stat.st_mtime_ns, stat.st_size)
-        except OSError:
-            stats[name] = None
-    return stats
-
-
 def load_or_fallback(path=None, overrides=None, options=None):
     """Load the runtime from disk; when that fails, from the last good files. Return (runtime, error)."""
-    from backworks.runtime import load_runtime
+    from backworks.loaded import load_runtime
 
     try:
         return load_runtime(path, overrides, options), None
@@ -128,7 +116,7 @@ def load_or_fallback(path=None, overrides=None, options=None):
 
 def load_remembered(path: Path, overrides, options, files: dict[str, bytes]):
     """Build a runtime from remembered files: the config text, and copies of the scripts it names."""
-    from backworks.runtime import Runtime
+    from backworks.loaded import Runtime
 
     config = load_config(path, overrides, text=files[str(path)].decode("utf-8"))
     copies = _private_copies(files)

@@ -1,7 +1,7 @@
 """The config schema: every setting with its type, default and help text (cerberus)."""
 from __future__ import annotations
 
-from backworks.schema import HTTP_METHODS, field, listof, named, section
+from backworks.config.fields import HTTP_METHODS, field, listof, named, section
 
 
 def _breaker(help_text: str) -> dict:

@@ -6,9 +6,9 @@ from urllib.parse import urlencode
 
 import sqlalchemy as sa
 
-from backworks.config_errors import suggest as _suggest
+from backworks.config.problems import suggest as _suggest
 from backworks.errors import HTTPError
-from backworks.records import Field, Invalid
+from backworks.database.records import Field, Invalid
 
 logger = logging.getLogger(__name__)
 

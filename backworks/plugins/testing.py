@@ -7,7 +7,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-from backworks.devkit import DevkitError
+from backworks.plugins.devkit import DevkitError
 
 
 @dataclass

@@ -8,7 +8,7 @@ import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 
-from backworks.hooks import HOOKS
+from backworks.plugins.contract import HOOKS
 
 logger = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ Run them with `backworks test-plugin --tests THIS_FILE` (no pytest needed) or `p
 """
 from pathlib import Path
 
-from backworks.devkit import run_hook
+from backworks.plugins.devkit import run_hook
 
 SCRIPT = Path(__file__).resolve().parent / "RELATIVE"
 CONFIG = {"greeting": "hi"}

@@ -4,9 +4,9 @@ from __future__ import annotations
 import logging
 
 from backworks.http import Reply, RequestData, error_reply
-from backworks.plugin_data import apply_request, apply_response, reply_from_response, request_data, \
+from backworks.plugins.data import apply_request, apply_response, reply_from_response, request_data, \
     response_data
-from backworks.plugin_stats import record_all
+from backworks.plugins.stats import record_all
 
 logger = logging.getLogger(__name__)
 

@@ -12,68 +12,17 @@ import cerberus
 import yaml
 
 from backworks import secrets
-from backworks.config_errors import (explain_errors, format_problem, line_for, path_text, suggest,
+from backworks.config.problems import (explain_errors, format_problem, path_text, suggest,
                                      validation_problems)
-from backworks.config_schema import config_schema
-from backworks import yaml_limits
-from backworks.config_env import apply_env_overrides
+from backworks.config.schema import config_schema
+from backworks.config import yaml_limits
+from backworks.config.env import apply_env_overrides
+from backworks.config.model import DEFAULT_CONFIG, Config, EndpointSpec, glob_match
 from backworks.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CONFIG = "config/backworks.yaml"
 VAR_PATTERN = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-@dataclass(frozen=True)
-class EndpointSpec:
-    """One validated endpoint: name, path, methods, mode and the whole block."""
-
-    name: str
-    path: str
-    methods: tuple
-    mode: str
-    data: dict
-    where: str  # "file:line: endpoints.name" for load-time errors
-    filename: str = ""
-    shown: tuple = ()
-    lines: dict = dc_field(default_factory=dict, compare=False, hash=False, repr=False)
-    routes: tuple = ()  # ((path, methods), ...) URL rules; empty means ((path, methods),)
-
-    @property
-    def block(self) -> dict:
-        """The mode's own block (`mock:`, `proxy:`, ...), empty when absent."""
-        return self.data.get(self.mode) or {}
-
-    def at(self, *parts) -> str:
-        """Return "file:line: endpoints.name.part..." for a field inside this endpoint."""
-        line = line_for(self.lines, ("endpoints", self.name) + parts)
-        return f"{self.filename}:{line}: {path_text(self.shown + parts)}"
-
-
-@dataclass
-class Config:
-    """A loaded, validated config."""
-
-    path: Path
-    data: dict
-    lines: dict = dc_field(default_factory=dict)
-    endpoints: list = dc_field(default_factory=list)
-    secrets: secrets.SecretsPolicy = secrets.DEFAULT  # what every output of this load hides
-
-    @property
-    def base_dir(self) -> Path:
-        """Folder relative paths in the config are resolved against."""
-        return self.path.parent
-
-    def resolve(self, relative: str) -> Path:
-        """Resolve a path named in the config against its folder (absolute paths stay)."""
-        p = Path(relative)
-        return p if p.is_absolute() else (self.base_dir / p)
-
-    def where(self, *path) -> str:
-        """Return "file:line" for a field path, the nearest known line when it is absent."""
-        return f"{self.path}:{line_for(self.lines, tuple(path))}"
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: dict | None = None,
@@ -369,23 +318,7 @@ def check_references(config: Config, problems: list, skipped: dict | None = None
             problems.append(f"{where}: plugins.{plugin_name}.script: file not found: "
                             f"{config.resolve(plugin['script'])}")
         for pattern in plugin["endpoints"]:
-            if not any(_glob(pattern, n) for n in names):
+            if not any(glob_match(pattern, n) for n in names):
                 problems.append(f"{config.where('plugins', plugin_name, 'endpoints')}: "
                                 f"plugins.{plugin_name}.endpoints: '{pattern}' matches no endpoint"
                                 f"{suggest(pattern, names)}")
-
-
-def _glob(pattern: str, name: str) -> bool:
-    import fnmatch
-
-    return fnmatch.fnmatchcase(name, pattern)
-
-
-def endpoint_matches(patterns, name: str) -> bool:
-    """Return True when an endpoint name matches any of the glob patterns."""
-    return any(_glob(p, name) for p in patterns)
-
-
-def masked(value, policy: secrets.SecretsPolicy = secrets.DEFAULT):
-    """Return a copy of config data with secrets masked as '***' (see backworks.secrets)."""
-    return secrets.mask_config(value, policy)

@@ -9,10 +9,11 @@ import click
 import yaml
 
 from backworks import __version__
-from backworks.cli_help import CONTEXT_SETTINGS, FullSummaryGroup
-from backworks.config import load_config, masked
+from backworks.cli.help import CONTEXT_SETTINGS, FullSummaryGroup
+from backworks.config.load import load_config
+from backworks.config.model import masked
 from backworks.errors import ConfigError
-from backworks.problems import exit_with_problems
+from backworks.cli.problems import exit_with_problems
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def cli():
 @click.argument("config", type=click.Path(dir_okay=False), default="config/backworks.yaml")
 def check(config):
     """Validate CONFIG (default: config/backworks.yaml) and compile every plugin script it names."""
-    from backworks.checker import check_config
+    from backworks.config.checker import check_config
 
     report = check_config(config)
     for line in report.problems + report.notes + report.warnings:
@@ -76,7 +77,7 @@ def serve(config, host, port):
 
 @cli.command()
 @click.option("--cli", "what", flag_value="cli", help="The CLI reference (every command and option).")
-@click.option("--hooks", "what", flag_value="hooks", help="The plugin hook reference (backworks/hooks.py).")
+@click.option("--hooks", "what", flag_value="hooks", help="The plugin hook reference (backworks/plugins/contract.py).")
 @click.option("--write", "page", type=click.Path(dir_okay=False, exists=True),
               help="Update the generated section of this page in place (docs/reference/config.md, "
                    "docs/reference/cli.md with --cli, docs/plugins.md with --hooks).")
@@ -87,7 +88,7 @@ def reference(what, page):
     """
     from pathlib import Path
 
-    from backworks import docs
+    from backworks.config import reference as docs
 
     section, content = {
         "cli": lambda: (docs.CLI_SECTION, docs.cli_reference(cli)),
@@ -100,12 +101,12 @@ def reference(what, page):
         click.echo(content, nl=False)
 
 
-from backworks import capture_cli  # noqa: E402  (commands on the capture store)
+from backworks.cli import capture as capture_cli  # noqa: E402  (commands on the capture store)
 
 for _command in capture_cli.COMMANDS:
     cli.add_command(_command)
 
-from backworks import cli_plugins  # noqa: E402  (plugin developer kit)
+from backworks.cli import plugins as cli_plugins  # noqa: E402  (plugin developer kit)
 
 for _command in cli_plugins.COMMANDS:
     cli.add_command(_command)

@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from werkzeug.http import HTTP_STATUS_CODES
 
 from backworks import __version__
-from backworks.capture_store import headers_from_json, headers_json, redact_row
+from backworks.capture.redact import headers_from_json, headers_json, redact_row
 from backworks.secrets import DEFAULT, SecretsPolicy
 
 logger = logging.getLogger(__name__)
