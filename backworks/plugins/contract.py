@@ -50,5 +50,8 @@ def health_check() -> object:
     """Report health to /readyz and the dashboard: truthy means healthy."""
 
 
-HOOKS: tuple[str, ...] = ("before_request", "after_response", "handle", "on_load", "health_check")
-REQUEST_HOOKS: tuple[str, ...] = ("before_request", "after_response")
+# The hook names: the sandbox (which functions a script may define), the request chain and the docs read them here.
+BEFORE_REQUEST, AFTER_RESPONSE, HANDLE, ON_LOAD, HEALTH_CHECK = (
+    "before_request", "after_response", "handle", "on_load", "health_check")
+HOOKS: tuple[str, ...] = (BEFORE_REQUEST, AFTER_RESPONSE, HANDLE, ON_LOAD, HEALTH_CHECK)
+REQUEST_HOOKS: tuple[str, ...] = (BEFORE_REQUEST, AFTER_RESPONSE)  # the phases every request runs through
