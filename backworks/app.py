@@ -16,11 +16,14 @@ from werkzeug.wsgi import ClosingIterator
 from backworks import backstop
 from backworks.ops import exposition, health
 from backworks.server import lifecycle, watcher
+from backworks.admin import init_app as init_admin
 from backworks.admin.recorder import RequestRecorder
+from backworks.config.checker import config_warnings
 from backworks.errors import ConfigError, HTTPError
 from backworks.http import error_reply, reply_from_http_error
 from backworks.inbound import client_error, declared_too_large, drain_after, request_id as take_request_id
 from backworks.logtext import log_safe
+from backworks.pids import current_pid
 from backworks.plugins.chain import format_notes
 from backworks.loaded import Runtime, load_runtime
 
@@ -50,7 +53,7 @@ class Backworks:
         self.recorder = RequestRecorder(runtime.config.data["admin"]["recent_requests"])
 
     def __call__(self, environ, start_response):
-        if self._watch_pid != lifecycle.current_pid():
+        if self._watch_pid != current_pid():
             self._start_watcher()
         path = environ.get("PATH_INFO") or "/"
         runtime = self.runtime
@@ -218,8 +221,6 @@ def create_app(config_path=None, overrides: dict | None = None, options: dict | 
     register_ops_routes(app, backworks)
     app.wsgi_app = backworks
     logger.info("loaded %s: %d endpoints", runtime.config.path, len(runtime.endpoints))
-    from backworks.config.checker import config_warnings
-
     for warning in config_warnings(runtime.config):  # what `backworks check` warns about, said at start too
         logger.warning("%s", warning)
     return app
@@ -241,8 +242,6 @@ def register_ops_routes(app: Flask, backworks: Backworks) -> None:
     def metrics():
         payload, content_type = exposition.metrics_payload(request.headers.get("Accept"))
         return payload, 200, {"Content-Type": content_type}
-
-    from backworks.admin import init_app as init_admin
 
     init_admin(app, backworks)
 

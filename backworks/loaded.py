@@ -71,7 +71,8 @@ class Runtime:
             except ConfigError as exc:
                 problems.extend(exc.problems)
                 continue
-            chain = self.plugins.chain_for(spec.name) if self.plugins else None
+            # The mode class says whether requests of this mode read the body (proxy streams it through).
+            chain = self.plugins.chain_for(spec.name, type(mode).reads_body) if self.plugins else None
             self.endpoints[spec.name] = LoadedEndpoint(spec, mode, chain)
         if problems:
             raise ConfigError(problems)
@@ -160,7 +161,7 @@ def build_plugins(config: Config, ctx: LoadContext):
     """Load the config's plugins (None when there are none)."""
     if not config.data["plugins"]:
         return None
-    from backworks.plugins.set import PluginSet
+    from backworks.plugins.set import PluginSet  # start-up cost: plugins import the sandbox (RestrictedPython)
 
     return PluginSet(config, ctx)
 

@@ -13,7 +13,7 @@ from urllib3.exceptions import (ConnectTimeoutError, HTTPError as Urllib3Error, 
                                 ReadTimeoutError)
 
 from backworks import metrics
-from backworks.server.lifecycle import current_pid
+from backworks.pids import current_pid
 from backworks.errors import HTTPError
 from backworks.secrets import public_url, scrub_text
 from backworks.upstream_http import (WATCHDOG, CheckedHTTPConnection, CheckedHTTPSConnection, Deadline,

@@ -61,7 +61,7 @@ def capture():
 @CONFIG_ARG
 def export_command(har_path, endpoint, config):
     """Write the exchanges recorded in CONFIG's capture store to a HAR file."""
-    from backworks.capture.har import export_har
+    from backworks.capture.har import export_har  # start-up cost: only for this command
 
     rows = read_rows(config, endpoint)
     Path(har_path).write_text(json.dumps(export_har(rows), indent=2, ensure_ascii=False), encoding="utf-8")
@@ -73,7 +73,7 @@ def export_command(har_path, endpoint, config):
 @CONFIG_ARG
 def import_command(har_path, config):
     """Add the entries of a HAR file to CONFIG's capture store."""
-    from backworks.capture.har import HarError, import_har
+    from backworks.capture.har import HarError, import_har  # start-up cost: only for this command
 
     try:
         rows = import_har(json.loads(Path(har_path).read_text(encoding="utf-8")))
@@ -96,7 +96,7 @@ def import_command(har_path, config):
 @click.option("--endpoint", default=None, help="Only exchanges recorded by this endpoint.")
 def mocks_from_capture(config, out_path, endpoint):
     """Write mock endpoints that answer what CONFIG's capture store recorded."""
-    from backworks.capture.mockgen import build_mocks
+    from backworks.capture.mockgen import build_mocks  # start-up cost: only for this command
 
     rows = read_rows(config, endpoint)
     out = Path(out_path)

@@ -30,7 +30,7 @@ def cli():
 @click.argument("config", type=click.Path(dir_okay=False), default="config/backworks.yaml")
 def check(config):
     """Validate CONFIG (default: config/backworks.yaml) and compile every plugin script it names."""
-    from backworks.config.checker import check_config
+    from backworks.config.checker import check_config  # start-up cost: only for this command
 
     report = check_config(config)
     for line in report.problems + report.notes + report.warnings:
@@ -65,7 +65,7 @@ def print_config(config, as_json):
 @click.option("--port", default=8000, show_default=True, type=int, help="TCP port to listen on.")
 def serve(config, host, port):
     """Run the development server on CONFIG (production: gunicorn wsgi:app)."""
-    from backworks.app import create_app
+    from backworks.app import create_app  # start-up cost: only for this command
 
     try:
         app = create_app(config, options={"dev_server": True})
@@ -88,7 +88,7 @@ def reference(what, page):
     """
     from pathlib import Path
 
-    from backworks.config import reference as docs
+    from backworks.config import reference as docs  # start-up cost: only for this command
 
     section, content = {
         "cli": lambda: (docs.CLI_SECTION, docs.cli_reference(cli)),

@@ -77,7 +77,7 @@ def test_plugin_command(script, tests_file, request_file, response_file, hook, c
 
 
 def _run_tests(tests_file: str) -> None:
-    from backworks.plugins.testing import run_test_file
+    from backworks.plugins.testing import run_test_file  # start-up cost: only for this command
 
     try:
         results = run_test_file(tests_file)

@@ -9,6 +9,7 @@ from backworks.config.load import collect_config
 from backworks.config.model import Config
 from backworks.config.problems import sort_problems
 from backworks.errors import ConfigError
+from backworks.loaded import Runtime
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +53,6 @@ def check_config(path, environ=None) -> Report:
 
 
 def _runtime_problems(config: Config) -> list:
-    from backworks.loaded import Runtime
-
     try:
         Runtime(config, {"check_only": True}).close()
     except ConfigError as exc:

@@ -1,6 +1,8 @@
 """BACKWORKS__A__B=value environment overrides: scalar settings the schema declares, in entries that exist."""
 from __future__ import annotations
 
+import re
+
 import yaml
 
 from backworks.config.problems import suggest
@@ -84,11 +86,9 @@ def _child(node, rules: dict, part: str, path: tuple, last: bool = False) -> tup
 
 def _entry_name(item, index: int) -> str:
     """The name a list-form endpoint gets: its `name`, else the one made from its path."""
-    from backworks.config.load import _name_from_path  # config imports this module: import at call time
-
     if not isinstance(item, dict):
         return ""
-    return str(item.get("name") or _name_from_path(item.get("path"), index))
+    return str(item.get("name") or name_from_path(item.get("path"), index))
 
 
 def _match(keys, part: str) -> str | None:
@@ -109,3 +109,11 @@ def _scalar(text: str):
 
 def _dotted(path: tuple) -> str:
     return ".".join(str(p) for p in path) or "(top level)"
+
+
+def name_from_path(path, index: int) -> str:
+    """The name a list-form endpoint without `name` gets, made from the words of its path."""
+    if not isinstance(path, str):
+        return f"endpoint{index}"
+    words = re.findall(r"[A-Za-z0-9]+", path.split("{")[0].split(":")[0].split("*")[0])
+    return "_".join(words) or f"endpoint{index}"

@@ -16,9 +16,11 @@ from backworks.config.problems import (explain_errors, format_problem, path_text
                                      validation_problems)
 from backworks.config.schema import config_schema
 from backworks.config import yaml_limits
-from backworks.config.env import apply_env_overrides
+from backworks.config.env import apply_env_overrides, name_from_path
 from backworks.config.model import DEFAULT_CONFIG, Config, EndpointSpec, glob_match
 from backworks.errors import ConfigError
+from backworks.modes import MODES
+from backworks.routing import route_key
 
 logger = logging.getLogger(__name__)
 
@@ -238,7 +240,7 @@ def normalise_endpoints(data: dict, lines: dict, filename, problems: list) -> tu
             problems.append(format_problem(filename, lines, ("endpoints", index),
                                     f"each endpoint must be a mapping, not {type(item).__name__}"))
             continue
-        name = item.get("name") or _name_from_path(item.get("path"), index)
+        name = item.get("name") or name_from_path(item.get("path"), index)
         if name in as_map:
             problems.append(format_problem(filename, lines, ("endpoints", index, "name"),
                                     f"duplicate endpoint name '{name}' (names must be unique)"))
@@ -252,20 +254,8 @@ def normalise_endpoints(data: dict, lines: dict, filename, problems: list) -> tu
     return data, index_names
 
 
-def _name_from_path(path, index: int) -> str:
-    if not isinstance(path, str):
-        return f"endpoint{index}"
-    words = re.findall(r"[A-Za-z0-9]+", path.split("{")[0].split(":")[0].split("*")[0])
-    return "_".join(words) or f"endpoint{index}"
-
-
-
-
 def build_endpoints(config: Config, index_names: dict, problems: list) -> list:
     """Turn the validated endpoint map into EndpointSpecs; check mode blocks and duplicates."""
-    from backworks.modes import MODES
-    from backworks.routing import route_key
-
     specs = []
     seen: dict = {}
     default_mode = config.data["mode"]

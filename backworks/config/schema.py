@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from backworks.config.fields import HTTP_METHODS, field, listof, named, section
+from backworks.modes import MODES
 
 
 def _breaker(help_text: str) -> dict:
@@ -132,8 +133,6 @@ STATE = section("Backend of the `state` store plugins use.", {
 
 def endpoint_schema() -> dict:
     """Return the schema of one endpoint, with one block per registered mode."""
-    from backworks.modes import MODES
-
     fields = {
         "name": field("string", "Endpoint name (list form only; the map key otherwise).",
                       regex=r"^[A-Za-z0-9_.\-]+$"),
@@ -152,8 +151,6 @@ def endpoint_schema() -> dict:
 
 def config_schema() -> dict:
     """Return the whole config schema."""
-    from backworks.modes import MODES
-
     return {
         "name": field("string", "Name of this API, shown in logs and the dashboard.", default="backworks"),
         "version": field(["string", "integer", "float"], "Version of this API config.", default="1"),

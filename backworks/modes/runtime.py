@@ -99,7 +99,7 @@ class RuntimeMode(Mode):
         """Call the script's handle(request) under its budget and turn what it returns into a reply."""
         outcome = self.sandbox.call(self.key, "handle", (request.to_dict(),), self.budget)
         if self.child_logs and outcome.logs:
-            from backworks.plugins.set import log_script_lines
+            from backworks.sandbox.logs import log_script_lines
 
             log_script_lines(self.display, outcome.logs)
         reply = None

@@ -57,6 +57,7 @@ def run_hook(script_path, hook: str = "before_request", request: dict | None = N
              response: dict | None = None, config: dict | None = None, isolation: str = "inline",
              timeout_ms: int = 100, memory_mb: int = 64, state_settings: dict | None = None) -> HookRun:
     """Load a script (module body + on_load) in a fresh sandbox and run one hook, as the server would."""
+    # start-up cost: every CLI command imports this module; RestrictedPython loads only when a hook runs
     from backworks.sandbox import Budget, Sandbox, ScriptError, compile_script
 
     if hook not in HOOKS:
@@ -89,7 +90,7 @@ def run_hook(script_path, hook: str = "before_request", request: dict | None = N
 
 
 def _run(sandbox, key: str, hook: str, budget, request, response):
-    from backworks.sandbox import Step
+    from backworks.sandbox import Step  # start-up cost, as in run_hook
 
     request = sample_request(**(request or {}))
     if hook in ("before_request", "after_response"):

@@ -7,6 +7,7 @@ import sys
 import threading
 
 from backworks import backstop
+from backworks.sandbox import choose_isolation
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +33,6 @@ def pick_isolation(requested: str) -> str:
     A reload runs in the file watcher's thread, but requests still run on the main thread: it reuses
     the choice the main thread made, so a sync worker keeps its inline fast path after a reload.
     """
-    from backworks.sandbox import choose_isolation
-
     if requested == "process":
         return "process"
     if requests_off_main_thread():

@@ -13,7 +13,8 @@ from backworks.metrics import PLUGIN_BREAKER_OPEN, PLUGIN_QUARANTINED
 from backworks.modes.base import LoadContext
 from backworks.plugins.chain import AFTER, BEFORE, PluginChain
 from backworks.plugins.stats import PluginStats
-from backworks.sandbox import logs as script_logs, rules
+from backworks.sandbox import Budget, Sandbox, ScriptError, Step, compile_script, logs as script_logs, vetting_sandbox
+from backworks.sandbox.logs import log_script_lines
 
 logger = logging.getLogger(__name__)
 script_logger = logging.getLogger("backworks.plugin")  # the logger scripts' `log` lines go to
@@ -34,8 +35,6 @@ class Plugin:
 
     def __init__(self, name: str, settings: dict, script, isolation: str, sandbox, display: str,
                  flags: SetFlags | None = None):
-        from backworks.sandbox import Budget, Step
-
         self.name = name
         self.settings = settings
         self.script = script
@@ -93,14 +92,6 @@ class Plugin:
         logger.warning("plugin %s: circuit breaker %s", self.name, state.replace("_", "-"))
 
 
-def log_script_lines(display: str, lines) -> None:
-    """Write a sandbox child's `log` lines ("LEVEL text") to the script log, as inline scripts do."""
-    name = os.path.basename(display)
-    for line in lines or ():
-        level, _, text = str(line)[:rules.MAX_LOG_LINE + 16].partition(" ")
-        script_logs.emit(name, logging.getLevelName(level) if level.isupper() else logging.INFO, text)
-
-
 def describe(outcome) -> str:
     """One failure as the log shows it: kind, message and the script's own frames."""
     text = f"{outcome.kind}: {outcome.message}"
@@ -127,13 +118,13 @@ class PluginSet:
         if problems:
             raise ConfigError(problems)
 
-    def chain_for(self, endpoint: str) -> PluginChain | None:
+    def chain_for(self, endpoint: str, reads_body: bool = True) -> PluginChain | None:
         """The plugins that apply to an endpoint and define a request hook (None when there are none)."""
         plugins = [p for p in self.plugins.values() if endpoint_matches(p.settings["endpoints"], endpoint)
                    and (BEFORE in p.script.hooks or AFTER in p.script.hooks)]
         if not plugins:
             return None
-        return PluginChain(plugins, with_body=_reads_body(self.config, endpoint))
+        return PluginChain(plugins, with_body=reads_body)
 
     def status(self) -> list[dict]:
         """Per-plugin status for the admin API: settings, breaker, calls, failures, latency percentiles."""
@@ -192,8 +183,6 @@ def check_health(plugin: Plugin) -> dict:
 def load_plugin(name: str, settings: dict, config: Config, ctx: LoadContext,
                 flags: SetFlags | None = None) -> Plugin:
     """Compile a plugin's script, pick its isolation and load it (module body + on_load) in its sandbox."""
-    from backworks.sandbox import Budget, Sandbox, ScriptError, compile_script, vetting_sandbox
-
     where = f"{config.where('plugins', name, 'script')}: plugins.{name}.script"
     path = config.resolve(settings["script"])
     display = display_path(path)
@@ -235,10 +224,3 @@ def display_path(path: Path) -> str:
     return str(path) if relative.startswith("..") else relative
 
 
-def _reads_body(config: Config, endpoint: str) -> bool:
-    from backworks.modes import MODES
-
-    for spec in config.endpoints:
-        if spec.name == endpoint:
-            return MODES[spec.mode].reads_body
-    return True

@@ -11,6 +11,8 @@ import logging
 import time
 import weakref
 
+from backworks.metrics import TALLY
+
 logger = logging.getLogger(__name__)
 
 _buffers: weakref.WeakSet = weakref.WeakSet()  # objects with drain(timeout_s) -> number dropped
@@ -30,8 +32,6 @@ def drain(timeout_s: float = 10.0) -> int:
             dropped += buffer.drain(max(0.0, deadline - time.monotonic()))
         except Exception:
             logger.exception("draining %r before exit failed", buffer)
-    from backworks.metrics import TALLY  # counts of the requests just served (a local write, no I/O)
-
     TALLY.flush()
     return dropped
 

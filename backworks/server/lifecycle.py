@@ -20,25 +20,12 @@ from pathlib import Path
 from backworks.config.load import load_config
 from backworks.config.model import DEFAULT_CONFIG
 from backworks.errors import ConfigError
+from backworks.loaded import Runtime, load_runtime
 from backworks.server.watcher import file_stats, watched_mtimes
 
 logger = logging.getLogger(__name__)
 
 _last_good: dict[str, dict] = {}  # resolved config path -> {file: bytes} that last loaded cleanly
-_pid = os.getpid()
-
-
-def _after_fork() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_after_fork)
-
-
-def current_pid() -> int:
-    """Return this process's id without a system call (per-request checks for a fork use it)."""
-    return _pid
 _checked: dict[str, dict] = {}  # resolved config path -> {file: (mtime_ns, size)} last validated
 
 
@@ -54,8 +41,6 @@ def last_good(path=None) -> dict[str, bytes] | None:
 
 def validate(path=None) -> list[str]:
     """Load the config and compile its scripts without serving; remember its files when it is good."""
-    from backworks.loaded import Runtime
-
     resolved = config_path(path)
     try:
         stat = resolved.stat()
@@ -101,8 +86,6 @@ def validate_if_changed(path=None) -> list[str]:
 
 def load_or_fallback(path=None, overrides=None, options=None):
     """Load the runtime from disk; when that fails, from the last good files. Return (runtime, error)."""
-    from backworks.loaded import load_runtime
-
     try:
         return load_runtime(path, overrides, options), None
     except ConfigError as exc:
@@ -116,8 +99,6 @@ def load_or_fallback(path=None, overrides=None, options=None):
 
 def load_remembered(path: Path, overrides, options, files: dict[str, bytes]):
     """Build a runtime from remembered files: the config text, and copies of the scripts it names."""
-    from backworks.loaded import Runtime
-
     config = load_config(path, overrides, text=files[str(path)].decode("utf-8"))
     copies = _private_copies(files)
     real_resolve = config.resolve
