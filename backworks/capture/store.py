@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from backworks import metrics, secrets
 from backworks.capture.redact import redact_row
+from backworks.database.engine import create_engine, engine_url
 from backworks.server import draining
 
 logger = logging.getLogger(__name__)
@@ -51,17 +52,6 @@ def make_table(metadata: sa.MetaData, name: str) -> sa.Table:
         sa.Column("upstream", sa.Text, nullable=False, default=""),
         sa.Index(f"ix_{name}_method_path", "method", "path"),
     )
-
-
-def engine_url(store: str, base_dir=None) -> str:
-    """Turn `capture.store` into an SQLAlchemy URL (relative SQLite files are next to the config)."""
-    if store.startswith("postgresql://") or store.startswith("postgres://"):
-        return "postgresql+psycopg://" + store.split("://", 1)[1]
-    if store.startswith("sqlite:///") and base_dir is not None:
-        path = store[len("sqlite:///"):]
-        if path and path != ":memory:" and not os.path.isabs(path):
-            return "sqlite:///" + os.path.join(str(base_dir), path)
-    return store
 
 
 def query_key(query: str) -> tuple:
@@ -118,12 +108,11 @@ class CaptureStore:
 
     def _create_engine(self) -> sa.Engine:
         if self.url.startswith("sqlite"):
-            engine = sa.create_engine(self.url, connect_args={"timeout": STATEMENT_TIMEOUT_MS / 1000,
+            engine = create_engine(self.url, connect_args={"timeout": STATEMENT_TIMEOUT_MS / 1000,
                                                               "check_same_thread": False}, hide_parameters=True)
-            sa.event.listen(engine, "connect", _sqlite_pragmas)
         else:
             # A store that accepts connections and never answers must not hold the writer forever.
-            engine = sa.create_engine(self.url, pool_pre_ping=True, pool_size=2, pool_timeout=CONNECT_TIMEOUT_S,
+            engine = create_engine(self.url, pool_pre_ping=True, pool_size=2, pool_timeout=CONNECT_TIMEOUT_S,
                                       hide_parameters=True,
                                       connect_args={"connect_timeout": CONNECT_TIMEOUT_S,
                                                     "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"})
@@ -296,13 +285,6 @@ def row_size(row: dict) -> int:
     """The bytes a queued exchange holds, as the queue's byte bound counts them."""
     return (len(row.get("request_body") or b"") + len(row.get("response_body") or b"") + len(row.get("url") or "")
             + ROW_OVERHEAD)
-
-
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
 
 
 def safe_url(url: str) -> str:

@@ -14,6 +14,7 @@ from backworks.secrets import hide_url
 
 logger = logging.getLogger(__name__)
 
+SQLITE_BUSY_S = 5.0  # how long a SQLite writer waits for another's lock
 APPLICATION_NAME = "backworks-database"  # how PostgreSQL lists these connections (pg_stat_activity)
 
 # Declared field type -> (column type factory, SQLAlchemy type classes an existing column may have).
@@ -37,6 +38,33 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def engine_url(store: str, base_dir=None) -> str:
+    """Turn a configured store URL into an SQLAlchemy URL: PostgreSQL gets the psycopg (v3) driver, and a
+    relative SQLite file is next to the config file (`base_dir`), like every other path in a config."""
+    store = normalise_url(store)
+    if store.startswith("sqlite:///") and base_dir is not None:
+        path = store[len("sqlite:///"):]
+        if path and path != ":memory:" and not os.path.isabs(path):
+            return "sqlite:///" + os.path.join(str(base_dir), path)
+    return store
+
+
+
+def create_engine(url: str, **kwargs) -> sa.Engine:
+    """Create an SQLAlchemy engine: the one factory (database endpoints and the capture store).
+
+    SQLite gets the same pragmas everywhere; pooled connections inherited through fork are dropped.
+    """
+    sqlite = make_url(url).get_backend_name() == "sqlite"
+    if sqlite:  # a writer waits for another's lock (seconds; the capture store asks for longer)
+        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_S, **kwargs.get("connect_args", {})}
+    engine = sa.create_engine(url, **kwargs)
+    if sqlite:
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    _dispose_after_fork(engine)
+    return engine
+
+
 class Database:
     """One pooled SQLAlchemy engine per config load, disposed when the load is closed."""
 
@@ -57,11 +85,8 @@ class Database:
         if self.dialect == "postgresql":
             kwargs.update(pool_size=pool_size, max_overflow=pool_size,
                           connect_args={"application_name": APPLICATION_NAME})
-        self.engine = sa.create_engine(self.url, **kwargs)
-        if self.dialect == "sqlite":
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.engine = create_engine(self.url, **kwargs)
         self.metadata = sa.MetaData()
-        _dispose_after_fork(self.engine)
 
     def exists(self) -> bool:
         """False only for a SQLite file that has not been created yet."""
@@ -81,10 +106,12 @@ class Database:
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    # WAL lets readers in other gunicorn workers proceed while one worker writes.
+    # WAL lets readers in other gunicorn workers proceed while one worker writes; in WAL mode
+    # synchronous=NORMAL cannot corrupt the file (a power loss may undo the last commits) and spares an
+    # fsync per commit.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
 

@@ -7,9 +7,8 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 
-from backworks.capture.store import engine_url
 from backworks.config.problems import suggest as _suggest
-from backworks.database.engine import Database, build_table, prepare_table
+from backworks.database.engine import Database, build_table, engine_url, prepare_table
 from backworks.errors import ConfigError, HTTPError
 from backworks.http import Reply, RequestData, is_json_type, json_reply
 from backworks.database.listing import ListQuery
