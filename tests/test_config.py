@@ -98,3 +98,9 @@ def test_masked_hides_secrets_and_url_passwords():
             "plugins": {"k": {"config": {"api_keys": ["1"], "limit": 5}}}}
     assert masked(data) == {"admin": {"token": "***"}, "database": {"url": "postgresql://bob:***@db/x"},
                             "plugins": {"k": {"config": {"api_keys": "***", "limit": 5}}}}
+
+
+def test_upstream_blocks_come_from_the_modes_that_name_an_upstream():
+    from backworks.config.load import upstream_blocks
+
+    assert upstream_blocks() == ("proxy", "capture", "hybrid")

@@ -179,3 +179,4 @@ def test_known_exceptions_still_exist():
 
 def test_every_module_has_a_layer():
     assert all(isinstance(layer(name), int) for name in MODULES)
+

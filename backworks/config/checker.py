@@ -5,7 +5,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 
-from backworks.config.load import collect_config
+from backworks.config.load import collect_config, upstream_blocks
 from backworks.config.model import Config
 from backworks.config.problems import sort_problems
 from backworks.errors import ConfigError
@@ -77,7 +77,7 @@ def _runnable(config: Config) -> tuple[Config, list]:
             broken.append(f"plugins.{name}")
     endpoints = []
     for spec in config.endpoints:
-        names = [(spec.data.get(b) or {}).get("upstream") for b in ("proxy", "capture", "hybrid")]
+        names = [(spec.data.get(b) or {}).get("upstream") for b in upstream_blocks()]
         if any(n and n not in upstreams for n in names):
             broken.append(f"endpoints.{spec.name}")
         else:

@@ -287,6 +287,11 @@ def build_endpoints(config: Config, index_names: dict, problems: list) -> list:
     return specs
 
 
+def upstream_blocks() -> tuple[str, ...]:
+    """The endpoint blocks whose `upstream:` names an upstream: the modes that say they name one."""
+    return tuple(name for name, mode in MODES.items() if mode.names_upstream)
+
+
 def check_references(config: Config, problems: list, skipped: dict | None = None) -> None:
     """Check cross references: upstream names, plugin scripts and endpoint names.
 
@@ -294,7 +299,7 @@ def check_references(config: Config, problems: list, skipped: dict | None = None
     skipped = skipped or {}
     upstreams = list(config.data["upstreams"]) + sorted(skipped.get("upstreams", ()))
     for spec in config.endpoints:
-        for block_name in ("proxy", "capture", "hybrid"):
+        for block_name in upstream_blocks():
             block = spec.data.get(block_name) or {}
             upstream = block.get("upstream")
             if upstream and upstream not in upstreams:

@@ -48,6 +48,7 @@ class Mode:
     default_methods: tuple = ("GET",)
     block_required = True
     reads_body = True  # False for modes that stream the body through untouched (proxy)
+    names_upstream = False  # True when this mode's block has an `upstream:` naming one of `upstreams:`
 
     @classmethod
     def routes(cls, path: str, methods: tuple, block: dict) -> list[tuple[str, tuple]]:

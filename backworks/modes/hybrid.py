@@ -30,6 +30,7 @@ class HybridMode(Mode):
 
     schema = SCHEMA
     default_methods = tuple(HTTP_METHODS)
+    names_upstream = True
 
     def __init__(self, spec, ctx: LoadContext):
         super().__init__(spec, ctx)

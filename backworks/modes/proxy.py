@@ -42,6 +42,7 @@ class ProxyMode(Mode):
     schema = SCHEMA
     default_methods = tuple(HTTP_METHODS)
     reads_body = False
+    names_upstream = True
 
     def __init__(self, spec, ctx: LoadContext, block: dict | None = None):
         super().__init__(spec, ctx)
