@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from backworks.errors import ConfigError
-from backworks.secrets import hide_url
+from backworks.secrets import error_text, hide_url
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +99,16 @@ class Database:
     def safe_url(self) -> str:
         """The URL with any password hidden, for messages."""
         return hide_url(self.url)
+
+    def ping(self) -> dict:
+        """Run the readiness check: one round trip; the error text never holds a password."""
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except Exception as exc:
+            logger.warning("readiness: database unreachable: %s", error_text(exc))
+            return {"ok": False, "error": f"database unreachable: {error_text(exc)}"}
+        return {"ok": True, "dialect": self.engine.dialect.name}
 
     def close(self) -> None:
         """Close every pooled connection."""

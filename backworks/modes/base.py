@@ -55,6 +55,10 @@ class Mode:
         """Return the (path, methods) URL rules this endpoint answers: one rule by default."""
         return [(path, methods)]
 
+    def readiness(self):
+        """A check this endpoint adds to /readyz as (name, run), run returning {"ok": ...}; None for none."""
+        return None
+
     def __init__(self, spec: EndpointSpec, ctx: LoadContext):
         self.spec = spec
         self.ctx = ctx

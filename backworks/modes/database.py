@@ -114,6 +114,10 @@ class DatabaseMode(Mode):
         except ConfigError as exc:
             raise ConfigError([f"{ctx.config.where('database', 'url')}: {p}" for p in exc.problems])
 
+    def readiness(self):
+        """/readyz pings this load's database (shared by its database endpoints: one check)."""
+        return "database", self.db.ping
+
     def handle(self, request: RequestData) -> Reply:
         """Answer one request: list/create on the collection, get/update/patch/delete on an item."""
         method = "GET" if request.method == "HEAD" else request.method

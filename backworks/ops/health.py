@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import logging
 
-from backworks.secrets import error_text
-
 logger = logging.getLogger(__name__)
 
 
@@ -29,25 +27,9 @@ def readiness(backworks) -> tuple[dict, bool]:
                          "last_reload_error": backworks.last_error}}
     if runtime.plugins is not None:
         checks["plugins"] = runtime.plugins.readiness()
-    database = database_check(runtime)
-    if database is not None:
-        checks["database"] = database
+    for endpoint in runtime.endpoints.values():  # checks the modes add (database endpoints: their database)
+        check = endpoint.mode.readiness()
+        if check is not None and check[0] not in checks:  # one check per shared resource
+            checks[check[0]] = check[1]()
     ready = all(check.get("ok") for check in checks.values())
     return {"status": "ready" if ready else "not_ready", "checks": checks}, ready
-
-
-def database_check(runtime) -> dict | None:
-    """Ping the database of this load's database endpoints (None when no endpoint uses one)."""
-    if not any(spec.mode == "database" for spec in runtime.config.endpoints):
-        return None
-    resource = runtime.ctx.peek("database")
-    engine = getattr(resource, "engine", resource)
-    if engine is None:
-        return {"ok": False, "error": "the database was not opened by this config load"}
-    try:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-    except Exception as exc:
-        logger.warning("readiness: database unreachable: %s", error_text(exc))
-        return {"ok": False, "error": f"database unreachable: {error_text(exc)}"}
-    return {"ok": True, "dialect": engine.dialect.name}
