@@ -8,24 +8,27 @@ import sys
 import threading
 import time
 import weakref
-from pathlib import Path
 
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import ClosingIterator
 
-from backworks import backstop, health, lifecycle
+from backworks import backstop
+from backworks.ops import exposition, health
+from backworks.server import lifecycle, watcher
+from backworks.admin import init_app as init_admin
 from backworks.admin.recorder import RequestRecorder
+from backworks.config.checker import config_warnings
 from backworks.errors import ConfigError, HTTPError
 from backworks.http import error_reply, reply_from_http_error
 from backworks.inbound import client_error, declared_too_large, drain_after, request_id as take_request_id
 from backworks.logtext import log_safe
-from backworks.runtime import Runtime, load_runtime
+from backworks.pids import current_pid
+from backworks.loaded import Runtime, load_runtime
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("backworks.access")
 
-WATCH_INTERVAL_S = 0.25
 RETIRE_AFTER_S = 30.0
 
 
@@ -49,7 +52,7 @@ class Backworks:
         self.recorder = RequestRecorder(runtime.config.data["admin"]["recent_requests"])
 
     def __call__(self, environ, start_response):
-        if self._watch_pid != lifecycle.current_pid():
+        if self._watch_pid != current_pid():
             self._start_watcher()
         path = environ.get("PATH_INFO") or "/"
         runtime = self.runtime
@@ -103,7 +106,7 @@ class Backworks:
         path = log_safe(environ.get("PATH_INFO") or "/")
         method = log_safe(environ.get("REQUEST_METHOD"))
         if meta and "plugins" in meta:  # (plugin, outcome) pairs, formatted only when logged
-            from backworks.plugin_chain import format_notes  # loaded with the plugins (the sandbox is heavy)
+            from backworks.plugins.chain import format_notes  # loaded with the plugins (the sandbox is heavy)
 
             meta = {**meta, "plugins": format_notes(meta["plugins"])}
         extra = "".join(f" {k}={log_safe(v)}" for k, v in meta.items()) if meta else ""
@@ -150,11 +153,11 @@ class Backworks:
         return True
 
     def _watched(self) -> dict:
-        """watched_mtimes() of the live runtime, and the quarantine file: a quarantined script reloads."""
-        stats = watched_mtimes(self.runtime)
+        """watcher.watched_mtimes() of the live runtime, and the quarantine file: a quarantined script reloads."""
+        stats = watcher.watched_mtimes(self.runtime)
         directory = backstop.runtime_dir()
         if directory is not None:
-            stats.update(lifecycle.file_stats([str(directory / backstop.QUARANTINE_FILE)]))
+            stats.update(watcher.file_stats([str(directory / backstop.QUARANTINE_FILE)]))
         return stats
 
     def close_retired(self, now: float | None = None) -> None:
@@ -175,46 +178,10 @@ class Backworks:
             self._watch_pid = os.getpid()
         if not self.runtime.config.data["server"]["watch"]:
             return
-        thread = threading.Thread(target=_watch, args=(weakref.ref(self),), name="backworks-watcher",
+        thread = threading.Thread(target=watcher.watch, args=(weakref.ref(self),), name="backworks-watcher",
                                   daemon=True)
         thread.start()
 
-
-
-def _watch(ref) -> None:
-    """Poll the watched files of a Backworks app until the app itself is gone."""
-    while True:
-        time.sleep(WATCH_INTERVAL_S)
-        backworks = ref()
-        if backworks is None:
-            return
-        try:
-            backworks.check_files()
-            backworks.close_retired()
-        except Exception:
-            logger.exception("file watcher failed; it keeps watching")
-        del backworks
-
-
-def watched_mtimes(runtime: Runtime) -> dict:
-    """Return {path: mtime} for the config file and every file it names (scripts, mock files)."""
-    config = runtime.config
-    paths = {Path(config.path)}
-    for value in _named_files(config.data):
-        paths.add(config.resolve(value))
-    return lifecycle.file_stats(str(path) for path in paths)
-
-
-def _named_files(data):
-    if isinstance(data, dict):
-        for key, value in data.items():
-            if key in ("script", "file") and isinstance(value, str):
-                yield value
-            else:
-                yield from _named_files(value)
-    elif isinstance(data, list):
-        for item in data:
-            yield from _named_files(item)
 
 
 class JsonFormatter(logging.Formatter):
@@ -255,8 +222,6 @@ def create_app(config_path=None, overrides: dict | None = None, options: dict | 
     register_ops_routes(app, backworks)
     app.wsgi_app = backworks
     logger.info("loaded %s: %d endpoints", runtime.config.path, len(runtime.endpoints))
-    from backworks.checker import config_warnings
-
     for warning in config_warnings(runtime.config):  # what `backworks check` warns about, said at start too
         logger.warning("%s", warning)
     return app
@@ -276,10 +241,8 @@ def register_ops_routes(app: Flask, backworks: Backworks) -> None:
 
     @app.get("/metrics")
     def metrics():
-        payload, content_type = health.metrics_payload(request.headers.get("Accept"))
+        payload, content_type = exposition.metrics_payload(request.headers.get("Accept"))
         return payload, 200, {"Content-Type": content_type}
-
-    from backworks.admin import init_app as init_admin
 
     init_admin(app, backworks)
 

@@ -44,6 +44,15 @@ class Breaker:
                 return True
             return False
 
+    def ready(self) -> bool:
+        """Tell whether allow() would let a call through now, without taking the half-open trial."""
+        if self.state == CLOSED:
+            return True
+        now = self.clock()
+        if self.state == OPEN:
+            return now - self.opened_at >= self.recovery_s
+        return now - self.trial_started >= max(self.recovery_s, 1.0)
+
     def record(self, ok: bool) -> None:
         """Report the outcome of an allowed call."""
         if ok and self.state == CLOSED and not self.failures:

@@ -15,6 +15,8 @@ from bisect import bisect_left
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from backworks.pids import current_pid
+
 logger = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -101,7 +103,7 @@ class Tally:
         return bounds
 
     def _ensure_thread(self) -> None:
-        if self._thread_pid != _pid:
+        if self._thread_pid != current_pid():
             self._start_thread()
 
     def flush(self) -> None:
@@ -119,14 +121,14 @@ class Tally:
 
     def _start_thread(self) -> None:
         with self._lock:
-            if self._thread_pid == _pid:
+            if self._thread_pid == current_pid():
                 return
-            self._thread_pid = _pid
+            self._thread_pid = current_pid()
         threading.Thread(target=self._run, name="backworks-metrics", daemon=True).start()
 
     def _run(self) -> None:
-        pid = _pid
-        while pid == _pid:  # a forked child starts its own thread
+        pid = current_pid()
+        while pid == current_pid():  # a forked child starts its own thread
             time.sleep(self.FLUSH_S)
             try:
                 self.flush()
@@ -169,12 +171,7 @@ def _histogram_bounds(child) -> tuple | None:
     return tuple(bounds)
 
 
-_pid = os.getpid()
-
-
 def _after_fork() -> None:
-    global _pid
-    _pid = os.getpid()
     TALLY._lock = threading.Lock()
     TALLY._counts, TALLY._histograms = {}, {}  # the parent's pending values are the parent's to write
 

@@ -13,7 +13,8 @@ from urllib3.exceptions import (ConnectTimeoutError, HTTPError as Urllib3Error, 
                                 ReadTimeoutError)
 
 from backworks import metrics
-from backworks.lifecycle import current_pid
+from backworks.breaker import CLOSED, OPEN, Breaker
+from backworks.pids import current_pid
 from backworks.errors import HTTPError
 from backworks.secrets import public_url, scrub_text
 from backworks.upstream_http import (WATCHDOG, CheckedHTTPConnection, CheckedHTTPSConnection, Deadline,
@@ -39,47 +40,6 @@ class UpstreamFailure(HTTPError):
 
 class RequestBodyError(HTTPError):
     """The client's body could not be sent (too large, cut off): the client's fault, not the upstream's."""
-
-
-class Breaker:
-    """Consecutive-failure circuit breaker: open for `recovery_s`, then one trial call decides."""
-
-    def __init__(self, threshold: int, recovery_s: float):
-        self.threshold = threshold
-        self.recovery_s = recovery_s
-        self.failures = 0
-        self.open_until = 0.0
-        self.trial = False
-
-    def allows(self, now: float) -> bool:
-        """Return True when a call may go through (closed, or half-open with no trial in flight)."""
-        if self.failures < self.threshold:
-            return True
-        return now >= self.open_until and not self.trial
-
-    def begin(self, now: float) -> None:
-        """Note that a call starts; in half-open state it becomes the one trial."""
-        if self.failures >= self.threshold:
-            self.trial = True
-
-    def success(self) -> None:
-        """Close the breaker."""
-        self.failures = 0
-        self.trial = False
-
-    def failure(self, now: float) -> bool:
-        """Count a failure; return True when this one opened the breaker."""
-        self.failures += 1
-        self.trial = False
-        if self.failures >= self.threshold:
-            self.open_until = now + self.recovery_s
-            return True
-        return False
-
-    @property
-    def is_open(self) -> bool:
-        """True while open or half-open."""
-        return self.failures >= self.threshold
 
 
 class Target:
@@ -135,7 +95,7 @@ class Target:
 
     def available(self, now: float) -> bool:
         """Return True when the target is healthy and its breaker lets a call through."""
-        return self.healthy and self.breaker.allows(now)
+        return self.healthy and self.breaker.ready()
 
     def close(self) -> None:
         """Close this process's pooled connections."""
@@ -167,9 +127,7 @@ class Upstream:
         now = time.monotonic()
         if self.only is not None:  # one target: tried again on retries, as long as it is available
             chosen = self.only if self.only.available(now) else None
-            if chosen is not None:
-                chosen.breaker.begin(now)
-            return chosen
+            return chosen if chosen is not None and chosen.breaker.allow() else None
         candidates = [t for t in self.targets if t not in exclude and t.available(now)]
         if not candidates and exclude:
             candidates = [t for t in self.targets if t.available(now)]
@@ -185,8 +143,8 @@ class Upstream:
             chosen = self._smooth_weighted(candidates)
         else:
             chosen = candidates[next(self._counter) % len(candidates)]
-        chosen.breaker.begin(now)
-        return chosen
+        # Only the chosen target takes its breaker's trial; another thread may have just taken it.
+        return chosen if chosen.breaker.allow() else None
 
     def _smooth_weighted(self, candidates: list) -> Target:
         with self._lock:
@@ -249,7 +207,7 @@ class Upstream:
         finally:
             if deadline is not None:
                 WATCHDOG.current(None)
-        target.breaker.success()
+        target.breaker.record(True)
         target.count("ok")
         return response
 
@@ -262,7 +220,9 @@ class Upstream:
         timeout = spent or isinstance(exc, (ReadTimeoutError, ConnectTimeoutError, TimeoutError)) and \
             not isinstance(exc, NewConnectionError)
         target.count("invalid_response" if invalid and not spent else "timeout" if timeout else "error")
-        if target.breaker.failure(time.monotonic()):
+        was = target.breaker.state
+        target.breaker.record(False)
+        if target.breaker.state == OPEN and was != OPEN:
             logger.warning("upstream %s target %s: circuit breaker opened after %d failures", self.name,
                            target.name, target.breaker.failures)
         if spent:
@@ -290,7 +250,7 @@ class Upstream:
     def unavailable(self) -> UpstreamFailure:
         """The error when no target may be tried (all unhealthy or breakers open)."""
         down = [t for t in self.targets if not t.healthy]
-        opened = [t for t in self.targets if t.healthy and t.breaker.is_open]
+        opened = [t for t in self.targets if t.healthy and t.breaker.state != CLOSED]
         why = []
         if down:
             why.append(f"{len(down)} failing health checks")
@@ -396,7 +356,7 @@ def probe(upstream: Upstream, target: Target) -> None:
         target.probe_passes += 1
         if not target.healthy and target.probe_passes >= health["healthy_after"]:
             target.healthy = True
-            target.breaker.success()
+            target.breaker.reset()
             logger.info("upstream %s target %s is healthy again", upstream.name, target.name)
     else:
         target.probe_passes = 0

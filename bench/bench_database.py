@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import Server, print_row, run_wrk  # noqa: E402
 
-from backworks.db import build_table, normalise_url  # noqa: E402
+from backworks.database.engine import build_table, normalise_url  # noqa: E402
 
 ROWS = 500
 TABLE = "bench_things"

@@ -112,7 +112,7 @@ def phase_cost(work: Path, isolation: str, plugins: int, calls: int = 2000) -> f
     from werkzeug.wrappers import Request
 
     from backworks.http import RequestData
-    from backworks.runtime import load_runtime
+    from backworks.loaded import load_runtime
 
     runtime = load_runtime(write_config(work, isolation, plugins))
     try:

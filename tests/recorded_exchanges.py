@@ -4,8 +4,8 @@ from __future__ import annotations
 import time
 
 from backworks.app import create_app
-from backworks.capture_store import CaptureStore
-from backworks.config import load_config
+from backworks.capture.store import CaptureStore
+from backworks.config.load import load_config
 from conftest import write_config
 from fake_upstream import FakeUpstream
 

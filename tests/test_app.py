@@ -158,6 +158,19 @@ def test_healthz_and_readyz(client):
     assert ready.get_json()["status"] == "ready"
 
 
+def test_readyz_runs_the_checks_the_modes_add_once_per_name(tmp_path, monkeypatch):
+    from backworks.modes.mock import MockMode
+
+    runs = []
+    failing = {"ok": False, "error": "database unreachable: refused"}
+    monkeypatch.setattr(MockMode, "readiness", lambda self: ("database", lambda: runs.append(1) or failing))
+    client = create_app(write_config(tmp_path, CONFIG)).test_client()
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.get_json() == {"status": "not_ready", "reasons": ["database_unreachable"]}
+    assert runs == [1]  # three mock endpoints, one shared check
+
+
 def test_json_access_log_carries_the_request_fields(tmp_path, caplog):
     from backworks.app import JsonFormatter
 

@@ -120,3 +120,39 @@ def test_breaker_grants_one_trial_among_concurrent_callers():
     for thread in threads:
         thread.join(5)
     assert granted.count(True) == 1
+
+
+def test_ready_answers_like_allow_without_taking_the_half_open_trial():
+    breaker, clock, _ = make(threshold=1, recovery=10.0)
+    breaker.record(False)
+    assert not breaker.ready()
+    clock.now += 10
+    assert breaker.ready() and breaker.state == OPEN  # asking took nothing
+    assert breaker.allow() and breaker.state == HALF_OPEN
+    assert not breaker.ready()  # the trial is in flight
+    clock.now += 10
+    assert breaker.ready()  # a trial that never reported back does not wedge it
+
+
+def _upstream(threshold: int, recovery_s: float):
+    from backworks.upstreams import Upstream
+
+    target = {"url": "http://127.0.0.1:9", "weight": 1}
+    settings = {"balance": "round_robin", "retries": 0, "retry_backoff_ms": 0, "host_header": "upstream",
+                "total_timeout_ms": None, "targets": [target], "connect_timeout_ms": 100, "read_timeout_ms": 100, "pool_size": 1,
+                "circuit_breaker": {"failure_threshold": threshold, "recovery_s": recovery_s}}
+    return Upstream("api", settings)
+
+
+def test_upstream_target_releases_a_trial_that_never_reported_back():
+    upstream = _upstream(threshold=1, recovery_s=0.0)
+    target = upstream.targets[0]
+    clock = Clock()
+    target.breaker.clock = clock
+    target.breaker.record(False)
+    assert target.breaker.state == OPEN
+    assert upstream.pick() is target  # recovery due: the half-open trial
+    assert target.breaker.state == HALF_OPEN
+    assert upstream.pick() is None  # the trial's caller died without reporting
+    clock.now += 1.0
+    assert upstream.pick() is target  # released after max(recovery_s, 1 s)

@@ -6,7 +6,7 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from backworks.cli import cli
+from backworks.cli.main import cli
 from tests.conftest import ROOT
 
 EXAMPLES = sorted(p.name for p in (ROOT / "examples").iterdir()

@@ -109,7 +109,7 @@ def test_nan_in_json_is_invalid_not_sent(tmp_path):
 
 
 def test_a_conversion_error_after_validation_fails_open_as_invalid(tmp_path, monkeypatch, caplog):
-    import backworks.plugin_chain as chain
+    import backworks.plugins.chain as chain
 
     def broken(response):
         raise TypeError("not a mapping")

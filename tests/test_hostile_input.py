@@ -10,9 +10,9 @@ import socket
 import pytest
 
 from backworks.app import create_app
-from backworks.config import load_config
+from backworks.config.load import load_config
 from backworks.errors import ConfigError
-from backworks.records import Field, Invalid
+from backworks.database.records import Field, Invalid
 from conftest import ROOT, write_config
 
 pytestmark = pytest.mark.timeout(120, method="thread")
@@ -393,7 +393,7 @@ def test_env_override_still_sets_existing_scalars_in_list_form_endpoints(tmp_pat
 # -- every non-nginx way to run Backworks binds loopback ------------------------------------------------
 
 def test_backworks_serve_binds_loopback_by_default():
-    from backworks.cli import serve
+    from backworks.cli.main import serve
 
     assert next(p for p in serve.params if p.name == "host").default == "127.0.0.1"
 

@@ -208,7 +208,7 @@ def test_slow_drip_after_the_status_was_sent_is_cut_off_at_total_timeout(raw_ups
 
 
 def test_total_timeout_ms_null_turns_the_deadline_off(tmp_path):
-    from backworks.config import load_config
+    from backworks.config.load import load_config
 
     config = load_config(write_config(tmp_path, config_text("http://127.0.0.1:1", ", total_timeout_ms: null")))
     assert config.data["upstreams"]["api"]["total_timeout_ms"] is None

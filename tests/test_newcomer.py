@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from backworks.app import create_app
-from backworks.capture_store import CaptureStore
-from backworks.cli import cli
-from backworks.config import load_config
+from backworks.capture.store import CaptureStore
+from backworks.cli.main import cli
+from backworks.config.load import load_config
 from backworks.errors import ConfigError
 from conftest import ROOT, write_config
 from fake_upstream import FakeUpstream

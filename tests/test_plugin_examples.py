@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from backworks.devkit import run_hook
+from backworks.plugins.devkit import run_hook
 from tests.conftest import ROOT
 from tests.plugin_helpers import plugin_app
 

@@ -118,7 +118,7 @@ def test_edits_reach_every_worker_within_a_second_with_no_failed_request(tmp_pat
 def test_check_reports_a_broken_script_that_reload_refused(tmp_path):
     from click.testing import CliRunner
 
-    from backworks.cli import cli
+    from backworks.cli.main import cli
 
     (tmp_path / "versioned.py").write_text(BROKEN_SCRIPT)
     config = tmp_path / "backworks.yaml"

@@ -11,11 +11,12 @@ from click.testing import CliRunner
 
 from backworks import secrets
 from backworks.app import create_app
-from backworks.capture_store import CaptureStore, headers_from_json
-from backworks.cli import cli
-from backworks.config import load_config
-from backworks.har import export_har
-from backworks.mockgen import build_mocks
+from backworks.capture.redact import headers_from_json
+from backworks.capture.store import CaptureStore
+from backworks.cli.main import cli
+from backworks.config.load import load_config
+from backworks.capture.har import export_har
+from backworks.capture.mockgen import build_mocks
 from conftest import free_port, write_config
 from fake_upstream import FakeUpstream
 from ops_helpers import TOKEN
@@ -261,7 +262,7 @@ def test_a_failed_capture_write_logs_no_sql_parameters(tmp_path, caplog):
            "path": "/find-me-path", "query": "q=find-me-query", "request_headers": [], "request_body": b"",
            "request_body_size": 0, "request_body_hash": "", "status": None, "response_headers": [],
            "response_body": b"", "response_body_size": 0, "duration_ms": 0.0, "upstream": "api"}
-    with caplog.at_level(logging.WARNING, logger="backworks.capture_store"):
+    with caplog.at_level(logging.WARNING, logger="backworks.capture.store"):
         store.record(row)  # the writer's insert fails: status is NOT NULL
         store.flush()
     assert ("could not record 1 exchange(s): IntegrityError: NOT NULL constraint failed: backworks_captures.status"

@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from backworks.app import create_app
-from backworks.capture_store import CaptureStore
-from backworks.cli import cli
-from backworks.config import load_config
+from backworks.capture.store import CaptureStore
+from backworks.cli.main import cli
+from backworks.config.load import load_config
 from conftest import free_port, write_config
 from fake_upstream import FakeUpstream
 from ops_helpers import TOKEN

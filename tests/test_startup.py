@@ -10,7 +10,7 @@ import cerberus
 import pytest
 from cerberus.schema import DefinitionSchema
 
-from backworks.config_schema import config_schema
+from backworks.config.schema import config_schema
 from backworks.modes import MODES, REGISTRY, block_schema
 from tests.conftest import ROOT, write_config
 
@@ -101,7 +101,7 @@ def test_the_proxy_skip_marker_is_urllib3s():
 
 PRE_FORK = textwrap.dedent("""
     import gc, sys, weakref
-    from backworks import lifecycle
+    from backworks.server import lifecycle
     from backworks.server import gunicorn_hooks
 
     class Cycle:

@@ -9,7 +9,8 @@ import time
 from flask import Blueprint, jsonify, request
 
 from backworks import __version__
-from backworks.health import readiness, registry
+from backworks.ops.exposition import registry
+from backworks.ops.health import readiness
 from backworks.http import error_reply
 
 logger = logging.getLogger(__name__)

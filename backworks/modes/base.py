@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from backworks.config import Config, EndpointSpec
+from backworks.config.model import Config, EndpointSpec
 from backworks.errors import ConfigError
 from backworks.http import Reply, RequestData
 
@@ -48,11 +48,16 @@ class Mode:
     default_methods: tuple = ("GET",)
     block_required = True
     reads_body = True  # False for modes that stream the body through untouched (proxy)
+    names_upstream = False  # True when this mode's block has an `upstream:` naming one of `upstreams:`
 
     @classmethod
     def routes(cls, path: str, methods: tuple, block: dict) -> list[tuple[str, tuple]]:
         """Return the (path, methods) URL rules this endpoint answers: one rule by default."""
         return [(path, methods)]
+
+    def readiness(self):
+        """A check this endpoint adds to /readyz as (name, run), run returning {"ok": ...}; None for none."""
+        return None
 
     def __init__(self, spec: EndpointSpec, ctx: LoadContext):
         self.spec = spec

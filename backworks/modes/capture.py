@@ -7,42 +7,25 @@ import logging
 import time
 from urllib.parse import quote
 
+from backworks.capture.redact import Redactor
 from backworks.errors import ConfigError
 from backworks.http import Reply, RequestData
 from backworks.modes.base import LoadContext
 from backworks.logtext import log_safe
 from backworks.modes.proxy import ProxyMode
-from backworks.secrets import SecretsPolicy
 
 logger = logging.getLogger(__name__)
 
 
 def store_of(ctx: LoadContext, where: str) -> CaptureStore:
     """Return the load's shared capture store; a clear config error when `capture.store` is not usable."""
-    from backworks.capture_store import CaptureStore  # SQLAlchemy: only for configs that capture or replay
+    from backworks.capture.store import CaptureStore  # SQLAlchemy: only for configs that capture or replay
 
     store = ctx.config.data["capture"]["store"]
     if not store.startswith(("sqlite://", "postgresql://", "postgres://", "postgresql+")):
         raise ConfigError([f"{ctx.config.where('capture', 'store')}: capture.store: unsupported store "
                            f"{store!r} (use sqlite:///file.db or postgresql://user@host/db; needed by {where})"])
     return ctx.shared("capture_store", lambda: CaptureStore.from_config(ctx.config))
-
-
-class Redactor:
-    """Applies the config's secrets policy to an exchange before it is stored, then cuts bodies at the cap."""
-
-    def __init__(self, capture: dict, policy: SecretsPolicy):
-        self.policy = policy
-        self.max_body = capture["max_body_bytes"]
-
-    def prepare(self, row: dict) -> dict:
-        """Turn a raw exchange into a stored row (runs in the writer thread)."""
-        from backworks.capture_store import redact_row
-
-        row = redact_row(row, self.policy)
-        row["request_body"] = row["request_body"][:self.max_body]
-        row["response_body"] = row["response_body"][:self.max_body]
-        return row
 
 
 class RecordFilter:

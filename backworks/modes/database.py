@@ -7,16 +7,16 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 
-from backworks.capture_store import engine_url
-from backworks.config_errors import suggest as _suggest
-from backworks.db import Database, build_table, prepare_table
+from backworks.config.problems import suggest as _suggest
+from backworks.database.engine import Database, build_table, engine_url, prepare_table
 from backworks.errors import ConfigError, HTTPError
 from backworks.http import Reply, RequestData, is_json_type, json_reply
-from backworks.listing import ListQuery
+from backworks.database.listing import ListQuery
 from backworks.modes.base import LoadContext, Mode
 from backworks.modes.database_schema import FIELD, FIELD_TYPES, IDENT, OPERATIONS, SCHEMA  # noqa: F401
 from backworks.modes.tables import register
-from backworks.records import Field, Invalid, row_converter
+from backworks.database.records import Field, Invalid, row_converter
+from backworks.config.fields import field, listof, named, section
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,10 @@ class DatabaseMode(Mode):
             return ctx.shared("database", lambda: Database(url, settings["pool_size"], settings["echo"]))
         except ConfigError as exc:
             raise ConfigError([f"{ctx.config.where('database', 'url')}: {p}" for p in exc.problems])
+
+    def readiness(self):
+        """/readyz pings this load's database (shared by its database endpoints: one check)."""
+        return "database", self.db.ping
 
     def handle(self, request: RequestData) -> Reply:
         """Answer one request: list/create on the collection, get/update/patch/delete on an item."""

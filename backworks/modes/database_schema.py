@@ -2,7 +2,7 @@
 (and the reference is written) without importing SQLAlchemy."""
 from __future__ import annotations
 
-from backworks.schema import field, listof, named, section
+from backworks.config.fields import field, listof, named, section
 
 SUMMARY = "A REST resource over a SQL table: filters, sort, pagination, validation, no SQL written."
 OPERATIONS = ["list", "get", "create", "update", "patch", "delete"]

@@ -7,7 +7,7 @@ import logging
 from backworks.errors import HTTPError
 from backworks.http import Reply, RequestData
 from backworks.modes.base import LoadContext, Mode
-from backworks.schema import HTTP_METHODS, field, listof
+from backworks.config.fields import HTTP_METHODS, field, listof
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ class HybridMode(Mode):
 
     schema = SCHEMA
     default_methods = tuple(HTTP_METHODS)
+    names_upstream = True
 
     def __init__(self, spec, ctx: LoadContext):
         super().__init__(spec, ctx)

@@ -15,7 +15,7 @@ import time
 from backworks.errors import ConfigError, HTTPError
 from backworks.http import JSON_TYPE, Reply, RequestData
 from backworks.modes.base import LoadContext, Mode
-from backworks.schema import field, listof, section, string_map
+from backworks.config.fields import field, listof, section, string_map
 
 logger = logging.getLogger(__name__)
 

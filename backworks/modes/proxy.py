@@ -8,7 +8,7 @@ from urllib.parse import quote
 from backworks.errors import HTTPError
 from backworks.http import Reply, RequestData, is_trusted_peer, read_input
 from backworks.modes.base import LoadContext, Mode
-from backworks.schema import HTTP_METHODS, field, listof, string_map
+from backworks.config.fields import HTTP_METHODS, field, listof, string_map
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ class ProxyMode(Mode):
     schema = SCHEMA
     default_methods = tuple(HTTP_METHODS)
     reads_body = False
+    names_upstream = True
 
     def __init__(self, spec, ctx: LoadContext, block: dict | None = None):
         super().__init__(spec, ctx)

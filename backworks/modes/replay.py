@@ -9,7 +9,7 @@ from backworks.http import Reply, RequestData
 from backworks.modes.base import LoadContext, Mode
 from backworks.modes.capture import store_of
 from backworks.modes.proxy import HOP_BY_HOP
-from backworks.schema import HTTP_METHODS, field, listof
+from backworks.config.fields import HTTP_METHODS, field, listof
 from backworks.secrets import REDACTED, hide_query
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class ReplayMode(Mode):
 
     def handle(self, request: RequestData) -> Reply:
         """Answer with the newest recorded exchange that matches, else 404."""
-        from backworks.capture_store import headers_from_json  # store_of() loaded it: a lookup
+        from backworks.capture.redact import headers_from_json  # store_of() loaded it: a lookup
 
         row = self.find(request)
         if row is None:
@@ -84,7 +84,7 @@ class ReplayMode(Mode):
 
     def query_key(self, query: str) -> tuple:
         """Return a query in matching form, secret parameters redacted (capture stored them so)."""
-        from backworks.capture_store import query_key
+        from backworks.capture.store import query_key
 
         return query_key(hide_query(query, REDACTED, self.ctx.config.secrets))
 

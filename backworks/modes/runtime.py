@@ -9,7 +9,7 @@ from backworks.errors import ConfigError
 from backworks.http import JSON_TYPE, Reply, RequestData, error_reply
 from backworks.metrics import PLUGIN_CALLS, PLUGIN_LATENCY, TALLY
 from backworks.modes.base import LoadContext, Mode
-from backworks.schema import field, listof
+from backworks.config.fields import field, listof
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class RuntimeMode(Mode):
 
     def __init__(self, spec, ctx: LoadContext):
         super().__init__(spec, ctx)
-        from backworks.isolation import isolation_for, pick_isolation
+        from backworks.plugins.isolation import isolation_for, pick_isolation
         from backworks.sandbox import Budget, Sandbox, ScriptError, compile_script
 
         block = self.block
@@ -99,7 +99,7 @@ class RuntimeMode(Mode):
         """Call the script's handle(request) under its budget and turn what it returns into a reply."""
         outcome = self.sandbox.call(self.key, "handle", (request.to_dict(),), self.budget)
         if self.child_logs and outcome.logs:
-            from backworks.plugins import log_script_lines
+            from backworks.sandbox.logs import log_script_lines
 
             log_script_lines(self.display, outcome.logs)
         reply = None

@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import MultiDict
 
 from backworks.errors import HTTPError
-from backworks.records import Invalid
+from backworks.database.records import Invalid
 
 logger = logging.getLogger(__name__)
 

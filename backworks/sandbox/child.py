@@ -121,7 +121,7 @@ def _memory_ceiling(memory_mb: int) -> None:
 
 def _state_allowance() -> int:
     """Bytes the in-memory `state` stores of this child may hold (their own budget, with object overhead)."""
-    from backworks.state import _memory_stores
+    from backworks.state import _memory_stores  # start-up cost: a child imports state (redis) only when asked
 
     return sum(store.used_bytes + STATE_ENTRY_OVERHEAD * len(store._items) for store in _memory_stores.values())
 

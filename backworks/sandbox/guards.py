@@ -12,6 +12,7 @@ import types
 from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
 from backworks.sandbox import rules
+from backworks.sandbox.rules import LimitError
 from backworks.sandbox.ranges import LongRange
 
 logger = logging.getLogger(__name__)
@@ -19,10 +20,6 @@ logger = logging.getLogger(__name__)
 _SPEC = re.compile(r"(?:.?[<>=^])?[+\- ]?z?#?0?(\d*)[,_]?(?:\.(\d+))?[a-zA-Z%]?\Z", re.S)
 _SEQUENCES = (str, bytes, list, tuple, bytearray, collections.deque)
 _NUMBERS = (int, float, complex)
-
-
-class LimitError(MemoryError):
-    """An operation would exceed a size cap (reported to the script as a MemoryError)."""
 
 
 def _too_big(what: str) -> LimitError:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 import warnings
@@ -151,3 +152,11 @@ def _show_warning(message) -> None:
 
 
 warnings._showwarnmsg = _show_warning  # C code (_warnings.warn) looks it up at each warning
+
+
+def log_script_lines(display: str, lines) -> None:
+    """Write a sandbox child's `log` lines ("LEVEL text") to the script log, as inline scripts do."""
+    name = os.path.basename(display)
+    for line in lines or ():
+        level, _, text = str(line)[:rules.MAX_LOG_LINE + 16].partition(" ")
+        emit(name, logging.getLevelName(level) if level.isupper() else logging.INFO, text)

@@ -4,12 +4,13 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
+from backworks.plugins.contract import BEFORE_REQUEST, REQUEST_HOOKS
 from backworks.sandbox import limits, values
 from backworks.sandbox.runner import Outcome, PhaseResult, Runner, Step
 
 logger = logging.getLogger(__name__)
 
-PHASES = ("before_request", "after_response")
+PHASES = REQUEST_HOOKS
 
 
 def check_phase(phase: str) -> None:
@@ -24,7 +25,7 @@ def apply(phase: str, outcome: Outcome, request: dict, response: dict | None, na
     if value is None:
         return outcome, request, response, False
     try:
-        if phase == "before_request":
+        if phase == BEFORE_REQUEST:
             if type(value) is dict and "response" in value:
                 if len(value) != 1:
                     raise values.InvalidValue("a short-circuit answer is {\"response\": {...}} alone")
@@ -73,7 +74,7 @@ def _run_steps(runner, phase, steps, request, response, emit) -> PhaseResult:
         if loaded is not None and phase not in loaded.script.hooks:
             continue
         if frozen is None:
-            inputs = (result.request,) if phase == "before_request" else (result.request, result.response)
+            inputs = (result.request,) if phase == BEFORE_REQUEST else (result.request, result.response)
             frozen = values.freeze(inputs)
             exact = _reusable(inputs)
             args = None

@@ -10,12 +10,13 @@ from types import CodeType
 
 from RestrictedPython.transformer import RestrictingNodeTransformer
 
+from backworks.plugins.contract import HOOKS
 from backworks.sandbox import env, guards, rewrites, rules
 from backworks.sandbox.checks import PolicyChecker
 
 logger = logging.getLogger(__name__)
 
-HOOK_NAMES = ("before_request", "after_response", "handle", "on_load", "health_check")
+HOOK_NAMES = HOOKS  # the functions a script may define (the contract module is their one home)
 
 
 class ScriptError(Exception):

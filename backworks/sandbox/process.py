@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 
+from backworks.pids import current_pid
 from backworks.sandbox import spare, values
 from backworks.sandbox.child import FLUSH_S, READ_CHUNK, take_frame, write_frame
 from backworks.sandbox.limits import Budget
@@ -33,15 +34,6 @@ PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(_
 
 
 _DECODER = json.JSONDecoder()
-_pid = os.getpid()  # this process's id, kept current across forks without a system call per use
-
-
-def _after_fork() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_after_fork)
 
 
 class ChildGone(Exception):
@@ -65,7 +57,7 @@ class ChildProcess:
         self.scripts: dict[str, tuple] = {}  # key -> (script, config, budget): replayed after a respawn
         self.ready = False
         self.spawns = 0
-        self.owner = _pid
+        self.owner = current_pid()
         self.booted = False  # this process has had a child: from then on a request never waits for one
         # A warm spare: (process, read buffer) of a child that answered a ping and loaded every script. It is
         # built in a background thread and swapped in when the current child is killed (spare_lock guards it).
@@ -116,8 +108,8 @@ class ChildProcess:
 
     def ensure(self, request: bool = False) -> None:
         """Make sure a child is running, ready, and holds every loaded script (see spawn for `request`)."""
-        if self.owner != _pid:  # this process was forked: the children and pipes are the parent's
-            self.proc, self.buffer, self.ready, self.owner, self.booted = None, bytearray(), False, _pid, False
+        if self.owner != current_pid():  # this process was forked: the children and pipes are the parent's
+            self.proc, self.buffer, self.ready, self.owner, self.booted = None, bytearray(), False, current_pid(), False
             self.spare, self.builder, self.spare_lock = None, None, threading.Lock()  # its builder is not here
         if self.proc is None:  # a child that died while idle is found by send_fresh(), without a system call here
             self.spawn(request)
@@ -157,7 +149,7 @@ class ChildProcess:
     def install_spare(self, proc, buffer) -> None:
         """Called by the builder thread: keep the booted spare, or reap it (failed, closed, or forked since)."""
         with self.spare_lock:
-            keep = buffer is not None and not self.closed and self.owner == _pid and self.spare is None
+            keep = buffer is not None and not self.closed and self.owner == current_pid() and self.spare is None
             if keep:
                 self.spare = (proc, buffer)
         if not keep:

@@ -17,9 +17,7 @@ logger = logging.getLogger(__name__)
 
 
 def _limit_error(length: int):
-    from backworks.sandbox.guards import LimitError  # guards imports this module
-
-    return LimitError(f"materialising a range of {length} items exceeds the sandbox limit of "
+    return rules.LimitError(f"materialising a range of {length} items exceeds the sandbox limit of "
                       f"{rules.MAX_RANGE} (loop over it with `for` instead)")
 
 

@@ -114,3 +114,7 @@ REFUSED = [
      "deeply (more than 60 levels)"),
     ("syntax errors", "the script cannot run", "plugin.py:1: '(' was never closed (SyntaxError)"),
 ]
+
+
+class LimitError(MemoryError):
+    """An operation would exceed a size cap (reported to the script as a MemoryError)."""

@@ -476,7 +476,7 @@ class Runner:
 
     def make_state(self, key: str):
         """Build the `state` facade of the script loaded under `key` (lazily imports backworks.state)."""
-        from backworks.state import make_state
+        from backworks.state import make_state  # start-up cost: state (redis) only for scripts that use it
 
         return StateFacade(make_state(self.state_settings, key))
 

@@ -5,6 +5,8 @@ import builtins
 import logging
 
 from backworks.sandbox import guards, ranges, rules, wrapped
+from backworks.sandbox.env import guarded_import
+from backworks.sandbox.rewrites import HOST_NAMES
 
 logger = logging.getLogger(__name__)
 
@@ -128,9 +130,6 @@ def build() -> dict:
                           (map, _map), (filter, _filter), (dict, safe_dict), (str, str),
                           (bytes, safe_bytes), (bytearray, safe_bytearray), (int, wrapped.safe_int)):
         names[real.__name__] = type_proxy(real, factory)
-    from backworks.sandbox.env import guarded_import
-    from backworks.sandbox.rewrites import HOST_NAMES
-
     names.update(HOST_NAMES)  # exception classes of allowed modules, for rewritten `except` clauses
 
     names["__import__"] = guarded_import

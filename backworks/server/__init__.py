@@ -1,1 +1,1 @@
-"""The server around the app: gunicorn hooks, the inline backstop's watchdog, and what a stop must drain."""
+"""The server around the app: lifecycle, the file watcher, gunicorn hooks, the backstop watchdog, draining."""

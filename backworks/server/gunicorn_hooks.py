@@ -24,7 +24,7 @@ _board = None  # the master's board of worker slots, inherited by each worker th
 
 def on_starting(server) -> None:
     """Prepare the runtime and metrics directories and refuse to start on a broken config."""
-    from backworks import lifecycle
+    from backworks.server import lifecycle  # start-up cost: loads when a hook runs
 
     global _board
     _log_through(server)
@@ -41,7 +41,7 @@ def on_starting(server) -> None:
 
 def _log_through(server) -> None:
     """The master's own Backworks messages (validation, watchdog) go where gunicorn's error log goes."""
-    for name in ("backworks.server", "backworks.lifecycle"):
+    for name in ("backworks.server",):
         master_logger = logging.getLogger(name)
         master_logger.handlers = list(server.log.error_log.handlers)
         master_logger.propagate = False
@@ -50,8 +50,8 @@ def _log_through(server) -> None:
 
 def when_ready(server) -> None:
     """From now on a HUP validates first; the watchdog ends workers stuck in an inline script."""
-    from backworks import lifecycle
-    from backworks.server.watchdog import Watchdog
+    from backworks.server import lifecycle  # start-up cost: loads when a hook runs
+    from backworks.server.watchdog import Watchdog  # start-up cost: loads when a hook runs
 
     lifecycle.guard_reload(server)
     if _board is not None:
@@ -65,7 +65,7 @@ def _live_slots(server) -> dict:
 
 def pre_fork(server, worker) -> None:
     """Validate the newest files again if they changed; give the new worker a free backstop slot."""
-    from backworks import lifecycle
+    from backworks.server import lifecycle  # start-up cost: loads when a hook runs
 
     lifecycle.validate_if_changed()
     share_with_workers()
@@ -123,7 +123,7 @@ def post_worker_init(worker) -> None:
 
 def worker_exit(server, worker) -> None:
     """Write what the stopping worker still holds (captured exchanges, metrics) within its drain budget."""
-    from backworks import draining
+    from backworks.server import draining  # start-up cost: loads when a hook runs
 
     budget = max(1.0, worker.cfg.graceful_timeout * DRAIN_SHARE)
     dropped = draining.drain(budget)
@@ -137,7 +137,7 @@ def child_exit(server, worker) -> None:
 
     index = getattr(worker, "backworks_slot", None)
     if _board is not None and index is not None:
-        from backworks.server.watchdog import died_in_script
+        from backworks.server.watchdog import died_in_script  # start-up cost: loads when a hook runs
 
         died_in_script(_board, index, worker.pid, _live_slots(server))
     multiprocess.mark_process_dead(worker.pid)

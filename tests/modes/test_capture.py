@@ -10,8 +10,9 @@ import requests
 
 from backworks import metrics
 from backworks.app import create_app
-from backworks.capture_store import CaptureStore, headers_from_json
-from backworks.config import load_config
+from backworks.capture.redact import headers_from_json
+from backworks.capture.store import CaptureStore
+from backworks.config.load import load_config
 from backworks.errors import ConfigError
 from conftest import write_config
 from fake_upstream import FakeUpstream

@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from backworks.app import create_app
-from backworks.db import APPLICATION_NAME, normalise_url
+from backworks.database.engine import APPLICATION_NAME, normalise_url
 from backworks.errors import ConfigError
 from tests.conftest import write_config
 
@@ -422,7 +422,7 @@ def test_head_answers_like_get_without_a_body(client):
 
 
 def test_check_creates_nothing_but_still_compares_existing_tables(tmp_path):
-    from backworks.runtime import load_runtime
+    from backworks.loaded import load_runtime
 
     db_file = tmp_path / "fresh.db"
     config = write_config(tmp_path, f'database: {{url: "sqlite:///{db_file}"}}\nendpoints:\n  people:\n'

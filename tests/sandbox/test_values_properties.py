@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backworks.http import Reply
-from backworks.plugin_data import apply_response, reply_from_response
+from backworks.plugins.data import apply_response, reply_from_response
 from backworks.sandbox import values
 
 TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")

@@ -1,0 +1,1 @@
+"""Configuration: the typed model, loading and validation, the schema with help per field, problems, the reference."""

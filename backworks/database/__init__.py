@@ -1,0 +1,1 @@
+"""Database mode's SQL side: the one SQL engine factory, list queries, record fields."""

@@ -1,0 +1,54 @@
+"""The request as plugin hooks see it: built straight from the WSGI environ, the same as werkzeug reads it."""
+from __future__ import annotations
+
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request
+
+from backworks.http import RequestData
+from backworks.plugins.data import request_data
+
+
+def werkzeug_view(environ: dict) -> dict:
+    headers: dict = {}
+    for key, value in Request(environ).headers.items():
+        name = key.lower()
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
+
+
+def test_request_headers_match_werkzeug_with_lower_case_names_and_joined_repeats():
+    environ = EnvironBuilder(path="/x", method="POST", query_string="a=1&a=2&b=",
+                             headers=[("X-Tag", "one"), ("Accept", "*/*")], data=b'{"k": 1}',
+                             content_type="application/json").get_environ()
+    environ["HTTP_X_ODD__NAME"] = "v"
+    environ["HTTP_CONTENT_TYPE"] = "ignored/by-werkzeug"
+    data = request_data(RequestData(Request(environ), "x", {"id": "7"}, "rid", 1024, "127.0.0.1"), True)
+    assert data["headers"] == werkzeug_view(environ)
+    assert data["headers"]["content-type"] == "application/json" and data["headers"]["x-odd--name"] == "v"
+    assert data["query"] == {"a": ["1", "2"], "b": ""}
+    assert (data["path_params"], data["json"], data["body"]) == ({"id": "7"}, {"k": 1}, '{"k": 1}')
+
+
+def test_request_without_query_or_body_gives_empty_fields():
+    environ = EnvironBuilder(path="/x").get_environ()
+    environ["CONTENT_LENGTH"] = ""
+    data = request_data(RequestData(Request(environ), "x", {}, "rid", 1024, "127.0.0.1"), True)
+    assert data["query"] == {} and data["body"] is None and data["json"] is None
+    assert data["headers"] == werkzeug_view(environ) and "content-length" not in data["headers"]
+
+
+def test_request_dict_reads_the_environ_without_building_a_werkzeug_request():
+    environ = EnvironBuilder(path="/x", headers={"X-Tag": "one"}).get_environ()
+    request = RequestData(environ, "x", {}, "rid", 1024, "127.0.0.1")
+    data = request_data(request, True)
+    assert data["headers"]["x-tag"] == "one" and data["body"] is None
+    assert request._wz is None  # the plugin path needs no werkzeug Request for a body-less GET
+
+
+def test_body_is_announced_by_a_positive_length_or_a_chunked_transfer():
+    from backworks.http import declares_body
+
+    assert [declares_body(e) for e in ({}, {"CONTENT_LENGTH": ""}, {"CONTENT_LENGTH": "0"},
+                                       {"CONTENT_LENGTH": " 12 "}, {"CONTENT_LENGTH": "-1"},
+                                       {"CONTENT_LENGTH": "x"}, {"HTTP_TRANSFER_ENCODING": "chunked"})] == \
+        [False, False, False, True, False, False, True]
