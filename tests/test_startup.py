@@ -19,7 +19,8 @@ HEAVY = ("sqlalchemy", "psycopg", "urllib3", "requests", "redis", "RestrictedPyt
 # What a gunicorn master (validation) and then its worker (the app) import, in a fresh interpreter.
 MASTER_THEN_WORKER = textwrap.dedent("""
     import json, sys
-    from backworks import create_app, lifecycle
+    from backworks import create_app
+    from backworks.server import lifecycle
     problems = lifecycle.validate(sys.argv[1])
     create_app(sys.argv[1])
     print(json.dumps({"problems": problems, "loaded": [m for m in sys.argv[2:] if m in sys.modules]}))

@@ -77,7 +77,7 @@ def _runnable(config: Config) -> tuple[Config, list]:
             broken.append(f"plugins.{name}")
     endpoints = []
     for spec in config.endpoints:
-        names = [(spec.data.get(b) or {}).get("upstream") for b in upstream_blocks()]
+        names = [(spec.data.get(b) or {}).get("upstream") for b in upstream_blocks(spec.data)]
         if any(n and n not in upstreams for n in names):
             broken.append(f"endpoints.{spec.name}")
         else:

@@ -287,9 +287,11 @@ def build_endpoints(config: Config, index_names: dict, problems: list) -> list:
     return specs
 
 
-def upstream_blocks() -> tuple[str, ...]:
-    """The endpoint blocks whose `upstream:` names an upstream: the modes that say they name one."""
-    return tuple(name for name, mode in MODES.items() if mode.names_upstream)
+def upstream_blocks(endpoint: dict) -> tuple[str, ...]:
+    """An endpoint's blocks whose `upstream:` names an upstream: of the modes that say they name one.
+
+    Only the modes of blocks the endpoint has are imported (a mock-only config imports no proxy or SQL)."""
+    return tuple(name for name in MODES if isinstance(endpoint.get(name), dict) and MODES[name].names_upstream)
 
 
 def check_references(config: Config, problems: list, skipped: dict | None = None) -> None:
@@ -299,7 +301,7 @@ def check_references(config: Config, problems: list, skipped: dict | None = None
     skipped = skipped or {}
     upstreams = list(config.data["upstreams"]) + sorted(skipped.get("upstreams", ()))
     for spec in config.endpoints:
-        for block_name in upstream_blocks():
+        for block_name in upstream_blocks(spec.data):
             block = spec.data.get(block_name) or {}
             upstream = block.get("upstream")
             if upstream and upstream not in upstreams:

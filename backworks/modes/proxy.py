@@ -32,7 +32,7 @@ SCHEMA = {
 
 def upstreams_of(ctx: LoadContext) -> UpstreamSet:
     """Return the load's shared UpstreamSet (one per config load)."""
-    from backworks.upstreams import UpstreamSet
+    from backworks.upstreams import UpstreamSet  # urllib3: only for configs with proxy-like endpoints
 
     return ctx.shared("upstreams", lambda: UpstreamSet(ctx.config.data["upstreams"]))
 
@@ -229,7 +229,7 @@ class BodyReader:
         self.received = 0
 
     def __iter__(self):
-        from backworks.upstreams import RequestBodyError
+        from backworks.upstreams import RequestBodyError  # urllib3: loaded with the proxy, a lookup here
 
         while True:
             try:

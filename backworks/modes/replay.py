@@ -84,7 +84,7 @@ class ReplayMode(Mode):
 
     def query_key(self, query: str) -> tuple:
         """Return a query in matching form, secret parameters redacted (capture stored them so)."""
-        from backworks.capture.store import query_key
+        from backworks.capture.store import query_key  # SQLAlchemy: store_of() loaded it, a lookup here
 
         return query_key(hide_query(query, REDACTED, self.ctx.config.secrets))
 

@@ -103,4 +103,6 @@ def test_masked_hides_secrets_and_url_passwords():
 def test_upstream_blocks_come_from_the_modes_that_name_an_upstream():
     from backworks.config.load import upstream_blocks
 
-    assert upstream_blocks() == ("proxy", "capture", "hybrid")
+    every_block = {name: {} for name in ("mock", "proxy", "capture", "replay", "hybrid", "runtime", "database")}
+    assert upstream_blocks(every_block) == ("proxy", "capture", "hybrid")
+    assert upstream_blocks({"mock": {}}) == ()
