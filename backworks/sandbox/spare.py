@@ -32,7 +32,10 @@ def ask(proc: subprocess.Popen, buffer: bytearray, message, timeout_s: float = B
         write_frame(proc.stdin.fileno(), marshal.dumps(message))
     except (OSError, ValueError) as exc:
         raise BootFailed(f"write failed ({exc})") from None
-    fd = proc.stdout.fileno()
+    try:
+        fd = proc.stdout.fileno()
+    except ValueError:  # closed: the sandbox was closed (or the child reaped) while this spare booted
+        raise BootFailed("the process was closed") from None
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -47,7 +50,10 @@ def ask(proc: subprocess.Popen, buffer: bytearray, message, timeout_s: float = B
         left = deadline - time.monotonic()
         if left <= 0:
             raise BootFailed("no answer in time")
-        ready, _, _ = select.select([fd], [], [], left)
+        try:
+            ready, _, _ = select.select([fd], [], [], left)
+        except (OSError, ValueError) as exc:  # the descriptor was closed under this thread
+            raise BootFailed(f"wait failed ({exc})") from None
         if not ready:
             continue
         try:

@@ -115,3 +115,18 @@ def test_close_leaves_no_builder_thread_running(box):
     assert builder.alive()
     box.close()
     assert not builder.alive() and box.child.spare is None
+
+
+def test_a_spare_whose_process_was_closed_while_booting_fails_the_boot_cleanly():
+    import subprocess
+
+    from backworks.sandbox.spare import BootFailed, ask
+
+    proc = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    proc.stdout.close()  # what close() does to a child while its spare thread still boots it
+    try:
+        with pytest.raises(BootFailed, match="closed"):
+            ask(proc, bytearray(), ("ping",), timeout_s=1.0)
+    finally:
+        proc.kill()
+        proc.wait()
