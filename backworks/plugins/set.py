@@ -129,8 +129,7 @@ class PluginSet:
     def status(self) -> list[dict]:
         """Per-plugin status for the admin API: settings, breaker, calls, failures, latency percentiles."""
         return [{
-            "name": p.name, "script": p.display, "digest": p.script.digest,
-            "isolation": "process" if p.quarantined else p.isolation, "quarantined": p.quarantined,
+            "name": p.name, "script": p.display, "digest": p.script.digest, **_isolation(p),
             "order": p.settings["order"], "endpoints": list(p.settings["endpoints"]), "on_error": p.on_error,
             "critical": p.critical, "hooks": sorted(p.script.hooks),
             "breaker": {"state": p.breaker.state, "consecutive_failures": p.breaker.failures,
@@ -158,6 +157,12 @@ class PluginSet:
         """Write the plugins' last counts to Prometheus (the sandboxes belong to the load context)."""
         for plugin in self.plugins.values():
             plugin.stats.flush()
+
+
+def _isolation(plugin: Plugin) -> dict:
+    """Where a plugin's hooks run now: a quarantined script runs in the child whatever it loaded with."""
+    quarantined = plugin.quarantined
+    return {"isolation": "process" if quarantined else plugin.isolation, "quarantined": quarantined}
 
 
 def check_health(plugin: Plugin) -> dict:

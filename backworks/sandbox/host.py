@@ -76,10 +76,10 @@ class Sandbox:
         if self.runner is not None and timer_usable() and not backstop.is_quarantined(script.digest):
             self._load_pending()
             if not is_vetted(script, config):
-                outcome = vetting_sandbox(self.state_settings).load(f"vet:{key}", script, config, budget)
+                outcome = _vet(vetting_sandbox(self.state_settings).load(f"vet:{key}", script, config, budget),
+                               script, config)
                 if not outcome.ok:
                     return outcome
-                _vetted.add(_vetting_key(script, config))
             with _marked(script, budget):
                 outcome = self.runner.load(key, script, config, budget)
             if self._child is not None:
@@ -87,19 +87,14 @@ class Sandbox:
             return outcome
         if self.runner is not None:
             self._pending.add(key)  # loaded inline on the main thread's next use
-        outcome = self.child.load(key, script, config, budget)
-        if outcome.ok:
-            _vetted.add(_vetting_key(script, config))
-        return outcome
+        return _vet(self.child.load(key, script, config, budget), script, config)
 
     def call(self, key: str, hook: str, args: tuple, budget: Budget = Budget()) -> Outcome:
         """Run one hook of `key` with copies of `args`."""
         if self._inline_here() and key not in self._quarantine():
             self._load_pending()
             loaded = self.runner.loaded.get(key)
-            if loaded is None:
-                return plain_outcome(self.runner.call(key, hook, args, budget))
-            with _marked(loaded.script, budget):
+            with _marked(loaded.script if loaded else None, budget):
                 return plain_outcome(self.runner.call(key, hook, args, budget))
         self._ensure_child_loaded(key)
         return self.child.call(key, hook, args, budget)
@@ -183,6 +178,13 @@ def _vetting_key(script: Script, config: dict) -> tuple:
     return script.digest, json.dumps(config, sort_keys=True, default=repr)
 
 
+def _vet(outcome: Outcome, script: Script, config: dict) -> Outcome:
+    """Remember a script (with its config) that loaded cleanly in a sandbox child; return the outcome."""
+    if outcome.ok:
+        _vetted.add(_vetting_key(script, config))
+    return outcome
+
+
 def is_vetted(script: Script, config: dict) -> bool:
     """True when this script, with this config, loaded cleanly in a sandbox child of this process or its parent."""
     return _vetting_key(script, config) in _vetted
@@ -198,12 +200,12 @@ def vetting_sandbox(state_settings: dict) -> "Sandbox":
 
 
 class _marked:
-    """Mark an inline call of `script` in this worker's backstop slot (a no-op without one)."""
+    """Mark an inline call of `script` in this worker's backstop slot (a no-op without a slot or script)."""
 
     __slots__ = ("slot", "script", "budget")
 
-    def __init__(self, script: Script, budget: Budget):
-        self.slot = backstop.slot
+    def __init__(self, script: Script | None, budget: Budget):
+        self.slot = backstop.slot if script is not None else None
         self.script = script
         self.budget = budget
 
