@@ -23,7 +23,15 @@ if not os.environ.get("BACKWORKS_RUNTIME_DIR"):  # the quarantine of scripts wor
     os.environ["BACKWORKS_OWNS_RUNTIME_DIR"] = "1"
 
 from backworks.server.gunicorn_hooks import (  # noqa: E402,F401  (gunicorn reads these names)
-    child_exit, on_exit, on_starting, post_fork, post_worker_init, pre_fork, when_ready, worker_exit)
+    child_exit,
+    on_exit,
+    on_starting,
+    post_fork,
+    post_worker_init,
+    pre_fork,
+    when_ready,
+    worker_exit,
+)
 
 # Loopback unless told otherwise: Backworks belongs behind nginx (config/nginx/backworks.conf).
 bind = os.environ.get("BACKWORKS_BIND", "127.0.0.1:8000")

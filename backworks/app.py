@@ -14,17 +14,18 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wsgi import ClosingIterator
 
 from backworks import backstop
-from backworks.ops import exposition, health
-from backworks.server import lifecycle, watcher
 from backworks.admin import init_app as init_admin
 from backworks.admin.recorder import RequestRecorder
 from backworks.config.checker import config_warnings
 from backworks.errors import ConfigError, HTTPError
 from backworks.http import error_reply, reply_from_http_error
-from backworks.inbound import client_error, declared_too_large, drain_after, request_id as take_request_id
-from backworks.logtext import log_safe
-from backworks.pids import current_pid
+from backworks.inbound import client_error, declared_too_large, drain_after
+from backworks.inbound import request_id as take_request_id
 from backworks.loaded import Runtime, load_runtime
+from backworks.logtext import log_safe
+from backworks.ops import exposition, health
+from backworks.pids import current_pid
+from backworks.server import lifecycle, watcher
 
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("backworks.access")

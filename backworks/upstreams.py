@@ -9,16 +9,21 @@ import time
 from urllib.parse import urlsplit
 
 import urllib3
-from urllib3.exceptions import (ConnectTimeoutError, HTTPError as Urllib3Error, NewConnectionError,
-                                ReadTimeoutError)
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
+from urllib3.exceptions import HTTPError as Urllib3Error
 
 from backworks import metrics
 from backworks.breaker import CLOSED, OPEN, Breaker
-from backworks.pids import current_pid
 from backworks.errors import HTTPError
+from backworks.pids import current_pid
 from backworks.secrets import public_url, scrub_text
-from backworks.upstream_http import (WATCHDOG, CheckedHTTPConnection, CheckedHTTPSConnection, Deadline,
-                                     InvalidUpstreamResponse)
+from backworks.upstream_http import (
+    WATCHDOG,
+    CheckedHTTPConnection,
+    CheckedHTTPSConnection,
+    Deadline,
+    InvalidUpstreamResponse,
+)
 
 logger = logging.getLogger(__name__)
 

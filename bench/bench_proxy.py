@@ -12,11 +12,11 @@ and the median over rounds is reported, so load that drifts on a shared machine 
 from __future__ import annotations
 
 import argparse
-from statistics import median
 import sys
 import tempfile
 import textwrap
 from pathlib import Path
+from statistics import median
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Server, print_row, run_wrk  # noqa: E402

@@ -6,10 +6,9 @@ import socket
 import threading
 import time
 
+from conftest import free_port
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
-
-from conftest import free_port
 
 
 def echo_app(name: str = "up"):

@@ -9,13 +9,20 @@ import sys
 import click
 import yaml
 
-from backworks.plugins import contract as hooks
 from backworks.cli.main import cli
-from backworks.config.schema import config_schema
-from backworks.config.reference import (CLI_SECTION, CONFIG_SECTION, HOOKS_SECTION, cli_reference, config_reference,
-                            hook_reference, page_section)
-from backworks.modes import MODES
 from backworks.config.fields import walk_fields
+from backworks.config.reference import (
+    CLI_SECTION,
+    CONFIG_SECTION,
+    HOOKS_SECTION,
+    cli_reference,
+    config_reference,
+    hook_reference,
+    page_section,
+)
+from backworks.config.schema import config_schema
+from backworks.modes import MODES
+from backworks.plugins import contract as hooks
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text()

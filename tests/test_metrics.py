@@ -3,18 +3,18 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
+from conftest import write_config
+from ops_helpers import GUNICORN_CONF, sample
 from prometheus_client.mmap_dict import MmapedDict
 
 from backworks.app import create_app
 from backworks.metrics import Tally
-from conftest import write_config
-from ops_helpers import GUNICORN_CONF, sample
 
 CONFIG = """
     name: metrics-test

@@ -8,14 +8,14 @@ import time
 
 import pytest
 from click.testing import CliRunner
+from conftest import ROOT, write_config
+from fake_upstream import FakeUpstream
 
 from backworks.app import create_app
 from backworks.capture.store import CaptureStore
 from backworks.cli.main import cli
 from backworks.config.load import load_config
 from backworks.errors import ConfigError
-from conftest import ROOT, write_config
-from fake_upstream import FakeUpstream
 
 # The check below compiles plugins in a sandbox child; the inline sandbox times scripts with SIGALRM.
 pytestmark = pytest.mark.timeout(120, method="thread")

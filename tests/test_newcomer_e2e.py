@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import ROOT, free_port
 from test_newcomer import every_stage_lines, write_every_stage
 

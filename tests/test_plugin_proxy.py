@@ -5,6 +5,7 @@ import hashlib
 import os
 
 from fake_upstream import FakeUpstream
+
 from tests.plugin_helpers import plugin_app
 
 HOOKS = """

@@ -9,7 +9,6 @@ import pytest
 import requests
 import yaml
 
-
 SCRIPT = """
 def after_response(request, response):
     return dict(response, json=dict(response["json"], version=str(config["version"]) + "/" + "{tag}"))

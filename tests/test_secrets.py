@@ -8,18 +8,18 @@ import time
 import pytest
 import yaml
 from click.testing import CliRunner
+from conftest import free_port, write_config
+from fake_upstream import FakeUpstream
+from ops_helpers import TOKEN
 
 from backworks import secrets
 from backworks.app import create_app
+from backworks.capture.har import export_har
+from backworks.capture.mockgen import build_mocks
 from backworks.capture.redact import headers_from_json
 from backworks.capture.store import CaptureStore
 from backworks.cli.main import cli
 from backworks.config.load import load_config
-from backworks.capture.har import export_har
-from backworks.capture.mockgen import build_mocks
-from conftest import free_port, write_config
-from fake_upstream import FakeUpstream
-from ops_helpers import TOKEN
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

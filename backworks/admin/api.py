@@ -9,9 +9,9 @@ import time
 from flask import Blueprint, jsonify, request
 
 from backworks import __version__
+from backworks.http import error_reply
 from backworks.ops.exposition import registry
 from backworks.ops.health import readiness
-from backworks.http import error_reply
 
 logger = logging.getLogger(__name__)
 

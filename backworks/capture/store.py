@@ -4,8 +4,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections import deque
 import time
+from collections import deque
 from urllib.parse import parse_qsl
 
 import sqlalchemy as sa

@@ -12,10 +12,10 @@ import yaml
 from backworks.capture.redact import redact_row
 from backworks.capture.store import CaptureStore, safe_url
 from backworks.cli.help import FullSummaryGroup
-from backworks.secrets import error_text
+from backworks.cli.problems import exit_with_problems
 from backworks.config.load import load_config
 from backworks.errors import ConfigError
-from backworks.cli.problems import exit_with_problems
+from backworks.secrets import error_text
 
 logger = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ import yaml
 
 from backworks import __version__
 from backworks.cli.help import CONTEXT_SETTINGS, FullSummaryGroup
+from backworks.cli.problems import exit_with_problems
 from backworks.config.load import load_config
 from backworks.config.model import masked
 from backworks.errors import ConfigError
-from backworks.cli.problems import exit_with_problems
 
 logger = logging.getLogger(__name__)
 

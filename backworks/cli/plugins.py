@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from backworks.plugins.devkit import DevkitError, new_plugin, run_hook
 from backworks.plugins.contract import HOOKS
+from backworks.plugins.devkit import DevkitError, new_plugin, run_hook
 
 logger = logging.getLogger(__name__)
 

@@ -5,19 +5,19 @@ import copy
 import logging
 import os
 import re
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
 
 import cerberus
 import yaml
 
 from backworks import secrets
-from backworks.config.problems import (explain_errors, format_problem, path_text, suggest,
-                                     validation_problems)
-from backworks.config.schema import config_schema, config_validator  # noqa: F401 (callers import both here)
 from backworks.config import yaml_limits
 from backworks.config.env import apply_env_overrides, name_from_path
 from backworks.config.model import DEFAULT_CONFIG, Config, EndpointSpec, glob_match
+from backworks.config.problems import explain_errors, format_problem, path_text, suggest, validation_problems
+from backworks.config.schema import config_schema, config_validator  # noqa: F401 (callers import both here)
 from backworks.errors import ConfigError
 from backworks.modes import MODES
 from backworks.routing import route_key

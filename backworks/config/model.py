@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
 
 from backworks import secrets

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from backworks.plugins import contract as hooks
-from backworks.config.schema import config_schema
 from backworks.config.fields import reference_rows
+from backworks.config.schema import config_schema
+from backworks.plugins import contract as hooks
 
 # Which generated section lives in which page, between `<!-- section:NAME -->` and `<!-- /section:NAME -->`.
 CONFIG_SECTION = "reference"

@@ -228,7 +228,7 @@ def shape_problems(table: sa.Table, fields: dict, existing: dict) -> list[str]:
             problems.append(f"column '{column.name}' is declared unique but has no unique constraint or index")
     for name, found in existing.items():
         if name not in table.columns and not found.get("nullable", True) and found.get("default") is None \
-                and not found.get("autoincrement") is True:
+                and found.get("autoincrement") is not True:
             problems.append(f"column '{name}' is NOT NULL without a default but is not declared, so no "
                             f"row could be created")
     return problems

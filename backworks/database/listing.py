@@ -7,8 +7,8 @@ from urllib.parse import urlencode
 import sqlalchemy as sa
 
 from backworks.config.problems import suggest as _suggest
-from backworks.errors import HTTPError
 from backworks.database.records import Field, Invalid
+from backworks.errors import HTTPError
 
 logger = logging.getLogger(__name__)
 

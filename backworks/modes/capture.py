@@ -10,8 +10,8 @@ from urllib.parse import quote
 from backworks.capture.redact import Redactor
 from backworks.errors import ConfigError
 from backworks.http import Reply, RequestData
-from backworks.modes.base import LoadContext
 from backworks.logtext import log_safe
+from backworks.modes.base import LoadContext
 from backworks.modes.proxy import ProxyMode
 
 logger = logging.getLogger(__name__)

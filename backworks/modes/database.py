@@ -9,14 +9,13 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyErro
 
 from backworks.config.problems import suggest as _suggest
 from backworks.database.engine import Database, build_table, engine_url, prepare_table
+from backworks.database.listing import ListQuery
+from backworks.database.records import Field, Invalid, row_converter
 from backworks.errors import ConfigError, HTTPError
 from backworks.http import Reply, RequestData, is_json_type, json_reply
-from backworks.database.listing import ListQuery
 from backworks.modes.base import LoadContext, Mode
 from backworks.modes.database_schema import FIELD, FIELD_TYPES, IDENT, OPERATIONS, SCHEMA  # noqa: F401
 from backworks.modes.tables import register
-from backworks.database.records import Field, Invalid, row_converter
-from backworks.config.fields import field, listof, named, section
 
 logger = logging.getLogger(__name__)
 

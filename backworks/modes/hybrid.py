@@ -4,10 +4,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+from backworks.config.fields import HTTP_METHODS, field, listof
 from backworks.errors import HTTPError
 from backworks.http import Reply, RequestData
 from backworks.modes.base import LoadContext, Mode
-from backworks.config.fields import HTTP_METHODS, field, listof
 
 logger = logging.getLogger(__name__)
 

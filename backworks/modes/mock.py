@@ -12,10 +12,10 @@ import struct
 import threading
 import time
 
+from backworks.config.fields import field, listof, section, string_map
 from backworks.errors import ConfigError, HTTPError
 from backworks.http import JSON_TYPE, Reply, RequestData
 from backworks.modes.base import LoadContext, Mode
-from backworks.config.fields import field, listof, section, string_map
 
 logger = logging.getLogger(__name__)
 

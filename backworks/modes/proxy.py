@@ -5,10 +5,10 @@ import logging
 import re
 from urllib.parse import quote
 
+from backworks.config.fields import HTTP_METHODS, field, listof, string_map
 from backworks.errors import HTTPError
 from backworks.http import Reply, RequestData, is_trusted_peer, read_input
 from backworks.modes.base import LoadContext, Mode
-from backworks.config.fields import HTTP_METHODS, field, listof, string_map
 
 logger = logging.getLogger(__name__)
 

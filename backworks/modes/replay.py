@@ -4,12 +4,12 @@ from __future__ import annotations
 import hashlib
 import logging
 
+from backworks.config.fields import HTTP_METHODS, field, listof
 from backworks.errors import HTTPError
 from backworks.http import Reply, RequestData
 from backworks.modes.base import LoadContext, Mode
 from backworks.modes.capture import store_of
 from backworks.modes.proxy import HOP_BY_HOP
-from backworks.config.fields import HTTP_METHODS, field, listof
 from backworks.secrets import REDACTED, hide_query
 
 logger = logging.getLogger(__name__)

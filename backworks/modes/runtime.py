@@ -5,11 +5,11 @@ import json
 import logging
 import os
 
+from backworks.config.fields import field, listof
 from backworks.errors import ConfigError
 from backworks.http import JSON_TYPE, Reply, RequestData, error_reply
 from backworks.metrics import PLUGIN_CALLS, PLUGIN_LATENCY, TALLY
 from backworks.modes.base import LoadContext, Mode
-from backworks.config.fields import field, listof
 
 logger = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.datastructures import MultiDict
 
-from backworks.errors import HTTPError
 from backworks.database.records import Invalid
+from backworks.errors import HTTPError
 
 logger = logging.getLogger(__name__)
 

@@ -5,8 +5,7 @@ import logging
 
 from backworks.http import Reply, RequestData, error_reply
 from backworks.plugins.contract import AFTER_RESPONSE, BEFORE_REQUEST
-from backworks.plugins.data import apply_request, apply_response, reply_from_response, request_data, \
-    response_data
+from backworks.plugins.data import apply_request, apply_response, reply_from_response, request_data, response_data
 from backworks.plugins.stats import record_all
 
 logger = logging.getLogger(__name__)

@@ -8,12 +8,13 @@ from pathlib import Path
 from backworks.breaker import CLOSED, OPEN, Breaker
 from backworks.config.model import Config, endpoint_matches
 from backworks.errors import ConfigError
-from backworks.plugins.isolation import isolation_for, on_main_thread
 from backworks.metrics import PLUGIN_BREAKER_OPEN, PLUGIN_QUARANTINED
 from backworks.modes.base import LoadContext
 from backworks.plugins.chain import AFTER, BEFORE, PluginChain
+from backworks.plugins.isolation import isolation_for, on_main_thread
 from backworks.plugins.stats import PluginStats
-from backworks.sandbox import Budget, Sandbox, ScriptError, Step, compile_script, logs as script_logs, vetting_sandbox
+from backworks.sandbox import Budget, Sandbox, ScriptError, Step, compile_script, vetting_sandbox
+from backworks.sandbox import logs as script_logs
 from backworks.sandbox.logs import log_script_lines
 
 logger = logging.getLogger(__name__)

@@ -17,10 +17,10 @@ import struct
 import sys
 import time
 
+from backworks.sandbox import values
 from backworks.sandbox.limits import SIZE_MAX_AGE_S, AddressSpace, Budget, keep_timer_between_phases
 from backworks.sandbox.phases import check_phase, run_steps
 from backworks.sandbox.policy import Script
-from backworks.sandbox import values
 from backworks.sandbox.runner import Outcome, Runner, Step
 
 logger = logging.getLogger(__name__)

@@ -1,6 +1,7 @@
 """What a script's globals hold: safe builtins, read-only module facades, `log`, `state`, and the guards."""
 from __future__ import annotations
 
+import _strptime  # noqa: F401  (datetime.strptime imports it lazily through __import__)
 import base64
 import collections
 import datetime
@@ -16,7 +17,6 @@ import types
 import urllib.parse
 import uuid
 
-import _strptime  # noqa: F401  (datetime.strptime imports it lazily through __import__)
 import re2
 
 from backworks.sandbox import guards, rules, wrapped
@@ -69,7 +69,7 @@ def _groups(pattern) -> int:
 def _iterable_type(real: type):
     """collections' classes as stand-ins whose calls feed big or endless iterables through the timer."""
     def factory(*args, **kwargs):
-        if args and not isinstance(args[0], dict) and not (real is collections.defaultdict):
+        if args and not isinstance(args[0], dict) and real is not collections.defaultdict:
             args = (wrapped.interruptible(args[0]),) + args[1:]
         elif real is collections.defaultdict and len(args) > 1 and not isinstance(args[1], dict):
             args = (args[0], wrapped.interruptible(args[1])) + args[2:]

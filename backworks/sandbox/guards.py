@@ -12,8 +12,8 @@ import types
 from RestrictedPython.transformer import INSPECT_ATTRIBUTES
 
 from backworks.sandbox import rules
-from backworks.sandbox.rules import LimitError
 from backworks.sandbox.ranges import LongRange
+from backworks.sandbox.rules import LimitError
 
 logger = logging.getLogger(__name__)
 

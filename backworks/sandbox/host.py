@@ -7,10 +7,10 @@ import os
 import threading
 
 from backworks import backstop
+from backworks.sandbox.child import plain_outcome
 from backworks.sandbox.limits import Budget, timer_usable
 from backworks.sandbox.phases import check_phase, run_steps
 from backworks.sandbox.policy import Script
-from backworks.sandbox.child import plain_outcome
 from backworks.sandbox.process import ChildProcess
 from backworks.sandbox.runner import Outcome, PhaseResult, Runner, Step
 

@@ -1,11 +1,11 @@
 """Budgets in this process: a re-firing SIGALRM timer for time, a lowered RLIMIT_AS for memory."""
 from __future__ import annotations
 
+import _signal
 import ctypes
 import gc
 import logging
 import os
-import _signal
 import resource
 import signal
 import sys

@@ -17,7 +17,7 @@ from backworks.sandbox import spare, values
 from backworks.sandbox.child import FLUSH_S, READ_CHUNK, take_frame, write_frame
 from backworks.sandbox.limits import Budget
 from backworks.sandbox.policy import Script
-from backworks.sandbox.runner import Outcome, PhaseResult, Step
+from backworks.sandbox.runner import Outcome, PhaseResult
 
 logger = logging.getLogger(__name__)
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-
-from backworks.app import create_app
 from conftest import free_port, write_config
 from ops_helpers import TOKEN
+
+from backworks.app import create_app
 
 CONFIG = f"""
     name: shop

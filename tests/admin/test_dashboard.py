@@ -6,7 +6,6 @@ import shutil
 
 import pytest
 import requests
-
 from conftest import write_config
 from ops_helpers import GUNICORN_CONF, TOKEN, ensure_debian_packages
 

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from backworks import create_app
 from tests.conftest import write_config
 

@@ -10,8 +10,8 @@ import pytest
 import requests
 
 from backworks.app import create_app
-from backworks.metrics import TALLY
 from backworks.errors import ConfigError
+from backworks.metrics import TALLY
 from tests.conftest import write_config
 
 

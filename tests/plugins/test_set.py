@@ -10,10 +10,10 @@ import time
 import pytest
 from prometheus_client import REGISTRY
 
-from backworks.plugins import contract as hooks
-from backworks.metrics import TALLY
 from backworks.errors import ConfigError
+from backworks.metrics import TALLY
 from backworks.ops.health import readiness
+from backworks.plugins import contract as hooks
 from tests.conftest import ROOT
 from tests.plugin_helpers import ECHO, plugin_app, plugin_set, plugin_status, write_plugins
 

@@ -5,8 +5,7 @@ import tracemalloc
 
 import pytest
 
-from backworks.sandbox import Budget, Sandbox, ScriptError, Step, compile_script
-from backworks.sandbox import guards, module_state
+from backworks.sandbox import Budget, Sandbox, ScriptError, Step, compile_script, guards, module_state
 from backworks.sandbox.runner import Runner, _describe, bounded_repr
 
 REQUEST = {"method": "GET", "path": "/", "path_params": {}, "query": {}, "headers": {}, "body": None, "json": None,

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import ROOT, free_port, write_config
 from ops_helpers import TOKEN, admin, sample, wait_for
 

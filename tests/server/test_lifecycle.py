@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from conftest import write_config
 from ops_helpers import GUNICORN_CONF, TOKEN, Load, admin, wait_for
 
