@@ -133,6 +133,7 @@ class RequestData:
         self._json: object = _UNSET
         self._query: MultiDict | None = None
         self._headers: Headers | None = None
+        self._header_dict: dict | None = None  # a plugin's headers {lower-case name: value}, until asked as Headers
         self._environ_headers: list | None = None
 
     @property
@@ -153,13 +154,15 @@ class RequestData:
     def headers(self) -> Headers:
         """Request headers, case-insensitive."""
         if self._headers is None:
-            self._headers = Headers(self.wz.headers)
+            self._headers = Headers(self.wz.headers if self._header_dict is None else list(self._header_dict.items()))
         return self._headers
 
     def header_items(self) -> Iterable[tuple[str, str]]:
         """The (name, value) pairs of the request headers, read from the environ unless replaced."""
         if self._headers is not None:
             return self._headers.items()
+        if self._header_dict is not None:
+            return list(self._header_dict.items())
         if self._environ_headers is None:  # read once: the proxy and the capture both want them
             self._environ_headers = environ_header_items(self.environ)
         return self._environ_headers
@@ -196,7 +199,9 @@ class RequestData:
         if self._query is not None or self.environ.get("QUERY_STRING"):
             for key, values in self.query.lists():
                 query[key] = values[0] if len(values) == 1 else list(values)
-        if self._headers is None:  # the environ's own headers unless a plugin replaced them
+        if self._header_dict is not None and self._headers is None:  # as a plugin gave them
+            headers = dict(self._header_dict)
+        elif self._headers is None:  # the environ's own headers unless a plugin replaced them
             headers = environ_headers(self.environ)
         else:
             headers = {}
@@ -217,32 +222,52 @@ class RequestData:
             "endpoint": self.endpoint,
         }
 
-    def replaced(self, data: dict, keep_body: bool = False) -> "RequestData":
-        """Return a copy of this request with the fields of a plugin's request dict applied.
+    def replaced(self, data: dict, original: dict, keep_body: bool = False) -> "RequestData":
+        """Return a copy of this request with a plugin's request dict applied.
 
-        keep_body: keep this request's body (bytes, or the unread stream) and ignore the dict's.
+        `original` is the dict this request gave (to_dict): fields equal to it keep this request's own
+        values (unread body, query, headers as the client spelled them), so a plugin that sets one header
+        costs one dict, not a rebuilt request. keep_body: keep this request's body and ignore the dict's.
         """
-        new = RequestData(self._wz or self.environ, self.endpoint, dict(data.get("path_params") or {}),
-                          self.request_id, self.max_body_bytes, self.client_ip)
-        new.method = str(data.get("method") or self.method).upper()
-        new.path = str(data.get("path") or self.path)
-        query = MultiDict()
-        for key, value in (data.get("query") or {}).items():
-            for item in value if isinstance(value, list) else [value]:
-                query.add(str(key), str(item))
-        new._query = query
-        new._headers = Headers([(str(k), str(v)) for k, v in (data.get("headers") or {}).items()])
+        new = object.__new__(RequestData)
+        new.__dict__.update(self.__dict__)
+        new._headers = None  # built again on demand: never one Headers object for two requests
+
+        def changed(name: str) -> bool:
+            value, before = data.get(name), original.get(name)
+            return value is not before and value != before
+
+        new.path_params = dict(data.get("path_params") or {}) if changed("path_params") else dict(self.path_params)
+        if changed("method"):
+            new.method = str(data.get("method") or self.method).upper()
+        if changed("path"):
+            new.path = str(data.get("path") or self.path)
+        if changed("query"):
+            query = MultiDict()
+            for key, value in (data.get("query") or {}).items():
+                for item in value if isinstance(value, list) else [value]:
+                    query.add(str(key), str(item))
+            new._query = query
+        headers = None
+        if changed("headers"):
+            headers = {str(k).lower(): str(v) for k, v in (data.get("headers") or {}).items()}
         if keep_body:
             new._body, new._json = self._body, self._json
-        elif data.get("json") is not None and data.get("json") != self.json:
-            new._json = data["json"]
-            new._body = json.dumps(data["json"]).encode()
-            new._headers["Content-Type"] = JSON_TYPE
         else:
-            body = data.get("body")
-            new._body = body.encode() if isinstance(body, str) else (body or b"")
-        if not keep_body and ("content-length" in new._headers or new._body):
-            new._headers["Content-Length"] = str(len(new._body))
+            if headers is None:
+                headers = {str(k).lower(): str(v) for k, v in (data.get("headers") or {}).items()}
+            if data.get("json") is not None and data.get("json") != self.json:
+                new._json = data["json"]
+                new._body = json.dumps(data["json"]).encode()
+                headers["content-type"] = JSON_TYPE
+            else:
+                body = data.get("body")
+                new._body = body.encode() if isinstance(body, str) else (body or b"")
+                new._json = _UNSET
+            if "content-length" in headers or new._body:
+                headers["content-length"] = str(len(new._body))
+        if headers is not None:
+            new._header_dict = headers
         return new
 
 

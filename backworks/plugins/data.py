@@ -30,7 +30,7 @@ def apply_request(request: RequestData, original: dict, final: dict, with_body: 
     keep_body = not with_body or same_body
     if not keep_body and "transfer-encoding" in (merged.get("headers") or {}):  # the new body has a length
         merged["headers"] = {k: v for k, v in merged["headers"].items() if k != "transfer-encoding"}
-    return request.replaced(merged, keep_body=keep_body)
+    return request.replaced(merged, original, keep_body=keep_body)
 
 
 def response_data(reply: Reply) -> dict:

@@ -67,24 +67,27 @@ def _run_steps(runner, phase, steps, request, response, emit) -> PhaseResult:
     result = PhaseResult(request, response)
     outcomes = result.outcomes
     loaded_scripts, call, thaw = runner.loaded, runner.call_step, values.thaw
+    before = phase == BEFORE_REQUEST
     frozen = None  # the hooks' input, serialised once per change: each hook thaws its own deep copy
-    args = None  # the last hook's copy while it provably still equals the input (see _reusable)
+    args = None  # a copy of the input nothing else holds, for the next hook (see _reusable and _own_copy)
     for index, (key, budget, on_error) in enumerate(steps):
         loaded = loaded_scripts.get(key)
         if loaded is not None and phase not in loaded.script.hooks:
             continue
-        if frozen is None:
-            inputs = (result.request,) if phase == BEFORE_REQUEST else (result.request, result.response)
-            frozen = values.freeze(inputs)
-            exact = _reusable(inputs)
-            args = None
         if args is None:
+            if frozen is None:
+                inputs = (result.request,) if before else (result.request, result.response)
+                frozen = values.freeze(inputs)
+                exact = _reusable(inputs)
             args = thaw(frozen)
-        outcome = call(key, phase, args, budget, loaded)
+        given, args = args, None
+        outcome = call(key, phase, given, budget, loaded)
         ok = outcome.kind == "ok"
-        if not (ok and outcome.value is None and exact and args == inputs):
-            args = None
-        if ok and outcome.value is not None:
+        if ok and outcome.value is None:
+            if exact and given == inputs:
+                args = given  # left as it was given: it serves the next hook
+        elif ok:
+            value = outcome.value
             current = result.request, result.response
             outcome, result.request, result.response, short = apply(phase, outcome, result.request,
                                                                      result.response, lambda: _name(runner, key))
@@ -92,6 +95,8 @@ def _run_steps(runner, phase, steps, request, response, emit) -> PhaseResult:
             result.short_circuit = short
             if result.request is not current[0] or result.response is not current[1]:
                 frozen = None  # the next hook sees the new value
+                if ok and before and not short and value is given[0] and _own_copy(value, result.request):
+                    inputs, exact, args = (result.request,), True, given
         outcomes.append((key, outcome))
         if emit is not None:
             emit(index, key, outcome, result)
@@ -119,6 +124,25 @@ def _reusable(inputs: tuple) -> bool:
         return False
     params = request.get("path_params")
     return not params or all(type(value) is str for value in params.values())
+
+
+def _own_copy(value: dict, request: dict) -> bool:
+    """Tell whether a hook's own request dict, returned and validated as `request`, can be the next hook's copy.
+
+    It can when it equals the validated request exactly: the same types (see _reusable: no JSON body and
+    text-only fields, so == cannot confuse 1, 1.0 and True; equal to text, a value is text), plain dicts,
+    and no dict in two places (a hook may put one dict in two fields; a thawed copy would have two). Query
+    values that are lists get a fresh copy. The validated request shares nothing with it (validation builds
+    its own containers), and a finished call keeps nothing (module state is reset): the next hook then gets
+    it instead of a thaw of a new freeze.
+    """
+    params, query, headers = value.get("path_params"), value.get("query"), value.get("headers")
+    if type(params) is not dict or type(query) is not dict or type(headers) is not dict \
+            or len({id(value), id(params), id(query), id(headers)}) != 4 or not _reusable((request,)):
+        return False
+    if query and any(type(item) is not str for item in query.values()):
+        return False
+    return value == request
 
 
 def _name(runner: Runner, key: str) -> str:

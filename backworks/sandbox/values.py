@@ -4,6 +4,8 @@ from __future__ import annotations
 import logging
 import marshal
 import re
+from itertools import compress, repeat
+from operator import ne
 
 logger = logging.getLogger(__name__)
 
@@ -133,20 +135,28 @@ def _pairs(value, path: str) -> list:
     return value
 
 
-def _request_headers(value, current: dict, path: str = "request.headers") -> dict:
+def _request_headers(value, current: dict, budget: list, path: str = "request.headers") -> dict:
     """Lower-case names; unchanged pairs are not checked again; ignored headers keep their current values."""
     if type(value) is not dict:
         raise InvalidValue(f"{path}: must be a dict of name -> value")
     result = {}
+    size = 2 + len(value)
     for name, item in value.items():
         if type(name) is str:
             lname = name.lower()
-            if current.get(lname) == item and type(item) is str:  # as the server gave it: valid already
+            if type(item) is str and current.get(lname) == item:  # as the server gave it: valid already
                 result[lname] = item
+                size += len(name) + len(item) + 4
                 continue
         _check_header(name, item, path)
         result[name.lower()] = item
-    return _keep_ignored(result, current)
+        size += len(name) + len(item) + 4
+    budget[0] -= size
+    if budget[0] < 0:
+        raise InvalidValue(f"{path}: larger than {MAX_BYTES} bytes")
+    if not IGNORED_HEADERS.isdisjoint(result) or not IGNORED_HEADERS.isdisjoint(current):
+        return _keep_ignored(result, current)
+    return result
 
 
 def _keep_ignored(result: dict, current: dict) -> dict:
@@ -206,9 +216,10 @@ def _optional_str(value, path: str):
     return value
 
 
-# Fields the server fills with text only (str, or dicts of str): a returned field that compares equal to the
-# current one is then the same value, types included (== cannot confuse 1, 1.0 and True there).
-_TEXT_FIELDS = frozenset(("method", "path", "query", "headers", "body", "client_ip", "endpoint"))
+# Fields the server may fill with numbers (route converters, JSON): a returned value that compares equal to
+# the current one may still differ in type (1 == 1.0 == True), so it is checked anyway. The other fields hold
+# text only (str, dicts of str): equal there is the same value, types included.
+_INEXACT = ("path_params", "json")
 _REQUEST_FIELD_SET = frozenset(REQUEST_FIELDS)
 _MISSING = object()
 
@@ -225,15 +236,21 @@ def request(value, current: dict) -> dict:
     if not value.keys() <= _REQUEST_FIELD_SET:
         unknown = sorted(str(key) for key in value if key not in _REQUEST_FIELD_SET)
         raise InvalidValue(f"request: unknown field '{unknown[0]}' (fields: {', '.join(REQUEST_FIELDS)})"[:300])
+    get = current.get
+    # The fields that differ, compared in C (map and compress): this runs once per hook of every request.
+    changed = list(compress(value, map(ne, value.values(), map(get, value, repeat(_MISSING)))))
+    for name in _INEXACT:  # equal is not the same there (1 == 1.0 == True): checked unless None or {}
+        if name in value and name not in changed and get(name) not in (None, {}):
+            changed.append(name)
+    if not changed:
+        return current
     result = dict(current)
     budget = [MAX_BYTES]
-    for name, item in value.items():
-        old = current.get(name, _MISSING)
-        if name in _TEXT_FIELDS and item == old:
-            continue
+    for name in changed:
+        item = value[name]
         if name == "headers":
-            result[name] = _request_headers(item, old if type(old) is dict else {})
-            _plain(result[name], 1, budget)  # the size cap (the names and values are checked above)
+            old = get(name)
+            result[name] = _request_headers(item, old if type(old) is dict else {}, budget)
             continue
         try:
             result[name] = _plain(item, 1, budget)
