@@ -35,6 +35,9 @@ def apply(phase: str, outcome: Outcome, request: dict, response: dict | None, na
     except values.InvalidValue as exc:
         return Outcome("invalid", None, f"{name()}: invalid return from {phase}: {exc}", "", outcome.duration_ms,
                        outcome.logs), request, response, False
+    except Exception as exc:  # a value the checks could not even look at (MemoryError, RecursionError...)
+        return Outcome("invalid", None, f"{name()}: invalid return from {phase}: {type(exc).__name__} while "
+                       "checking it", "", outcome.duration_ms, outcome.logs), request, response, False
 
 
 def _ok(outcome: Outcome) -> Outcome:
@@ -69,22 +72,20 @@ def _run_steps(runner, phase, steps, request, response, emit) -> PhaseResult:
     loaded_scripts, call, thaw = runner.loaded, runner.call_step, values.thaw
     before = phase == BEFORE_REQUEST
     frozen = None  # the hooks' input, serialised once per change: each hook thaws its own deep copy
-    args = None  # a copy of the input nothing else holds, for the next hook (see _reusable and _own_copy)
+    args = None  # a copy of the input nothing else holds, for the next hook (see _own_copy)
     for index, (key, budget, on_error) in enumerate(steps):
         loaded = loaded_scripts.get(key)
         if loaded is not None and phase not in loaded.script.hooks:
             continue
         if args is None:
             if frozen is None:
-                inputs = (result.request,) if before else (result.request, result.response)
-                frozen = values.freeze(inputs)
-                exact = _reusable(inputs)
+                frozen = values.freeze((result.request,) if before else (result.request, result.response))
             args = thaw(frozen)
         given, args = args, None
         outcome = call(key, phase, given, budget, loaded)
         ok = outcome.kind == "ok"
         if ok and outcome.value is None:
-            if exact and given == inputs:
+            if before and _own_copy(given[0], result.request):
                 args = given  # left as it was given: it serves the next hook
         elif ok:
             value = outcome.value
@@ -96,7 +97,7 @@ def _run_steps(runner, phase, steps, request, response, emit) -> PhaseResult:
             if result.request is not current[0] or result.response is not current[1]:
                 frozen = None  # the next hook sees the new value
                 if ok and before and not short and value is given[0] and _own_copy(value, result.request):
-                    inputs, exact, args = (result.request,), True, given
+                    args = given
         outcomes.append((key, outcome))
         if emit is not None:
             emit(index, key, outcome, result)
@@ -108,41 +109,25 @@ def _run_steps(runner, phase, steps, request, response, emit) -> PhaseResult:
     return result
 
 
-def _reusable(inputs: tuple) -> bool:
-    """Tell whether a hook's copy of `inputs` that still compares equal to them is an exact copy.
-
-    A hook that ended normally, returned None and left its copy equal to the input hands that copy to the
-    next hook instead of a new one (a thaw per hook costs more than the comparison). `==` is exact on
-    strings, None, dicts and lists of them, but not on numbers (1 == 1.0 == True): a request with a JSON
-    body or a non-string path parameter, and every response (its status), get a fresh copy per hook.
-    Scripts cannot define classes, so the comparison runs no script code; it walks at most the input.
-    """
-    if len(inputs) != 1:
-        return False
-    request = inputs[0]
-    if request.get("json") is not None:
-        return False
-    params = request.get("path_params")
-    return not params or all(type(value) is str for value in params.values())
+_FIELD_TYPES = frozenset({str, type(None), dict})
+_TEXT = frozenset({str})
 
 
 def _own_copy(value: dict, request: dict) -> bool:
-    """Tell whether a hook's own request dict, returned and validated as `request`, can be the next hook's copy.
+    """Tell whether a hook's own request dict, equal to the valid `request`, can be the next hook's copy of it.
 
-    It can when it equals the validated request exactly: the same types (see _reusable: no JSON body and
-    text-only fields, so == cannot confuse 1, 1.0 and True; equal to text, a value is text), plain dicts,
-    and no dict in two places (a hook may put one dict in two fields; a thawed copy would have two). Query
-    values that are lists get a fresh copy. The validated request shares nothing with it (validation builds
-    its own containers), and a finished call keeps nothing (module state is reset): the next hook then gets
-    it instead of a thaw of a new freeze.
+    Only when it is an exact copy: plain dicts holding only text (no JSON body, no list in the query: == is
+    exact on text but not on numbers, 1 == 1.0 == True), no dict in two places (a hook may put one dict in
+    two fields; a thawed copy would have two), and equal. The types are checked first, not only ==: an
+    equal defaultdict would carry one script's function into the next script's call. A finished call keeps
+    nothing (module state is reset, validation builds its own containers), so the next hook then gets this
+    dict instead of a thaw of a new freeze.
     """
     params, query, headers = value.get("path_params"), value.get("query"), value.get("headers")
-    if type(params) is not dict or type(query) is not dict or type(headers) is not dict \
-            or len({id(value), id(params), id(query), id(headers)}) != 4 or not _reusable((request,)):
-        return False
-    if query and any(type(item) is not str for item in query.values()):
-        return False
-    return value == request
+    return ({*map(type, value.values())} <= _FIELD_TYPES and type(params) is dict and type(query) is dict
+            and type(headers) is dict and len({id(value), id(params), id(query), id(headers)}) == 4
+            and {*map(type, params.values()), *map(type, query.values()), *map(type, headers.values())} <= _TEXT
+            and request.get("json") is None and value == request)
 
 
 def _name(runner: Runner, key: str) -> str:
