@@ -5,6 +5,8 @@ import json
 import logging
 import re
 import sys
+from itertools import compress
+from operator import ne
 from typing import Iterable
 
 from werkzeug.datastructures import Headers, MultiDict
@@ -232,24 +234,22 @@ class RequestData:
         new = object.__new__(RequestData)
         new.__dict__.update(self.__dict__)
         new._headers = None  # built again on demand: never one Headers object for two requests
-
-        def changed(name: str) -> bool:
-            value, before = data.get(name), original.get(name)
-            return value is not before and value != before
-
-        new.path_params = dict(data.get("path_params") or {}) if changed("path_params") else dict(self.path_params)
-        if changed("method"):
+        get = original.get
+        changed = set(compress(data, map(ne, data.values(), map(get, data))))  # in C: once per plugin phase
+        params = data.get("path_params") if "path_params" in changed else self.path_params
+        new.path_params = dict(params or {})
+        if "method" in changed:
             new.method = str(data.get("method") or self.method).upper()
-        if changed("path"):
+        if "path" in changed:
             new.path = str(data.get("path") or self.path)
-        if changed("query"):
+        if "query" in changed:
             query = MultiDict()
             for key, value in (data.get("query") or {}).items():
                 for item in value if isinstance(value, list) else [value]:
                     query.add(str(key), str(item))
             new._query = query
         headers = None
-        if changed("headers"):
+        if "headers" in changed:
             headers = {str(k).lower(): str(v) for k, v in (data.get("headers") or {}).items()}
         if keep_body:
             new._body, new._json = self._body, self._json
@@ -286,17 +286,23 @@ def _header_name(key: str) -> str:
 
 def environ_header_items(environ: dict) -> list[tuple[str, str]]:
     """The request headers of a WSGI environ as (name, value) pairs, named and ordered as werkzeug does."""
-    items = []
     names = _HEADER_NAMES
-    for key, value in environ.items():
-        name = names.get(key)
-        if name is None:
-            name = _header_name(key)
-            if len(names) < _MAX_HEADER_KEYS:
-                names[key] = name
-        if name and (value or key.startswith("HTTP_")):  # an empty Content-Type/-Length is absent
-            items.append((name, value))
-    return items
+    if not names.keys() >= environ.keys() and not _learn_names(environ):  # a key the bounded cache cannot hold
+        return [(name, value) for key, value in environ.items()
+                if (name := _header_name(key)) and (value or key.startswith("HTTP_"))]
+    # An empty Content-Type/-Length is absent; the walk is one comprehension: it runs for every plugin phase.
+    return [(name, value) for key, value in environ.items()
+            if (name := names[key]) and (value or key.startswith("HTTP_"))]
+
+
+def _learn_names(environ: dict) -> bool:
+    """Cache the header names of the environ's keys; False when the cache is full before all are in."""
+    names = _HEADER_NAMES
+    for key in environ.keys() - names.keys():
+        if len(names) >= _MAX_HEADER_KEYS:
+            return False
+        names[key] = _header_name(key)
+    return True
 
 
 def declares_body(environ: dict) -> bool:
@@ -312,8 +318,12 @@ def declares_body(environ: dict) -> bool:
 
 def environ_headers(environ: dict) -> dict:
     """The request headers of a WSGI environ as {lower-case name: value}, repeated names joined with ", "."""
-    headers: dict = {}
-    for name, value in environ_header_items(environ):
+    items = environ_header_items(environ)
+    headers = {name.lower(): value for name, value in items}
+    if len(headers) == len(items):
+        return headers
+    headers = {}  # two environ keys named one header (a gateway's own spelling): join them as werkzeug does
+    for name, value in items:
         name = name.lower()
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
     return headers
