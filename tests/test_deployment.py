@@ -102,14 +102,18 @@ class SystemdService:
         self.run_dir = workdir / "run"  # stands for RuntimeDirectory=backworks (/run/backworks)
         self.run_dir.mkdir()
         settings = unit_settings()
-        moved = lambda text: text.replace("/opt/backworks", str(ROOT)).replace("/run/backworks", str(self.run_dir))
+
+        def moved(text: str) -> str:
+            return text.replace("/opt/backworks", str(ROOT)).replace("/run/backworks", str(self.run_dir))
+
         env = dict(item.split("=", 1) for item in settings["Environment"])
         env = {key: moved(value) for key, value in env.items()}
         env.update(BACKWORKS_CONFIG=str(config), BACKWORKS_WORKERS="1")  # what /etc/default/backworks may set
         self.socket_path = Path(env["BACKWORKS_BIND"].removeprefix("unix:"))
         self.log_path = workdir / "service.log"
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(moved(settings["ExecStart"][0]).split(), cwd=moved(settings["WorkingDirectory"][0]),
+        self.proc = subprocess.Popen(moved(settings["ExecStart"][0]).split(),
+                                     cwd=moved(settings["WorkingDirectory"][0]),
                                      env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
 

@@ -275,7 +275,8 @@ upstreams:
 endpoints:
   bad: {{path: "/bad", mode: proxy, proxy: {{upstream: bad}}}}
   drip: {{path: "/drip", mode: proxy, proxy: {{upstream: drip}}}}
-  pub: {{path: "/pub/{{rest:path}}", mode: proxy, proxy: {{upstream: echo, strip_prefix: /pub, add_prefix: /v2/public}}}}
+  pub:
+    {{path: "/pub/{{rest:path}}", mode: proxy, proxy: {{upstream: echo, strip_prefix: /pub, add_prefix: /v2/public}}}}
 """)
     server = gunicorn(path, workers=1, worker_class=worker_class)
     status, headers, body = raw_get(server.port, "/bad")

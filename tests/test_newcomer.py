@@ -61,12 +61,14 @@ def write_every_stage(folder):
 
 def every_stage_lines(path) -> list:
     """What `check` must print for write_every_stage's config, in order."""
-    allowed = "base64, collections, datetime, hashlib, hmac, json, math, random, re, string, time, types, urllib.parse, uuid"
+    allowed = ("base64, collections, datetime, hashlib, hmac, json, math, random, re, string, time, types, "
+               "urllib.parse, uuid")
     return [
         f"{path}:2: admin.token: environment variable NEWCOMER_UNSET_TOKEN is not set (set it, or give a "
         "default: ${NEWCOMER_UNSET_TOKEN:-value})",
         f"{path}:3: server.max_body_bytes: min value is 0, got -1",
-        f"{path}:7: plugins.refused.script: {path.parent / 'refused.py'}:1: import of 'os' is not allowed (allowed: {allowed})",
+        f"{path}:7: plugins.refused.script: {path.parent / 'refused.py'}:1: import of 'os' is not allowed "
+        f"(allowed: {allowed})",
         f"{path}:8: plugins.missing.script: file not found: {path.parent / 'nowhere.py'}",
         f"{path}:10: endpoints.typo.mode: unallowed value 'mok' (did you mean 'mock'?)",
         f"{path}:12: endpoints.b.path: GET /same is already served by endpoint 'a' (each method and path may "
@@ -357,7 +359,8 @@ def test_pyproject_license_is_an_spdx_string_with_a_setuptools_that_reads_it():
 def test_new_plugin_test_runs_with_test_plugin_tests(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     made = invoke("new-plugin", "greeter")
-    assert made.output.splitlines()[2] == "run its test: backworks test-plugin --tests tests/plugins/test_plugin_greeter.py"
+    expected = "run its test: backworks test-plugin --tests tests/plugins/test_plugin_greeter.py"
+    assert made.output.splitlines()[2] == expected
     result = invoke("test-plugin", "--tests", "tests/plugins/test_plugin_greeter.py")
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[-1] == "6 passed, 0 failed (tests/plugins/test_plugin_greeter.py)"

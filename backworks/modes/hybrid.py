@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import TYPE_CHECKING
 
 from backworks.config.fields import HTTP_METHODS, field, listof
 from backworks.errors import HTTPError
 from backworks.http import Reply, RequestData
 from backworks.modes.base import LoadContext, Mode
+
+if TYPE_CHECKING:
+    from backworks.upstreams import UpstreamFailure
 
 logger = logging.getLogger(__name__)
 

@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from backworks.config.fields import HTTP_METHODS, field, listof, string_map
 from backworks.errors import HTTPError
 from backworks.http import Reply, RequestData, is_trusted_peer, read_input
 from backworks.modes.base import LoadContext, Mode
+
+if TYPE_CHECKING:
+    from backworks.upstreams import UpstreamSet
 
 logger = logging.getLogger(__name__)
 

@@ -206,6 +206,10 @@ def _optional_str(value, path: str):
     return value
 
 
+def _optional_str_check(path: str):
+    return lambda value: _optional_str(value, path)
+
+
 # Fields the server fills with text only (str, or dicts of str): a returned field that compares equal to the
 # current one is then the same value, types included (== cannot confuse 1, 1.0 and True there).
 _TEXT_FIELDS = frozenset(("method", "path", "query", "headers", "body", "client_ip", "endpoint"))
@@ -263,8 +267,7 @@ _REQUEST_CHECKS = {
     "path": _check_request_line("path"),
     "path_params": lambda value: _str_map(value, "request.path_params", lists=False),
     "query": lambda value: _str_map(value, "request.query", lists=True),
-    **{name: (lambda name: lambda value: _optional_str(value, f"request.{name}"))(name)
-       for name in ("body", "client_ip", "endpoint")},
+    **{name: _optional_str_check(f"request.{name}") for name in ("body", "client_ip", "endpoint")},
 }
 
 

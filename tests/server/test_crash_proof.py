@@ -32,6 +32,7 @@ C_HANG_IN_HOOK = ("def before_request(request):\n    a = []\n    b = []\n    for
 TAG = "def before_request(request):\n    request['headers']['x-tag'] = 'v1'\n    return request\n"
 HANDLE_OK = "def handle(request):\n    return {'status': 200, 'json': {'ok': True}}\n"
 
+RUNTIME_MODE = "mode: runtime, runtime: {script: handler.py, timeout_ms: 10000}"
 CONFIG = f"""
 server: {{watch: true, access_log: false}}
 admin: {{token: {TOKEN}}}
@@ -124,7 +125,7 @@ def master_alive_and_serving(server: PlainGunicorn, times: int = 20) -> list:
 def test_plain_gunicorn_refuses_a_hup_with_a_broken_config_and_keeps_serving(plain, tmp_path, worker_class):
     server = plain(worker_class=worker_class)
     config = tmp_path / "backworks.yaml"
-    config.write_text(config.read_text().replace("mode: runtime, runtime: {script: handler.py, timeout_ms: 10000}", "mode: mok"))
+    config.write_text(config.read_text().replace(RUNTIME_MODE, "mode: mok"))
     server.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: "HUP refused" in server.output(), what="the refused HUP")
     assert master_alive_and_serving(server) == [200] * 20
@@ -132,7 +133,7 @@ def test_plain_gunicorn_refuses_a_hup_with_a_broken_config_and_keeps_serving(pla
 
 
 def test_plain_gunicorn_refuses_to_start_on_a_broken_config(plain):
-    server = plain(CONFIG.replace("mode: runtime, runtime: {script: handler.py, timeout_ms: 10000}", "mode: mok"), ready=False)
+    server = plain(CONFIG.replace(RUNTIME_MODE, "mode: mok"), ready=False)
     assert server.proc.wait(30) != 0
     assert "Backworks config is broken, not starting" in server.output()
     assert "endpoints.run.mode" in server.output()
@@ -157,7 +158,8 @@ def test_check_reports_a_script_that_overflows_the_c_stack_at_load(tmp_path, kin
         text = "endpoints:\n  run: {path: /run, mode: runtime, runtime: {script: handler.py, timeout_ms: 10000}}\n"
     else:
         (tmp_path / "plugin.py").write_text(DEEP_HASH + TAG)
-        text = "endpoints:\n  hello: {path: /hello, mock: {body: hi}}\nplugins:\n  deep: {script: plugin.py, timeout_ms: 5000}\n"
+        text = ("endpoints:\n  hello: {path: /hello, mock: {body: hi}}\n"
+                "plugins:\n  deep: {script: plugin.py, timeout_ms: 5000}\n")
     config = write_config(tmp_path, text)
     result = subprocess.run([BACKWORKS, "check", str(config)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
