@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import free_port, write_config
-from ops_helpers import ROOT, TOKEN, ensure_debian_packages
+
+from tests.helpers.basics import ROOT, free_port, write_config
+from tests.helpers.ops import TOKEN, ensure_debian_packages
 
 # Installing nginx on first use may take a while; the tests themselves are quick.
 pytestmark = pytest.mark.timeout(600)

@@ -8,12 +8,12 @@ import re
 import socket
 
 import pytest
-from conftest import ROOT, write_config
 
 from backworks.app import create_app
 from backworks.config.load import load_config
 from backworks.database.records import Field, Invalid
 from backworks.errors import ConfigError
+from tests.helpers.basics import ROOT, write_config
 
 pytestmark = pytest.mark.timeout(120, method="thread")
 

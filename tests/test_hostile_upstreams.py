@@ -9,11 +9,11 @@ import time
 
 import pytest
 import requests
-from conftest import free_port, write_config
-from fake_upstream import FakeUpstream
 from urllib3.exceptions import ProtocolError
 
 from backworks.app import create_app
+from tests.helpers.basics import free_port, write_config
+from tests.helpers.fake_upstream import FakeUpstream
 
 pytestmark = pytest.mark.timeout(120, method="thread")
 

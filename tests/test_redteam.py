@@ -15,7 +15,7 @@ import yaml
 
 from backworks.app import create_app
 from backworks.errors import ConfigError
-from tests.conftest import ROOT
+from tests.helpers.basics import ROOT
 
 pytestmark = pytest.mark.timeout(120, method="thread")  # the inline sandbox owns SIGALRM
 

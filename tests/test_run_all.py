@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers.basics import ROOT
 
 _spec = importlib.util.spec_from_file_location("run_all", ROOT / "bench" / "run_all.py")
 run_all = sys.modules["run_all"] = importlib.util.module_from_spec(_spec)  # bench/ is not a package

@@ -8,9 +8,6 @@ import time
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import free_port, write_config
-from fake_upstream import FakeUpstream
-from ops_helpers import TOKEN
 
 from backworks import secrets
 from backworks.app import create_app
@@ -20,6 +17,9 @@ from backworks.capture.redact import headers_from_json
 from backworks.capture.store import CaptureStore
 from backworks.cli.main import cli
 from backworks.config.load import load_config
+from tests.helpers.basics import free_port, write_config
+from tests.helpers.fake_upstream import FakeUpstream
+from tests.helpers.ops import TOKEN
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

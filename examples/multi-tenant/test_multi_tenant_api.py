@@ -15,7 +15,8 @@ import jwt
 import pytest
 import requests
 
-from tests.conftest import Gunicorn, free_port
+from tests.helpers.basics import free_port
+from tests.helpers.gunicorn import Gunicorn
 
 HERE = Path(__file__).resolve().parent
 SECRET = "test-secret-0123456789abcdef-0123456789"

@@ -14,7 +14,8 @@ import pytest
 import requests
 import yaml
 
-from tests.conftest import Gunicorn, free_port
+from tests.helpers.basics import free_port
+from tests.helpers.gunicorn import Gunicorn
 
 HERE = Path(__file__).resolve().parent
 ADMIN = {"X-Api-Key": "test-admin-key"}

@@ -10,7 +10,7 @@ from backworks.config.load import load_config
 from backworks.config.model import masked
 from backworks.errors import ConfigError
 from backworks.loaded import load_runtime
-from tests.conftest import ROOT, write_config
+from tests.helpers.basics import ROOT, write_config
 
 INVALID = sorted((ROOT / "tests/data/configs/invalid").glob("*.yaml"))
 

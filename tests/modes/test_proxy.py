@@ -8,12 +8,12 @@ import time
 
 import pytest
 import requests
-from conftest import free_port, write_config
-from fake_upstream import DyingUpstream, FakeUpstream
 
 from backworks.app import create_app
 from backworks.errors import ConfigError
 from backworks.upstreams import Upstream, public_url
+from tests.helpers.basics import free_port, write_config
+from tests.helpers.fake_upstream import DyingUpstream, FakeUpstream
 
 
 @pytest.fixture

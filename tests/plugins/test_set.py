@@ -14,8 +14,8 @@ from backworks.errors import ConfigError
 from backworks.metrics import TALLY
 from backworks.ops.health import readiness
 from backworks.plugins import contract as hooks
-from tests.conftest import ROOT
-from tests.plugin_helpers import ECHO, plugin_app, plugin_set, plugin_status, write_plugins
+from tests.helpers.basics import ROOT
+from tests.helpers.plugins import ECHO, plugin_app, plugin_set, plugin_status, write_plugins
 
 # The inline sandbox times scripts with SIGALRM: pytest-timeout must not take that signal.
 pytestmark = pytest.mark.timeout(120, method="thread")

@@ -7,19 +7,20 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
 import requests
-from conftest import ROOT, free_port, write_config
-from ops_helpers import TOKEN, admin, sample, wait_for
+
+from tests.helpers.basics import write_config
+from tests.helpers.fake_upstream import FakeUpstream
+from tests.helpers.gunicorn import Gunicorn
+from tests.helpers.ops import TOKEN, admin, sample, wait_for
 
 pytestmark = pytest.mark.slow
 
-GUNICORN = str(Path(sys.executable).parent / "gunicorn")
 BACKWORKS = str(Path(sys.executable).parent / "backworks")
 # Builds a 300,000-deep nested tuple and hashes it: the C stack overflows (SIGSEGV) in any process.
 DEEP_HASH = "t = ()\nfor i in range(300000):\n    t = (t,)\nh = hash(t)\n"
@@ -48,47 +49,6 @@ plugins:
 """
 
 
-class PlainGunicorn:
-    """Exactly `gunicorn wsgi:app`, run from the repository root; settings come from the environment."""
-
-    def __init__(self, config: Path, worker_class: str = "sync", env: dict | None = None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = Path(tempfile.mkdtemp(prefix="backworks-plain-")) / "gunicorn.log"
-        self.log = open(self.log_path, "wb")
-        full_env = {**os.environ, "BACKWORKS_CONFIG": str(config), "BACKWORKS_BIND": f"127.0.0.1:{self.port}",
-                    "BACKWORKS_WORKERS": "2", "BACKWORKS_WORKER_CLASS": worker_class,
-                    "BACKWORKS_GRACEFUL_TIMEOUT": "6", **(env or {})}
-        for name in ("PROMETHEUS_MULTIPROC_DIR", "BACKWORKS_RUNTIME_DIR"):
-            full_env.pop(name, None)
-        self.proc = subprocess.Popen([GUNICORN, "wsgi:app"], cwd=ROOT, env=full_env, stdout=self.log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-
-    def wait_ready(self) -> "PlainGunicorn":
-        """Wait until both workers answer."""
-        wait_for(lambda: self.proc.poll() is not None or self.output().count("backworks.app: loaded") >= 2,
-                 timeout=30, what="two workers")
-        assert self.proc.poll() is None, self.output()
-        wait_for(lambda: _get(self.url + "/healthz") == 200, what="the first answer")
-        return self
-
-    def output(self) -> str:
-        """What gunicorn logged so far."""
-        self.log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        """TERM, then KILL the group."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        self.log.close()
-
-
 def _get(url: str, **kwargs):
     try:
         return requests.get(url, timeout=5, **kwargs).status_code
@@ -98,14 +58,14 @@ def _get(url: str, **kwargs):
 
 @pytest.fixture
 def plain(tmp_path):
-    """Factory: plain(config_text, files={name: text}, worker_class=...) -> a ready PlainGunicorn."""
+    """Factory: plain(config_text, files={name: text}, worker_class=...) -> a ready plain `gunicorn wsgi:app`."""
     started = []
 
     def start(text: str = CONFIG, files: dict | None = None, worker_class: str = "sync", ready: bool = True,
               env: dict | None = None):
         for name, content in {"handler.py": HANDLE_OK, **(files or {})}.items():
             (tmp_path / name).write_text(content)
-        server = PlainGunicorn(write_config(tmp_path, text), worker_class, env)
+        server = Gunicorn(write_config(tmp_path, text), worker_class=worker_class, env=env, plain=True, ready=False)
         started.append(server)
         return server.wait_ready() if ready else server
 
@@ -114,7 +74,7 @@ def plain(tmp_path):
         server.stop()
 
 
-def master_alive_and_serving(server: PlainGunicorn, times: int = 20) -> list:
+def master_alive_and_serving(server: Gunicorn, times: int = 20) -> list:
     assert server.proc.poll() is None, server.output()
     return [_get(server.url + "/hello") for _ in range(times)]
 
@@ -273,8 +233,6 @@ endpoints:
 
 @pytest.fixture
 def upstream():
-    from fake_upstream import FakeUpstream
-
     server = FakeUpstream("rec")
     yield server
     server.stop()
