@@ -63,9 +63,8 @@ class ProxyMode(Mode):
         self.removed = HOP_BY_HOP | {h.lower() for h in block.get("remove_headers") or []} | \
             {k.lower() for k, _ in self.set_headers} | {"host", "content-length"}
         self.dropped = self.removed | FORWARDED  # not copied upstream (X-Forwarded-* are rebuilt)
-        server = ctx.config.data["server"]
-        self.trusted = frozenset(server["trusted_proxies"])
-        self.max_body = server["max_body_bytes"]
+        self.trusted = frozenset(ctx.config.server.trusted_proxies)
+        self.max_body = ctx.config.server.max_body_bytes
 
     def handle(self, request: RequestData) -> Reply:
         """Forward the request and stream the upstream's answer back."""
