@@ -41,7 +41,7 @@ class Runtime:
         self.request_id_key = "HTTP_" + self.request_id_header.upper().replace("-", "_")
         self.admin_path = config.admin.path
         self.reserved = RESERVED_PATHS + (self.admin_path,)
-        self.ctx = LoadContext(config, options)
+        self.ctx = LoadContext(config, options, modes=MODES)
         self.plugins = None
         self.endpoints: dict = {}
         self.inline_sandbox = None
