@@ -37,6 +37,8 @@ class Gunicorn:
         self.log_path = Path(tempfile.mkdtemp(prefix="backworks-gunicorn-")) / "gunicorn.log"
         full_env = {**os.environ, "BACKWORKS_CONFIG": str(config)}
         if plain:
+            if extra:
+                raise ValueError(f"plain `gunicorn wsgi:app` takes no flags, got {extra}")
             cmd = [GUNICORN, "wsgi:app"]
             full_env.update(BACKWORKS_BIND=f"127.0.0.1:{self.port}", BACKWORKS_WORKERS=str(workers),
                             BACKWORKS_WORKER_CLASS=worker_class, BACKWORKS_GRACEFUL_TIMEOUT="6", **(env or {}))
