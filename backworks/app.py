@@ -50,7 +50,7 @@ class Backworks:
         self._retired: list = []
         self._watch_pid: int | None = None
         self._mtimes = self._watched()
-        self.recorder = RequestRecorder(runtime.config.data["admin"]["recent_requests"])
+        self.recorder = RequestRecorder(runtime.config.admin.recent_requests)
 
     def __call__(self, environ, start_response):
         if self._watch_pid != current_pid():
@@ -79,7 +79,7 @@ class Backworks:
             drain_after(reply, environ)  # answered at once; the proxy in front then finishes sending
         reply.headers.append((runtime.request_id_header, request_id))
         self.recorder.record(environ, reply.status, started, endpoint, request_id)
-        if runtime.config.data["server"]["access_log"] and access_logger.isEnabledFor(logging.INFO):
+        if runtime.server.access_log and access_logger.isEnabledFor(logging.INFO):
             self._log(environ, reply.status, started, endpoint, request_id, reply.meta)
         body = reply(environ, start_response)
         sandbox = runtime.inline_sandbox
@@ -116,7 +116,7 @@ class Backworks:
                                    "%s %s %s %.1fms endpoint=%s mode=%s id=%s%s",
                                    (method, path, status or "reset", duration_ms, name, mode, request_id, extra),
                                    None)
-        if self.runtime.config.data["server"]["log_json"]:
+        if self.runtime.server.log_json:
             record.http = {"method": method, "path": path, "status": status, "endpoint": name, "mode": mode,
                            "duration_ms": round(duration_ms, 2), "request_id": request_id, **(meta or {})}
         access_logger.handle(record)
@@ -140,7 +140,7 @@ class Backworks:
             self.last_reload = time.time()
             self.reloads += 1
             self._retired.append((time.monotonic(), old))
-            self.recorder.resize(new.config.data["admin"]["recent_requests"])
+            self.recorder.resize(new.config.admin.recent_requests)
             logger.info("config reloaded (%s): %d endpoints", reason, len(new.endpoints))
             return True
 
@@ -177,7 +177,7 @@ class Backworks:
             if self._watch_pid == os.getpid():
                 return
             self._watch_pid = os.getpid()
-        if not self.runtime.config.data["server"]["watch"]:
+        if not self.runtime.server.watch:
             return
         thread = threading.Thread(target=watcher.watch, args=(weakref.ref(self),), name="backworks-watcher",
                                   daemon=True)
@@ -214,7 +214,7 @@ def create_app(config_path=None, overrides: dict | None = None, options: dict | 
     """Build the Backworks Flask app for a config file (BACKWORKS_CONFIG or config/backworks.yaml)."""
     options = dict(options or {})
     runtime, boot_error = lifecycle.load_or_fallback(config_path, overrides, options)
-    configure_logging(runtime.config.data["server"]["log_json"])
+    configure_logging(runtime.server.log_json)
     app = Flask("backworks")
     app.json.sort_keys = False
     backworks = Backworks(app, runtime, config_path, overrides, options)

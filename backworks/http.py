@@ -378,10 +378,10 @@ def parse_json_body(content_type: str | None, body: bytes) -> object:
     try:
         value = json.loads(body)
     except UnicodeDecodeError:
-        raise HTTPError(400, "invalid_json", "request body is declared JSON but is not valid UTF-8")
+        raise HTTPError(400, "invalid_json", "request body is declared JSON but is not valid UTF-8") from None
     except json.JSONDecodeError as exc:
         raise HTTPError(400, "invalid_json",
-                        f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+                        f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise HTTPError(400, "invalid_json", "request body is JSON nested too deeply") from None
     except ValueError:  # an integer past Python's digit limit (sys.get_int_max_str_digits())

@@ -33,15 +33,15 @@ class Runtime:
 
     def __init__(self, config: Config, options: dict | None = None):
         self.config = config
-        server = config.data["server"]
-        self.max_body = server["max_body_bytes"]
-        self.max_headers = server["max_header_count"]
-        self.trusted = frozenset(server["trusted_proxies"])
-        self.request_id_header = server["request_id_header"]
+        self.server = server = config.server
+        self.max_body = server.max_body_bytes
+        self.max_headers = server.max_header_count
+        self.trusted = frozenset(server.trusted_proxies)
+        self.request_id_header = server.request_id_header
         self.request_id_key = "HTTP_" + self.request_id_header.upper().replace("-", "_")
-        self.admin_path = config.data["admin"]["path"]
+        self.admin_path = config.admin.path
         self.reserved = RESERVED_PATHS + (self.admin_path,)
-        self.ctx = LoadContext(config, options)
+        self.ctx = LoadContext(config, options, modes=MODES)
         self.plugins = None
         self.endpoints: dict = {}
         self.inline_sandbox = None
@@ -61,7 +61,7 @@ class Runtime:
         # failed calls leave behind is freed once their response is sent (see Backworks.__call__ in app.py).
         self.inline_sandbox = self.ctx.peek("sandbox:inline")
         if self.inline_sandbox is not None:
-            backstop.set_margin(server["inline_hard_margin_ms"])
+            backstop.set_margin(server.inline_hard_margin_ms)
 
     def _build_endpoints(self) -> None:
         problems = []

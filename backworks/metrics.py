@@ -152,12 +152,12 @@ def add_to_histogram(child, total: float, counts: list) -> None:
     if _histogram_bounds(child) is None:
         # A prometheus_client without bulk access: one observation per count at its bucket's upper bound
         # (twice the last bound for the overflow bucket). Bucket counts stay exact; the sum is approximate.
-        for bound, count in zip(LATENCY_BUCKETS + (LATENCY_BUCKETS[-1] * 2,), counts):
+        for bound, count in zip(LATENCY_BUCKETS + (LATENCY_BUCKETS[-1] * 2,), counts, strict=True):
             for _ in range(count):
                 child.observe(bound)
         return
     child._sum.inc(total)
-    for bucket, count in zip(child._buckets, counts):
+    for bucket, count in zip(child._buckets, counts, strict=True):
         if count:
             bucket.inc(count)
 

@@ -87,9 +87,9 @@ class Router:
             allowed = sorted(set(exc.valid_methods or []))
             raise HTTPError(405, "method_not_allowed",
                             f"method {environ['REQUEST_METHOD']} is not allowed here; allowed: "
-                            f"{', '.join(allowed)}", headers={"Allow": ", ".join(allowed)})
+                            f"{', '.join(allowed)}", headers={"Allow": ", ".join(allowed)}) from None
         except RequestRedirect as exc:
-            raise HTTPError(308, "redirect", f"moved to {exc.new_url}", headers={"Location": exc.new_url})
+            raise HTTPError(308, "redirect", f"moved to {exc.new_url}", headers={"Location": exc.new_url}) from None
         except NotFound:
             raise HTTPError(404, "not_found", f"no endpoint matches {environ['REQUEST_METHOD']} "
-                            f"{environ.get('PATH_INFO') or '/'}")
+                            f"{environ.get('PATH_INFO') or '/'}") from None

@@ -42,7 +42,7 @@ def _encode(value, limit: int) -> str:
     try:
         text = json.dumps(value, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise StateError(f"state values must be JSON data (dict, list, str, int, float, bool, None): {exc}")
+        raise StateError(f"state values must be JSON data (dict, list, str, int, float, bool, None): {exc}") from None
     if len(text) > limit:
         raise StateError(f"state value is {len(text)} bytes as JSON; the limit is {limit} (state.max_value_bytes)")
     return text

@@ -114,7 +114,7 @@ def wait_for_200(url: str, proc: subprocess.Popen, limit_s: float = 30.0) -> Non
                     return
         except (urllib.error.URLError, ConnectionError):
             if proc.poll() is not None:
-                raise RuntimeError(f"{url}: gunicorn exited with {proc.returncode}")
+                raise RuntimeError(f"{url}: gunicorn exited with {proc.returncode}") from None
             time.sleep(0.005)
     raise RuntimeError(f"{url}: no 200 within {limit_s} s")
 

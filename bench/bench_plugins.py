@@ -138,7 +138,8 @@ def main() -> None:
     global SCRIPT
     SCRIPT = SCRIPTS[args.plugin]
     work = Path(tempfile.mkdtemp(prefix="bench-plugins-"))
-    print(f"Plugin script ({args.plugin}), {PLUGINS} copies:\n" + "".join(f"    {line}\n" for line in SCRIPT.splitlines()))
+    print(f"Plugin script ({args.plugin}), {PLUGINS} copies:\n"
+          + "".join(f"    {line}\n" for line in SCRIPT.splitlines()))
     print("Per before_request phase, in process (median us):")
     for isolation in ("inline", "process"):
         one, five = phase_cost(work, isolation, 1), phase_cost(work, isolation, PLUGINS)

@@ -5,8 +5,9 @@ Baseline: the same function called as plain Python in the same run. Targets: inl
 process isolation <= 150 us for the phase round trip of one trivial hook (one round trip serves all plugins
 of a phase; the five-plugin process row is information).
 The cases run in interleaved rounds and each median pools all rounds, so that a slow spell of the machine
-weighs on every case alike. The last two rows, without a target, time phases that each follow 5 ms of idleness: on a VM an idle CPU
-halts, and the first tens of microseconds after it wakes run several times slower (caches gone cold).
+weighs on every case alike. The last two rows, without a target, time phases that each follow 5 ms of
+idleness: on a VM an idle CPU halts, and the first tens of microseconds after it wakes run several times
+slower (caches gone cold).
 """
 from __future__ import annotations
 

@@ -56,7 +56,7 @@ class Server:
                 return
             except Exception:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"server {self.url} exited with {self.proc.returncode}")
+                    raise RuntimeError(f"server {self.url} exited with {self.proc.returncode}") from None
                 time.sleep(0.1)
         raise RuntimeError(f"server {self.url} did not start")
 

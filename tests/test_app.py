@@ -8,7 +8,7 @@ import time
 import pytest
 
 from backworks import create_app
-from tests.conftest import write_config
+from tests.helpers.basics import write_config
 
 CONFIG = """
 server: {max_body_bytes: 64, max_header_count: 30}

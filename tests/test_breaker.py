@@ -139,7 +139,8 @@ def _upstream(threshold: int, recovery_s: float):
 
     target = {"url": "http://127.0.0.1:9", "weight": 1}
     settings = {"balance": "round_robin", "retries": 0, "retry_backoff_ms": 0, "host_header": "upstream",
-                "total_timeout_ms": None, "targets": [target], "connect_timeout_ms": 100, "read_timeout_ms": 100, "pool_size": 1,
+                "total_timeout_ms": None, "targets": [target], "connect_timeout_ms": 100, "read_timeout_ms": 100,
+                "pool_size": 1,
                 "circuit_breaker": {"failure_threshold": threshold, "recovery_s": recovery_s}}
     return Upstream("api", settings)
 

@@ -23,7 +23,7 @@ from backworks.config.reference import (
 from backworks.config.schema import config_schema
 from backworks.modes import MODES
 from backworks.plugins import contract as hooks
-from tests.conftest import ROOT
+from tests.helpers.basics import ROOT, write_config
 
 README = (ROOT / "README.md").read_text()
 DOCS = ROOT / "docs"
@@ -155,8 +155,6 @@ def test_markdown_files_cited_in_code_and_tests_exist_in_the_repository():
 
 def test_config_errors_point_at_docs_pages_that_exist(tmp_path):
     from click.testing import CliRunner
-
-    from tests.conftest import write_config
 
     config = write_config(tmp_path, """\
         endpoints:

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from backworks.cli.main import cli
-from tests.conftest import ROOT
+from tests.helpers.basics import ROOT
 
 EXAMPLES = sorted(p.name for p in (ROOT / "examples").iterdir()
                   if p.is_dir() and not p.name.startswith((".", "_")))

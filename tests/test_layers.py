@@ -30,11 +30,7 @@ LAYERS = {
 }
 
 # Imports that close a cycle, each with why it stays. This list may only shrink.
-KNOWN_CYCLES = {
-    ("backworks.modes.hybrid", "backworks.modes"):
-        "hybrid asks the mode registry for its primary and fallback at load (modes/__init__.py is being "
-        "made lazy by the memory work; the registry question moves there)",
-}
+KNOWN_CYCLES: dict[tuple[str, str], str] = {}
 
 # In-function imports without a comment on their line, each with why it stays. This list may only shrink;
 # a new in-function import says on its line which start-up cost it avoids.
@@ -45,7 +41,6 @@ UNCOMMENTED_LAZY = {
     ("backworks.modes.runtime", "backworks.sandbox.logs"): "RestrictedPython only when a runtime endpoint loads",
     ("backworks.modes.runtime", "backworks.sandbox.values"): "RestrictedPython only when a runtime endpoint loads",
     ("backworks.modes.runtime", "backworks.modes.tables"): "SQL tables only for runtime endpoints that name some",
-    ("backworks.modes.hybrid", "backworks.modes"): "see KNOWN_CYCLES",
 }
 
 

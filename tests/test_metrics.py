@@ -9,12 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
-from conftest import write_config
-from ops_helpers import GUNICORN_CONF, sample
 from prometheus_client.mmap_dict import MmapedDict
 
 from backworks.app import create_app
 from backworks.metrics import Tally
+from tests.helpers.basics import write_config
+from tests.helpers.ops import GUNICORN_CONF, sample
 
 CONFIG = """
     name: metrics-test

@@ -8,14 +8,15 @@ import time
 
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT, write_config
-from fake_upstream import FakeUpstream
 
 from backworks.app import create_app
 from backworks.capture.store import CaptureStore
 from backworks.cli.main import cli
 from backworks.config.load import load_config
 from backworks.errors import ConfigError
+from tests.helpers.basics import ROOT, write_config
+from tests.helpers.fake_upstream import FakeUpstream
+from tests.helpers.newcomer import every_stage_lines, write_every_stage
 
 # The check below compiles plugins in a sandbox child; the inline sandbox times scripts with SIGALRM.
 pytestmark = pytest.mark.timeout(120, method="thread")
@@ -30,61 +31,6 @@ def invoke(*args, **kwargs):
 
 
 # --- check: every problem of every stage in one run -------------------------------------------------
-
-EVERY_STAGE = """\
-name: every-stage
-admin: {token: "${NEWCOMER_UNSET_TOKEN}"}
-server: {max_body_bytes: -1}
-upstreams:
-  up: {targets: [{url: "http://127.0.0.1:9"}]}
-plugins:
-  refused: {script: refused.py}
-  missing: {script: nowhere.py}
-endpoints:
-  typo: {path: /typo, mode: mok}
-  a: {path: /same, mock: {json: {a: 1}}}
-  b: {path: /same, mock: {json: {b: 1}}}
-  prox: {path: /p, mode: proxy, proxy: {upstream: upp}}
-  param: {path: "/x/{id:integer}", mock: {json: {}}}
-  filed: {path: /f, mock: {file: missing.json}}
-  tmpl: {path: /t, mock: {body: "{{ oops"}}
-  rows: {path: /rows, mode: database, database: {table: rows, fields: {n: {type: integer, max_length: 3}}}}
-"""
-
-
-def write_every_stage(folder):
-    """A config with a problem of every load stage: variables, schema, references, routes, plugins, modes (a
-    missing file, a template, an impossible field declaration)."""
-    (folder / "refused.py").write_text("import os\n\ndef before_request(request):\n    return None\n")
-    return write_config(folder, EVERY_STAGE)
-
-
-def every_stage_lines(path) -> list:
-    """What `check` must print for write_every_stage's config, in order."""
-    allowed = "base64, collections, datetime, hashlib, hmac, json, math, random, re, string, time, types, urllib.parse, uuid"
-    return [
-        f"{path}:2: admin.token: environment variable NEWCOMER_UNSET_TOKEN is not set (set it, or give a "
-        "default: ${NEWCOMER_UNSET_TOKEN:-value})",
-        f"{path}:3: server.max_body_bytes: min value is 0, got -1",
-        f"{path}:7: plugins.refused.script: {path.parent / 'refused.py'}:1: import of 'os' is not allowed (allowed: {allowed})",
-        f"{path}:8: plugins.missing.script: file not found: {path.parent / 'nowhere.py'}",
-        f"{path}:10: endpoints.typo.mode: unallowed value 'mok' (did you mean 'mock'?)",
-        f"{path}:12: endpoints.b.path: GET /same is already served by endpoint 'a' (each method and path may "
-        "appear once)",
-        f"{path}:13: endpoints.prox.proxy.upstream: unknown upstream 'upp' (did you mean 'up'?)",
-        f"{path}:14: endpoints.param.path: unknown parameter type 'integer' in {{id:integer}} (use one of: str, "
-        "string, int, float, path, uuid)",
-        f"{path}:15: endpoints.filed.mock.file: cannot read {path.parent / 'missing.json'}: No such file or "
-        "directory",
-        f"{path}:16: endpoints.tmpl.mock.body: template error: unexpected end of template, expected 'end of "
-        "print statement'. (template line 1)",
-        f"{path}:17: endpoints.rows.database.fields.n.max_length: applies to string and text fields only (this "
-        "one is integer)",
-        f"{path}: left out of the later checks until their problems above are fixed: endpoints.typo, "
-        "plugins.missing, endpoints.prox",
-        f"11 problem(s) in {path}",
-    ]
-
 
 def test_check_reports_a_problem_of_every_stage_in_one_run_sorted_by_line(tmp_path, monkeypatch):
     monkeypatch.delenv("NEWCOMER_UNSET_TOKEN", raising=False)
@@ -357,7 +303,8 @@ def test_pyproject_license_is_an_spdx_string_with_a_setuptools_that_reads_it():
 def test_new_plugin_test_runs_with_test_plugin_tests(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     made = invoke("new-plugin", "greeter")
-    assert made.output.splitlines()[2] == "run its test: backworks test-plugin --tests tests/plugins/test_plugin_greeter.py"
+    expected = "run its test: backworks test-plugin --tests tests/plugins/test_plugin_greeter.py"
+    assert made.output.splitlines()[2] == expected
     result = invoke("test-plugin", "--tests", "tests/plugins/test_plugin_greeter.py")
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[-1] == "6 passed, 0 failed (tests/plugins/test_plugin_greeter.py)"

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import ROOT, free_port
-from test_newcomer import every_stage_lines, write_every_stage
+
+from tests.helpers.basics import ROOT, free_port
+from tests.helpers.newcomer import every_stage_lines, write_every_stage
 
 # A fresh .venv installs every dependency (30-60 s on a quiet machine, more under load).
 pytestmark = [pytest.mark.timeout(900, method="thread"), pytest.mark.slow]

@@ -8,7 +8,7 @@ import time
 
 import requests
 
-from tests.conftest import ROOT, free_port
+from tests.helpers.basics import ROOT, free_port
 
 
 def test_run_script_installs_and_serves_the_example_config(tmp_path):

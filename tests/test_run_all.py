@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers.basics import ROOT
 
 _spec = importlib.util.spec_from_file_location("run_all", ROOT / "bench" / "run_all.py")
 run_all = sys.modules["run_all"] = importlib.util.module_from_spec(_spec)  # bench/ is not a package
@@ -46,7 +46,8 @@ SQLite     list: Backworks     1500 req/s, hand-written     1600 req/s, ratio 0.
 """,
     "ops": """
 in-process, 20000 calls: without recording 40.1 us/request; with metrics + ring 44.0 us/request; overhead 3.9 us (1.10x)
-Backworks, gunicorn.conf.py: median 3000 req/s, throughput ratio 0.97 vs bare Flask (target >= 0.90); worker CPU 300 us/request, ratio 1.00
+Backworks, gunicorn.conf.py: median 3000 req/s, throughput ratio 0.97 vs bare Flask (target >= 0.90); """
+    """worker CPU 300 us/request, ratio 1.00
 """,
     "sandbox": """
 inline, 1 plugin(s): phase     14.0 us, per hook    14.0 us                     14.00          35   <= 20 per hook ok

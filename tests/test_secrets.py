@@ -8,9 +8,6 @@ import time
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import free_port, write_config
-from fake_upstream import FakeUpstream
-from ops_helpers import TOKEN
 
 from backworks import secrets
 from backworks.app import create_app
@@ -20,6 +17,9 @@ from backworks.capture.redact import headers_from_json
 from backworks.capture.store import CaptureStore
 from backworks.cli.main import cli
 from backworks.config.load import load_config
+from tests.helpers.basics import free_port, write_config
+from tests.helpers.fake_upstream import FakeUpstream
+from tests.helpers.ops import TOKEN
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -171,7 +171,8 @@ def test_capture_hides_a_config_secret_echoed_by_the_upstream(tmp_path, upstream
 
 def test_har_export_and_mock_query_conditions_carry_no_secret():
     row = {"recorded_at": 0.0, "endpoint": "rec", "method": "GET", "url": "http://h/x?api_key=key-one&q=a",
-           "path": "/x", "query": "api_key=key-one&q=a", "request_headers": '[["X-Api-Key", "key-two"]]', "request_body": b"",
+           "path": "/x", "query": "api_key=key-one&q=a", "request_headers": '[["X-Api-Key", "key-two"]]',
+           "request_body": b"",
            "request_body_size": 0, "request_body_hash": "", "status": 200,
            "response_headers": '[["Content-Type", "text/plain"], ["Set-Cookie", "sid=key-three"]]',
            "response_body": b"your key key-two", "response_body_size": 16, "duration_ms": 1.0, "upstream": "api"}

@@ -7,14 +7,14 @@ import time
 
 import pytest
 from click.testing import CliRunner
-from conftest import free_port, write_config
-from fake_upstream import FakeUpstream
-from ops_helpers import TOKEN
 
 from backworks.app import create_app
 from backworks.capture.store import CaptureStore
 from backworks.cli.main import cli
 from backworks.config.load import load_config
+from tests.helpers.basics import free_port, write_config
+from tests.helpers.fake_upstream import FakeUpstream
+from tests.helpers.ops import TOKEN
 
 SECRET = "Sup3r-S3cret-Value-9x"
 PAD = "p" * 80  # bodies over 64 bytes: the echo upstream would otherwise answer their hex

@@ -12,7 +12,7 @@ from cerberus.schema import DefinitionSchema
 
 from backworks.config.schema import config_schema
 from backworks.modes import MODES, REGISTRY, block_schema
-from tests.conftest import ROOT, write_config
+from tests.helpers.basics import ROOT, write_config
 
 HEAVY = ("sqlalchemy", "psycopg", "urllib3", "requests", "redis", "RestrictedPython", "re2", "jinja2.sandbox",
          "backworks.sandbox")

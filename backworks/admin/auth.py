@@ -21,7 +21,7 @@ CHALLENGE = {"WWW-Authenticate": 'Bearer realm="backworks admin"'}
 
 def require_admin(backworks):
     """Before every admin request: 404 when the admin is off, 401 without the right token."""
-    token = backworks.runtime.config.data["admin"]["token"]
+    token = backworks.runtime.config.admin.token
     if not token:
         return disabled_reply(backworks)
     if request.endpoint == "admin.static":
@@ -42,7 +42,7 @@ def require_admin(backworks):
 
 def disabled_reply(backworks):
     """The JSON 404 of every admin path while the admin is off (None when it is on for this client)."""
-    if backworks.runtime.config.data["admin"]["token"]:
+    if backworks.runtime.config.admin.token:
         return None
     if backworks.options.get("dev_server") and is_direct_loopback(request.environ):
         # A page in the browser on this machine is a loopback client too: refuse it through another

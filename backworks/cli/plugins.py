@@ -98,9 +98,9 @@ def _read_json(path, what: str):
     try:
         value = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
-        raise click.ClickException(f"cannot read the {what} file {path}: {exc.strerror or exc}")
+        raise click.ClickException(f"cannot read the {what} file {path}: {exc.strerror or exc}") from None
     except ValueError as exc:
-        raise click.ClickException(f"the {what} file {path} is not valid JSON: {exc}")
+        raise click.ClickException(f"the {what} file {path} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise click.ClickException(f"the {what} file {path} must hold a JSON object, not {type(value).__name__}")
     return value

@@ -139,9 +139,9 @@ def parse_yaml(text: str, filename: str) -> tuple[dict, dict]:
         raise ConfigError([f"{filename}: the YAML is nested too deeply to read (flatten the structure)"]) \
             from None
     except yaml.MarkedYAMLError as exc:
-        raise ConfigError([yaml_error_text(exc, filename)])
+        raise ConfigError([yaml_error_text(exc, filename)]) from None
     except yaml.YAMLError as exc:
-        raise ConfigError([f"{filename}: YAML error: {exc}"])
+        raise ConfigError([f"{filename}: YAML error: {exc}"]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -1,8 +1,9 @@
-"""The loaded config as data: Config and EndpointSpec (no loading here, so every layer may import it)."""
+"""The loaded config as data: Config, EndpointSpec and the typed settings read while serving (no loading
+here, so every layer may import it)."""
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from dataclasses import field as dc_field
 from pathlib import Path
 
@@ -10,6 +11,43 @@ from backworks import secrets
 from backworks.config.problems import line_for, path_text
 
 DEFAULT_CONFIG = "config/backworks.yaml"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """The `server:` section as typed attributes (built once per load: request code reads no dicts)."""
+
+    max_body_bytes: int
+    max_header_count: int
+    trusted_proxies: tuple
+    access_log: bool
+    log_json: bool
+    request_id_header: str
+    watch: bool
+    inline_hard_margin_ms: int
+
+    @classmethod
+    def of(cls, section: dict) -> ServerSettings:
+        """Build from the validated (defaults filled) `server:` section."""
+        return cls(**{**_picked(cls, section), "trusted_proxies": tuple(section["trusted_proxies"])})
+
+
+@dataclass(frozen=True, slots=True)
+class AdminSettings:
+    """The `admin:` section as typed attributes (built once per load)."""
+
+    path: str
+    token: str | None
+    recent_requests: int
+
+    @classmethod
+    def of(cls, section: dict) -> AdminSettings:
+        """Build from the validated (defaults filled) `admin:` section."""
+        return cls(**_picked(cls, section))
+
+
+def _picked(cls, section: dict) -> dict:
+    return {f.name: section[f.name] for f in fields(cls)}
 
 
 @dataclass(frozen=True)
@@ -47,6 +85,12 @@ class Config:
     lines: dict = dc_field(default_factory=dict)
     endpoints: list = dc_field(default_factory=list)
     secrets: secrets.SecretsPolicy = secrets.DEFAULT  # what every output of this load hides
+    server: ServerSettings = dc_field(init=False, repr=False)
+    admin: AdminSettings = dc_field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.server = ServerSettings.of(self.data["server"])
+        self.admin = AdminSettings.of(self.data["admin"])
 
     @property
     def base_dir(self) -> Path:

@@ -90,8 +90,8 @@ def _param_row(ctx: click.Context, param: click.Parameter) -> str:
 def hook_reference() -> str:
     """Render the plugin contract (backworks/plugins/contract.py): every hook's signature and docstring."""
     lines = [
-        f"Generated from `backworks/plugins/contract.py` (`backworks reference --hooks --write {PAGES[HOOKS_SECTION]}`); a"
-        " test fails when it is stale.",
+        "Generated from `backworks/plugins/contract.py` (`backworks reference --hooks --write "
+        f"{PAGES[HOOKS_SECTION]}`); a test fails when it is stale.",
         "",
         inspect.cleandoc(hooks.__doc__ or ""),
     ]

@@ -17,7 +17,8 @@ SERVER = section("Server limits and request handling.", {
                             min=0, default=10 * 1024 * 1024),
     "max_header_count": field("integer", "Most request headers accepted; more get 431.", min=1, default=100),
     "trusted_proxies": listof("Addresses whose X-Forwarded-For / X-Forwarded-Proto are believed "
-                              "(e.g. the nginx in front; a peer on gunicorn's unix socket always is).", {"type": "string"}, default=["127.0.0.1", "::1"]),
+                              "(e.g. the nginx in front; a peer on gunicorn's unix socket always is).",
+                              {"type": "string"}, default=["127.0.0.1", "::1"]),
     "access_log": field("boolean", "Write one log line per request (logger backworks.access).", default=True),
     "log_json": field("boolean", "Write log lines as JSON objects instead of text.", default=False),
     "request_id_header": field("string", "Header carrying the request id (taken from the client "

@@ -74,7 +74,7 @@ class Database:
             parsed = make_url(self.url)
         except ArgumentError as exc:
             raise ConfigError([f"database.url: cannot parse {url!r}: {exc} (e.g. sqlite:///app.db or "
-                               f"postgresql://user@host/db)"])
+                               f"postgresql://user@host/db)"]) from None
         self.dialect = parsed.get_backend_name()
         if self.dialect not in ("sqlite", "postgresql"):
             raise ConfigError([f"database.url: unsupported database '{self.dialect}' (use sqlite:/// or "
@@ -169,7 +169,7 @@ def prepare_table(db: Database, table: sa.Table, fields: dict, create: bool, whe
             # Another worker may have created the same table a moment ago: look again.
             if attempt == 2:
                 reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-                raise ConfigError([f"{where}: cannot use database {db.safe_url}: {reason}"])
+                raise ConfigError([f"{where}: cannot use database {db.safe_url}: {reason}"]) from exc
     if existing is None:
         return
     problems = shape_problems(table, fields, existing)

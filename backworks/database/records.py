@@ -112,7 +112,7 @@ class Field:
             try:
                 value = int(text.strip(), 10)
             except ValueError:
-                raise Invalid(f"{text!r} is not an integer")
+                raise Invalid(f"{text!r} is not an integer") from None
             if not -INT64 <= value < INT64:
                 raise Invalid(f"{text!r} is out of range (64-bit integer)")
             return value
@@ -120,7 +120,7 @@ class Field:
             try:
                 value = float(text)
             except ValueError:
-                raise Invalid(f"{text!r} is not a number")
+                raise Invalid(f"{text!r} is not a number") from None
             if not math.isfinite(value):
                 raise Invalid(f"{text!r} is not a finite number")
             return value
@@ -140,7 +140,7 @@ def parse_time(kind: str, text: str):
             return dt.date.fromisoformat(text)
         value = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise Invalid(f"must be {TYPE_WORDS[kind]}, got {text[:40]!r}")
+        raise Invalid(f"must be {TYPE_WORDS[kind]}, got {text[:40]!r}") from None
     if value.tzinfo is not None:
         try:
             value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Callable
 
 from backworks.config.model import Config, EndpointSpec
@@ -14,9 +15,10 @@ logger = logging.getLogger(__name__)
 class LoadContext:
     """What modes share during one config load: the config and resources created once (pools, stores)."""
 
-    def __init__(self, config: Config, options: dict | None = None):
+    def __init__(self, config: Config, options: dict | None = None, *, modes: Mapping[str, type]):
         self.config = config
         self.options = options or {}  # process-level facts: {"dev_server": bool, "worker_class": str}
+        self.modes = modes  # mode name -> class, for a mode built of other modes (hybrid)
         self._shared: dict = {}
 
     def shared(self, key: str, factory: Callable[[], object]) -> object:

@@ -5,6 +5,7 @@ import fnmatch
 import hashlib
 import logging
 import time
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from backworks.capture.redact import Redactor
@@ -13,6 +14,9 @@ from backworks.http import Reply, RequestData
 from backworks.logtext import log_safe
 from backworks.modes.base import LoadContext
 from backworks.modes.proxy import ProxyMode
+
+if TYPE_CHECKING:
+    from backworks.capture.store import CaptureStore
 
 logger = logging.getLogger(__name__)
 

@@ -83,7 +83,7 @@ class DatabaseMode(Mode):
             url = engine_url(settings["url"], ctx.config.base_dir)
             return ctx.shared("database", lambda: Database(url, settings["pool_size"], settings["echo"]))
         except ConfigError as exc:
-            raise ConfigError([f"{ctx.config.where('database', 'url')}: {p}" for p in exc.problems])
+            raise ConfigError([f"{ctx.config.where('database', 'url')}: {p}" for p in exc.problems]) from None
 
     def readiness(self):
         """/readyz pings this load's database (shared by its database endpoints: one check)."""
@@ -104,15 +104,15 @@ class DatabaseMode(Mode):
             raise
         except DataError as exc:
             logger.warning("endpoint %s: the database refused a value: %s", self.spec.name, exc.orig)
-            raise HTTPError(400, "invalid_value", "the database refused a value of this request")
+            raise HTTPError(400, "invalid_value", "the database refused a value of this request") from exc
         except DBAPIError as exc:
             if exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError):
                 logger.error("endpoint %s: database unavailable: %s", self.spec.name, exc.orig)
-                raise HTTPError(503, "database_unavailable", "the database is unavailable; try again later")
+                raise HTTPError(503, "database_unavailable", "the database is unavailable; try again later") from exc
             raise
-        except SQLAlchemyError:
+        except SQLAlchemyError as exc:
             logger.exception("endpoint %s: database error", self.spec.name)
-            raise HTTPError(500, "database_error", "the database failed to answer this request")
+            raise HTTPError(500, "database_error", "the database failed to answer this request") from exc
 
     def answer(self, request: RequestData, method: str) -> Reply:
         """Run the operation the method and path name."""
@@ -130,7 +130,7 @@ class DatabaseMode(Mode):
         try:
             return self.id.parse(text)
         except Invalid:
-            raise self.not_found(text)
+            raise self.not_found(text) from None
 
     def not_found(self, key) -> HTTPError:
         """The 404 for a missing record."""
@@ -176,7 +176,7 @@ class DatabaseMode(Mode):
                 key = values[self.id_name] if not self.auto_id else result.inserted_primary_key[0]
                 row = conn.execute(self.select_one, {"key": key}).one()
         except IntegrityError:
-            raise self.conflict(values, None)
+            raise self.conflict(values, None) from None
         return self.to_json(row)
 
     def update(self, request: RequestData, key, partial: bool) -> Reply:
@@ -198,7 +198,7 @@ class DatabaseMode(Mode):
                         return None
                 row = conn.execute(self.select_one, {"key": key}).first()
         except IntegrityError:
-            raise self.conflict(values, key)
+            raise self.conflict(values, key) from None
         return None if row is None else self.to_json(row)
 
     def delete(self, key) -> Reply:

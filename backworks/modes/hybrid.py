@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import TYPE_CHECKING
 
 from backworks.config.fields import HTTP_METHODS, field, listof
 from backworks.errors import HTTPError
 from backworks.http import Reply, RequestData
 from backworks.modes.base import LoadContext, Mode
+
+if TYPE_CHECKING:
+    from backworks.upstreams import UpstreamFailure
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +37,6 @@ class HybridMode(Mode):
 
     def __init__(self, spec, ctx: LoadContext):
         super().__init__(spec, ctx)
-        from backworks.modes import MODES
-
         block = self.block
         self.primary_name = block.get("primary", "proxy")
         self.fallback_name = block.get("fallback", "mock")
@@ -46,8 +48,9 @@ class HybridMode(Mode):
             data[self.primary_name] = {"upstream": block["upstream"]}
         if self.fallback_name == "mock" and "mock" not in data:
             raise self.problem("fallback", "needs a 'mock:' block beside 'hybrid:' with the fallback answer")
-        self.primary = MODES[self.primary_name](dataclasses.replace(spec, mode=self.primary_name, data=data), ctx)
-        self.fallback = MODES[self.fallback_name](dataclasses.replace(spec, mode=self.fallback_name, data=data),
+        modes = ctx.modes
+        self.primary = modes[self.primary_name](dataclasses.replace(spec, mode=self.primary_name, data=data), ctx)
+        self.fallback = modes[self.fallback_name](dataclasses.replace(spec, mode=self.fallback_name, data=data),
                                                   ctx)
         self.statuses = frozenset(block.get("fallback_on_status") or ())
         self.header = block.get("header", "X-Backworks-Fallback")

@@ -92,7 +92,7 @@ def _compile(text: str, where: str, enabled):
     try:
         return _env.from_string(text)
     except TemplateSyntaxError as exc:
-        raise ConfigError([f"{where}: template error: {exc.message} (template line {exc.lineno})"])
+        raise ConfigError([f"{where}: template error: {exc.message} (template line {exc.lineno})"]) from None
 
 
 class Canned:
@@ -125,7 +125,7 @@ class Canned:
             try:
                 data = path.read_bytes()
             except OSError as exc:
-                raise ConfigError([f"{at(*parts, 'file')}: cannot read {path}: {exc.strerror or exc}"])
+                raise ConfigError([f"{at(*parts, 'file')}: cannot read {path}: {exc.strerror or exc}"]) from None
             return mimetypes.guess_type(str(path))[0] or "application/octet-stream", data, None, None
         text = spec.get("body", "")
         return TEXT_TYPE, text.encode(), _compile(text, at(*parts, "body"), enabled), None
@@ -146,12 +146,12 @@ class Canned:
             headers = self.headers
             if self.header_templates is not None:
                 headers = [(k, t.render(context) if t else v)
-                           for (k, v), (_, t) in zip(self.headers, self.header_templates)]
+                           for (k, v), (_, t) in zip(self.headers, self.header_templates, strict=True)]
         except HTTPError:
             raise
         except Exception as exc:
             logger.warning("mock template of endpoint %s failed: %s", request.endpoint, exc)
-            raise HTTPError(500, "template_error", f"the mock template failed: {exc}")
+            raise HTTPError(500, "template_error", f"the mock template failed: {exc}") from exc
         return Reply(self.status, [(k, v.replace("\r", " ").replace("\n", " ")) for k, v in headers], body)
 
 

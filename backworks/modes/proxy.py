@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from backworks.config.fields import HTTP_METHODS, field, listof, string_map
 from backworks.errors import HTTPError
 from backworks.http import Reply, RequestData, is_trusted_peer, read_input
 from backworks.modes.base import LoadContext, Mode
+
+if TYPE_CHECKING:
+    from backworks.upstreams import UpstreamSet
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +63,8 @@ class ProxyMode(Mode):
         self.removed = HOP_BY_HOP | {h.lower() for h in block.get("remove_headers") or []} | \
             {k.lower() for k, _ in self.set_headers} | {"host", "content-length"}
         self.dropped = self.removed | FORWARDED  # not copied upstream (X-Forwarded-* are rebuilt)
-        server = ctx.config.data["server"]
-        self.trusted = frozenset(server["trusted_proxies"])
-        self.max_body = server["max_body_bytes"]
+        self.trusted = frozenset(ctx.config.server.trusted_proxies)
+        self.max_body = ctx.config.server.max_body_bytes
 
     def handle(self, request: RequestData) -> Reply:
         """Forward the request and stream the upstream's answer back."""

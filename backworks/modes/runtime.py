@@ -48,11 +48,12 @@ class RuntimeMode(Mode):
         try:
             source = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise self.problem("script", f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}")
+            raise self.problem("script", f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
         try:
             script = compile_script(source, str(path))
         except ScriptError as exc:
-            raise ConfigError([p for problem in exc.problems for p in self.problem("script", problem).problems])
+            problems = [p for problem in exc.problems for p in self.problem("script", problem).problems]
+            raise ConfigError(problems) from None
         if "handle" not in script.hooks:
             raise self.problem("script", f"{path.name} defines no handle(request) function (runtime endpoints "
                                          f"answer with it)")
@@ -178,4 +179,4 @@ def _dump(value) -> bytes:
     try:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
     except ValueError as exc:
-        raise ValueError(f"the JSON body cannot be serialised: {exc}")
+        raise ValueError(f"the JSON body cannot be serialised: {exc}") from exc

@@ -156,7 +156,7 @@ def _conditions(mode, where) -> list:
         try:
             conditions.append(mode.table.c[name] == field.check(value))
         except Invalid as exc:
-            raise ValueError(f"db: where: {name}: {exc}")
+            raise ValueError(f"db: where: {name}: {exc}") from None
     return conditions
 
 

@@ -29,10 +29,10 @@ class Phase:
         allowed = [p.breaker.allow() for p in self.plugins]
         if all(allowed):
             return self.groups
-        for plugin, ok in zip(self.plugins, allowed):
+        for plugin, ok in zip(self.plugins, allowed, strict=True):
             if not ok and plugin.on_error == "closed":  # an auth check's open breaker is no free pass
                 raise BreakerOpen(plugin)
-        return groups([p for p, ok in zip(self.plugins, allowed) if ok])
+        return groups([p for p, ok in zip(self.plugins, allowed, strict=True) if ok])
 
 
 class BreakerOpen(Exception):

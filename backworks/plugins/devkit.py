@@ -66,9 +66,9 @@ def run_hook(script_path, hook: str = "before_request", request: dict | None = N
     try:
         script = compile_script(path.read_text(encoding="utf-8"), str(script_path))
     except (OSError, UnicodeDecodeError) as exc:
-        raise DevkitError(f"cannot read {script_path}: {exc}")
+        raise DevkitError(f"cannot read {script_path}: {exc}") from None
     except ScriptError as exc:
-        raise DevkitError("\n".join(exc.problems))
+        raise DevkitError("\n".join(exc.problems)) from None
     if hook not in script.hooks and hook != "on_load":
         raise DevkitError(f"{script_path} defines no {hook} hook (it defines: "
                           f"{', '.join(sorted(script.hooks)) or 'none'})")

@@ -195,11 +195,11 @@ def load_plugin(name: str, settings: dict, config: Config, ctx: LoadContext,
     try:
         source = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{where}: cannot read {display}: {exc}"])
+        raise ConfigError([f"{where}: cannot read {display}: {exc}"]) from None
     try:
         script = compile_script(source, display)
     except ScriptError as exc:
-        raise ConfigError([f"{where}: {problem}" for problem in exc.problems])
+        raise ConfigError([f"{where}: {problem}" for problem in exc.problems]) from None
     if not set(script.hooks) & {BEFORE, AFTER, "health_check"}:
         logger.warning("plugin %s: %s defines no before_request, after_response or health_check hook; "
                        "it does nothing", name, display)

@@ -29,7 +29,7 @@ def run_test_file(path) -> list[TestResult]:
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
-        raise DevkitError(f"cannot import {path}: {type(exc).__name__}: {exc}")
+        raise DevkitError(f"cannot import {path}: {type(exc).__name__}: {exc}") from exc
     tests = [(name, fn) for name, fn in vars(module).items()
              if name.startswith("test_") and inspect.isfunction(fn) and fn.__module__ == module.__name__]
     tests.sort(key=lambda item: item[1].__code__.co_firstlineno)

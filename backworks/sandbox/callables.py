@@ -30,7 +30,8 @@ _BOUNDED_GROUPS = {
     CONSTANT: {
         # Error, JSONDecodeError: `except re.error` / `except json.JSONDecodeError` resolved at load (rewrites.py)
         "builtins": "abs bool callable chr len next ord reversed round slice __import__ Error JSONDecodeError",
-        "list": "append clear copy insert pop reverse", "dict": "clear copy get items keys pop popitem setdefault values",
+        "list": "append clear copy insert pop reverse",
+        "dict": "clear copy get items keys pop popitem setdefault values",
         "set": "add clear copy discard pop remove", "frozenset": "copy",
         "deque": "append appendleft clear copy insert pop popleft remove reverse rotate",
         "OrderedDict": "move_to_end", "Counter": "total", "range": "count index", "slice": "indices",

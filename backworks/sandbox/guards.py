@@ -173,7 +173,8 @@ def _replace_method(text):
 def _join_method(sep):
     def join(items):
         items = list(items)
-        _check_length(len(sep) * max(len(items) - 1, 0) + sum(len(x) for x in items if isinstance(x, (str, bytes, bytearray))))
+        texts = sum(len(x) for x in items if isinstance(x, (str, bytes, bytearray)))
+        _check_length(len(sep) * max(len(items) - 1, 0) + texts)
         return sep.join(items)
     return join
 

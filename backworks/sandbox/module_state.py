@@ -119,7 +119,7 @@ class _Walker:
         if kind is types.FunctionType and value.__code__.co_filename == self.filename:
             pairs = [(v, f"{path} (default value)") for v in value.__defaults__ or ()]
             pairs += [(v, f"{path} (default value)") for v in (value.__kwdefaults__ or {}).values()]
-            for cell_name, cell in zip(value.__code__.co_freevars, value.__closure__ or ()):
+            for cell_name, cell in zip(value.__code__.co_freevars, value.__closure__ or (), strict=True):
                 try:
                     pairs.append((cell.cell_contents, f"{path} (variable '{cell_name}' it closes over)"))
                 except ValueError:  # an empty cell

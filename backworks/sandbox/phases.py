@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Callable
 
 from backworks.plugins.contract import BEFORE_REQUEST, REQUEST_HOOKS
@@ -91,7 +92,7 @@ def _run_steps(runner, phase, steps, request, response, emit) -> PhaseResult:
             value = outcome.value
             current = result.request, result.response
             outcome, result.request, result.response, short = apply(phase, outcome, result.request,
-                                                                     result.response, lambda: _name(runner, key))
+                                                                     result.response, partial(_name, runner, key))
             ok = outcome.kind == "ok"
             result.short_circuit = short
             if result.request is not current[0] or result.response is not current[1]:

@@ -162,10 +162,12 @@ class Rewriter(ast.NodeTransformer):
                 none = ast.Constant(None)
                 index = _call("_bw_slice", index.lower or none, index.upper or none, index.step or none)
             statements.append(ast.Assign(targets=[ast.Name(key, ast.Store())], value=index))
-            make = lambda ctx: ast.Subscript(value=ast.Name(holder, ast.Load()), slice=ast.Name(key, ast.Load()),
-                                             ctx=ctx)
+
+            def make(ctx: ast.expr_context) -> ast.expr:
+                return ast.Subscript(value=ast.Name(holder, ast.Load()), slice=ast.Name(key, ast.Load()), ctx=ctx)
         else:
-            make = lambda ctx: ast.Attribute(value=ast.Name(holder, ast.Load()), attr=target.attr, ctx=ctx)
+            def make(ctx: ast.expr_context) -> ast.expr:
+                return ast.Attribute(value=ast.Name(holder, ast.Load()), attr=target.attr, ctx=ctx)
         value = _call("_bw_inplace", ast.Constant(_IOPS[type(node.op)]), make(ast.Load()), node.value)
         statements.append(ast.Assign(targets=[make(ast.Store())], value=value))
         return [ast.fix_missing_locations(ast.copy_location(s, node)) for s in statements]

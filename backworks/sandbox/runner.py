@@ -157,7 +157,7 @@ class Loaded:
             for name, copier in self.copies:
                 scope[name] = copier()
         elif self.frozen is not None:
-            scope.update(zip(self.mutable, marshal.loads(self.frozen)))
+            scope.update(zip(self.mutable, marshal.loads(self.frozen), strict=True))
         elif self.cloner is not None:
             scope.update(self.cloner.clone_all(self.pristine))
         return scope
@@ -371,7 +371,7 @@ class _Cloner:
             items = tuple([clone(item, memo) for item in value])
             new = memo.get(key, _MISSING)  # a cycle through a list inside may have made it already
             if new is _MISSING:
-                new = memo[key] = value if all(a is b for a, b in zip(items, value)) else items
+                new = memo[key] = value if all(a is b for a, b in zip(items, value, strict=True)) else items
         elif kind is set or kind is frozenset:
             items = [clone(item, memo) for item in value]
             new = memo.get(key, _MISSING)

@@ -230,6 +230,10 @@ def _optional_str(value, path: str):
     return value
 
 
+def _optional_str_check(path: str):
+    return lambda value: _optional_str(value, path)
+
+
 # Fields the server may fill with numbers (route converters, JSON): a returned value that compares equal to
 # the current one may still differ in type (1 == 1.0 == True), so it is checked anyway. The other fields hold
 # text only (str, dicts of str): equal there is the same value, types included.
@@ -295,8 +299,7 @@ _REQUEST_CHECKS = {
     "path": _check_request_line("path"),
     "path_params": lambda value: _str_map(value, "request.path_params", lists=False),
     "query": lambda value: _str_map(value, "request.query", lists=True),
-    **{name: (lambda name: lambda value: _optional_str(value, f"request.{name}"))(name)
-       for name in ("body", "client_ip", "endpoint")},
+    **{name: _optional_str_check(f"request.{name}") for name in ("body", "client_ip", "endpoint")},
 }
 
 

@@ -54,11 +54,13 @@ def check_post(data, partial):
     if "tags" in data:
         tags = data["tags"]
         if not isinstance(tags, list) or len(tags) > config["max_tags"]:
-            problems.append({"field": "tags", "message": "must be a list of at most " + str(config["max_tags"]) + " tags"})
+            message = "must be a list of at most " + str(config["max_tags"]) + " tags"
+            problems.append({"field": "tags", "message": message})
         else:
             for tag in tags:
                 if not isinstance(tag, str) or not TAG.match(tag):
-                    problems.append({"field": "tags", "message": "tag " + repr(tag)[:40] + " must be lower-case letters, digits and '-' (at most 30)"})
+                    message = "tag " + repr(tag)[:40] + " must be lower-case letters, digits and '-' (at most 30)"
+                    problems.append({"field": "tags", "message": message})
     if "published" in data and not isinstance(data["published"], bool):
         problems.append({"field": "published", "message": "must be true or false"})
     return problems
@@ -168,7 +170,8 @@ def comments(request, post):
         data = body_of(request)
         if data is None:
             return error(400, "invalid_body", "send a JSON object")
-        problems = [{"field": n, "message": "unknown field (allowed: author, text)"} for n in sorted(set(data) - COMMENT_FIELDS)]
+        problems = [{"field": n, "message": "unknown field (allowed: author, text)"}
+                    for n in sorted(set(data) - COMMENT_FIELDS)]
         for name, limit in (("author", 80), ("text", 2000)):
             problem = text_problem(data.get(name), limit, True)
             if problem:

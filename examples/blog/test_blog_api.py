@@ -8,8 +8,6 @@ import pytest
 import redis
 import requests
 
-from tests.conftest import gunicorn, redis_url  # noqa: F401  (the real-gunicorn and service fixtures)
-
 HERE = Path(__file__).resolve().parent
 
 

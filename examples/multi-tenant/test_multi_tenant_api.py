@@ -15,7 +15,8 @@ import jwt
 import pytest
 import requests
 
-from tests.conftest import Gunicorn, free_port
+from tests.helpers.basics import free_port
+from tests.helpers.gunicorn import Gunicorn
 
 HERE = Path(__file__).resolve().parent
 SECRET = "test-secret-0123456789abcdef-0123456789"
@@ -151,7 +152,7 @@ def test_update_cannot_move_a_note_to_another_tenant(api):
 
 def test_each_tenant_has_its_own_rate_limit(api):
     trial = as_tenant("trial")  # 5 requests a minute (limits.trial); counted per worker without Redis
-    for sent in range(1, 12):
+    for sent in range(1, 12):  # noqa: B007 (`sent` is read after the loop)
         response = requests.get(api.api, headers=trial, timeout=5)
         if response.status_code == 429:
             break

@@ -14,7 +14,8 @@ import pytest
 import requests
 import yaml
 
-from tests.conftest import Gunicorn, free_port
+from tests.helpers.basics import free_port
+from tests.helpers.gunicorn import Gunicorn
 
 HERE = Path(__file__).resolve().parent
 ADMIN = {"X-Api-Key": "test-admin-key"}
@@ -193,7 +194,7 @@ def test_catalog_answers_from_its_recordings_while_the_service_is_down(shop):
 
 def test_rate_limit_answers_429_past_the_limit(shop):
     # The counters are per worker (no SHOP_STATE_URL): past 2 x the limit every request is over it.
-    for sent in range(1, 2 * RATE_LIMIT + 2):
+    for sent in range(1, 2 * RATE_LIMIT + 2):  # noqa: B007 (`sent` is read after the loop)
         response = requests.get(shop.url + "/carts/999999", timeout=5)
         if response.status_code == 429:
             break

@@ -8,8 +8,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import gunicorn  # noqa: F401  (the real-gunicorn and service fixtures)
-
 CONFIG = Path(__file__).resolve().parent / "backworks.yaml"
 
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-from conftest import free_port, write_config
-from ops_helpers import TOKEN
 
 from backworks.app import create_app
+from tests.helpers.basics import free_port, write_config
+from tests.helpers.ops import TOKEN
 
 CONFIG = f"""
     name: shop

@@ -6,8 +6,9 @@ import shutil
 
 import pytest
 import requests
-from conftest import write_config
-from ops_helpers import GUNICORN_CONF, TOKEN, ensure_debian_packages
+
+from tests.helpers.basics import write_config
+from tests.helpers.ops import GUNICORN_CONF, TOKEN, ensure_debian_packages
 
 # Installing chromium on first use may take a while; the test itself takes a few seconds.
 pytestmark = pytest.mark.timeout(600)

@@ -5,11 +5,11 @@ import base64
 import json
 
 from click.testing import CliRunner
-from conftest import write_config
-from recorded_exchanges import record
 
 from backworks.app import create_app
 from backworks.cli.main import cli
+from tests.helpers.basics import write_config
+from tests.helpers.recorded_exchanges import record
 
 EXCHANGES = [
     ("GET", "/api/users/1?b=2&a=1", {}),

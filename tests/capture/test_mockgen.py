@@ -4,12 +4,12 @@ from __future__ import annotations
 import pytest
 import yaml
 from click.testing import CliRunner
-from recorded_exchanges import record
 
 from backworks.app import create_app
 from backworks.capture.mockgen import path_template
 from backworks.cli.main import cli
 from backworks.config.load import load_config
+from tests.helpers.recorded_exchanges import record
 
 
 @pytest.mark.parametrize("path, template, params", [

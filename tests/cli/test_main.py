@@ -6,7 +6,7 @@ import re
 from click.testing import CliRunner
 
 from backworks.cli.main import cli
-from tests.conftest import ROOT, write_config
+from tests.helpers.basics import ROOT, write_config
 
 
 def test_check_valid_config_prints_summary_and_exits_0():

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from backworks.cli.main import cli
-from tests.conftest import ROOT
+from tests.helpers.basics import ROOT
 
 # The inline sandbox times scripts with SIGALRM: pytest-timeout must not take that signal.
 pytestmark = pytest.mark.timeout(120, method="thread")

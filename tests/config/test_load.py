@@ -10,7 +10,7 @@ from backworks.config.load import load_config
 from backworks.config.model import masked
 from backworks.errors import ConfigError
 from backworks.loaded import load_runtime
-from tests.conftest import ROOT, write_config
+from tests.helpers.basics import ROOT, write_config
 
 INVALID = sorted((ROOT / "tests/data/configs/invalid").glob("*.yaml"))
 
@@ -29,7 +29,8 @@ def test_there_are_at_least_twenty_invalid_configs():
 def test_invalid_config_reports_every_expected_problem(path, monkeypatch):
     for name, value in _env_from_header(path).items():
         monkeypatch.setenv(name, value)
-    expected = path.with_suffix(".expected").read_text().replace("{file}", str(path)).replace("{dir}", str(path.parent)).splitlines()
+    expected = path.with_suffix(".expected").read_text()
+    expected = expected.replace("{file}", str(path)).replace("{dir}", str(path.parent)).splitlines()
     with pytest.raises(ConfigError) as info:
         load_runtime(path)
     assert info.value.problems == expected

@@ -7,8 +7,6 @@ import uuid
 
 import pytest
 import requests
-from conftest import write_config
-from fake_upstream import FakeUpstream
 
 from backworks import metrics
 from backworks.app import create_app
@@ -16,6 +14,8 @@ from backworks.capture.redact import headers_from_json
 from backworks.capture.store import CaptureStore
 from backworks.config.load import load_config
 from backworks.errors import ConfigError
+from tests.helpers.basics import write_config
+from tests.helpers.fake_upstream import FakeUpstream
 
 
 @pytest.fixture

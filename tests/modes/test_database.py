@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from backworks.app import create_app
 from backworks.database.engine import APPLICATION_NAME, normalise_url
 from backworks.errors import ConfigError
-from tests.conftest import write_config
+from tests.helpers.basics import write_config
 
 FIELDS = """\
         email: {type: string, required: true, unique: true, max_length: 40}

@@ -4,11 +4,11 @@ from __future__ import annotations
 import time
 
 import pytest
-from conftest import free_port, write_config
-from fake_upstream import FakeUpstream
 
 from backworks.app import create_app
 from backworks.errors import ConfigError
+from tests.helpers.basics import free_port, write_config
+from tests.helpers.fake_upstream import FakeUpstream
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 
 from backworks import create_app
-from tests.conftest import write_config
+from tests.helpers.basics import write_config
 
 
 def make_client(tmp_path, endpoints_yaml: str):

@@ -8,12 +8,12 @@ import time
 
 import pytest
 import requests
-from conftest import free_port, write_config
-from fake_upstream import DyingUpstream, FakeUpstream
 
 from backworks.app import create_app
 from backworks.errors import ConfigError
 from backworks.upstreams import Upstream, public_url
+from tests.helpers.basics import free_port, write_config
+from tests.helpers.fake_upstream import DyingUpstream, FakeUpstream
 
 
 @pytest.fixture
@@ -185,7 +185,7 @@ def test_breaker_lets_one_trial_through_after_recovery(upstreams, make_client):
 
 
 def balanced(urls, balance: str, weights=None) -> str:
-    targets = ", ".join(f"{{url: \"{u}\", weight: {w}}}" for u, w in zip(urls, weights or [1] * len(urls)))
+    targets = ", ".join(f"{{url: \"{u}\", weight: {w}}}" for u, w in zip(urls, weights or [1] * len(urls), strict=True))
     return f"""
 upstreams:
   api: {{targets: [{targets}], balance: {balance}, retry_backoff_ms: 1, read_timeout_ms: 2000}}

@@ -12,7 +12,7 @@ import requests
 from backworks.app import create_app
 from backworks.errors import ConfigError
 from backworks.metrics import TALLY
-from tests.conftest import write_config
+from tests.helpers.basics import ROOT, write_config
 
 
 def make_app(tmp_path, script: str, block: str = "", methods: str = "", path: str = "/run/{name}"):
@@ -273,8 +273,6 @@ def test_under_gunicorn_a_worker_survives_failing_handlers(tmp_path, gunicorn):
 
 
 def test_the_example_quote_handler(tmp_path):
-    from tests.conftest import ROOT
-
     config = write_config(tmp_path, f"""
         endpoints:
           quote:

@@ -9,7 +9,7 @@ import requests
 
 from backworks.app import create_app
 from backworks.errors import ConfigError
-from tests.conftest import gunicorn, write_config  # noqa: F401  (the real-gunicorn fixture)
+from tests.helpers.basics import write_config
 
 CONFIG = """
 server: {{watch: false}}

@@ -14,8 +14,8 @@ from backworks.errors import ConfigError
 from backworks.metrics import TALLY
 from backworks.ops.health import readiness
 from backworks.plugins import contract as hooks
-from tests.conftest import ROOT
-from tests.plugin_helpers import ECHO, plugin_app, plugin_set, plugin_status, write_plugins
+from tests.helpers.basics import ROOT
+from tests.helpers.plugins import ECHO, plugin_app, plugin_set, plugin_status, write_plugins
 
 # The inline sandbox times scripts with SIGALRM: pytest-timeout must not take that signal.
 pytestmark = pytest.mark.timeout(120, method="thread")
@@ -186,7 +186,8 @@ def test_plugins_sharing_a_sandbox_run_in_one_call_per_phase(tmp_path, monkeypat
 
 
 def test_plugins_apply_only_to_endpoints_matching_their_globs(tmp_path):
-    endpoints = {"echo": ECHO, "admin_users": {"path": "/admin/users", "mock": {"json": {"tag": "{{ headers.get('x-tag', 'none') }}"}}}}
+    tagged = {"path": "/admin/users", "mock": {"json": {"tag": "{{ headers.get('x-tag', 'none') }}"}}}
+    endpoints = {"echo": ECHO, "admin_users": tagged}
     plugins = {"tagger": {"endpoints": ["admin_*"], "config": {"tag": "t"}}}
     app, client = plugin_app(tmp_path, {"tagger": SET_TAG}, plugins, endpoints)
     assert client.get("/echo").get_json()["tag"] == "none"
@@ -352,7 +353,8 @@ def test_on_load_receives_the_plugin_config(tmp_path, caplog):
 
 
 def test_on_load_failure_refuses_the_config(tmp_path):
-    script = "def on_load(settings):\n    raise ValueError('keys are missing')\n\ndef before_request(r):\n    return None\n"
+    script = ("def on_load(settings):\n    raise ValueError('keys are missing')\n\n"
+              "def before_request(r):\n    return None\n")
     with pytest.raises(ConfigError) as caught:
         plugin_app(tmp_path, {"needy": script}, {"needy": {}})
     problem = caught.value.problems[0]

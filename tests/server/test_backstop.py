@@ -11,6 +11,7 @@ from backworks import backstop
 from backworks.backstop import Board
 from backworks.sandbox import Budget, Sandbox, compile_script
 from backworks.server.watchdog import Watchdog, died_in_script
+from tests.helpers.ops import wait_for
 
 TAG = "def before_request(request):\n    request['headers']['x-tag'] = 'v1'\n    return request\n"
 
@@ -114,8 +115,6 @@ def test_script_code_loads_inline_only_after_a_child_loaded_it(runtime_dir, monk
 
 def test_the_watchdog_quarantines_at_once_when_a_worker_dies_in_a_script(runtime_dir, victim):
     import signal
-
-    from ops_helpers import wait_for
 
     board = Board(4)
     backstop.attach(board, 3)

@@ -7,19 +7,20 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import pytest
 import requests
-from conftest import ROOT, free_port, write_config
-from ops_helpers import TOKEN, admin, sample, wait_for
+
+from tests.helpers.basics import write_config
+from tests.helpers.fake_upstream import FakeUpstream
+from tests.helpers.gunicorn import Gunicorn
+from tests.helpers.ops import TOKEN, admin, sample, wait_for
 
 pytestmark = pytest.mark.slow
 
-GUNICORN = str(Path(sys.executable).parent / "gunicorn")
 BACKWORKS = str(Path(sys.executable).parent / "backworks")
 # Builds a 300,000-deep nested tuple and hashes it: the C stack overflows (SIGSEGV) in any process.
 DEEP_HASH = "t = ()\nfor i in range(300000):\n    t = (t,)\nh = hash(t)\n"
@@ -32,6 +33,7 @@ C_HANG_IN_HOOK = ("def before_request(request):\n    a = []\n    b = []\n    for
 TAG = "def before_request(request):\n    request['headers']['x-tag'] = 'v1'\n    return request\n"
 HANDLE_OK = "def handle(request):\n    return {'status': 200, 'json': {'ok': True}}\n"
 
+RUNTIME_MODE = "mode: runtime, runtime: {script: handler.py, timeout_ms: 10000}"
 CONFIG = f"""
 server: {{watch: true, access_log: false}}
 admin: {{token: {TOKEN}}}
@@ -47,47 +49,6 @@ plugins:
 """
 
 
-class PlainGunicorn:
-    """Exactly `gunicorn wsgi:app`, run from the repository root; settings come from the environment."""
-
-    def __init__(self, config: Path, worker_class: str = "sync", env: dict | None = None):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = Path(tempfile.mkdtemp(prefix="backworks-plain-")) / "gunicorn.log"
-        self.log = open(self.log_path, "wb")
-        full_env = {**os.environ, "BACKWORKS_CONFIG": str(config), "BACKWORKS_BIND": f"127.0.0.1:{self.port}",
-                    "BACKWORKS_WORKERS": "2", "BACKWORKS_WORKER_CLASS": worker_class,
-                    "BACKWORKS_GRACEFUL_TIMEOUT": "6", **(env or {})}
-        for name in ("PROMETHEUS_MULTIPROC_DIR", "BACKWORKS_RUNTIME_DIR"):
-            full_env.pop(name, None)
-        self.proc = subprocess.Popen([GUNICORN, "wsgi:app"], cwd=ROOT, env=full_env, stdout=self.log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-
-    def wait_ready(self) -> "PlainGunicorn":
-        """Wait until both workers answer."""
-        wait_for(lambda: self.proc.poll() is not None or self.output().count("backworks.app: loaded") >= 2,
-                 timeout=30, what="two workers")
-        assert self.proc.poll() is None, self.output()
-        wait_for(lambda: _get(self.url + "/healthz") == 200, what="the first answer")
-        return self
-
-    def output(self) -> str:
-        """What gunicorn logged so far."""
-        self.log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        """TERM, then KILL the group."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        self.log.close()
-
-
 def _get(url: str, **kwargs):
     try:
         return requests.get(url, timeout=5, **kwargs).status_code
@@ -97,14 +58,14 @@ def _get(url: str, **kwargs):
 
 @pytest.fixture
 def plain(tmp_path):
-    """Factory: plain(config_text, files={name: text}, worker_class=...) -> a ready PlainGunicorn."""
+    """Factory: plain(config_text, files={name: text}, worker_class=...) -> a ready plain `gunicorn wsgi:app`."""
     started = []
 
     def start(text: str = CONFIG, files: dict | None = None, worker_class: str = "sync", ready: bool = True,
               env: dict | None = None):
         for name, content in {"handler.py": HANDLE_OK, **(files or {})}.items():
             (tmp_path / name).write_text(content)
-        server = PlainGunicorn(write_config(tmp_path, text), worker_class, env)
+        server = Gunicorn(write_config(tmp_path, text), worker_class=worker_class, env=env, plain=True, ready=False)
         started.append(server)
         return server.wait_ready() if ready else server
 
@@ -113,7 +74,7 @@ def plain(tmp_path):
         server.stop()
 
 
-def master_alive_and_serving(server: PlainGunicorn, times: int = 20) -> list:
+def master_alive_and_serving(server: Gunicorn, times: int = 20) -> list:
     assert server.proc.poll() is None, server.output()
     return [_get(server.url + "/hello") for _ in range(times)]
 
@@ -124,7 +85,7 @@ def master_alive_and_serving(server: PlainGunicorn, times: int = 20) -> list:
 def test_plain_gunicorn_refuses_a_hup_with_a_broken_config_and_keeps_serving(plain, tmp_path, worker_class):
     server = plain(worker_class=worker_class)
     config = tmp_path / "backworks.yaml"
-    config.write_text(config.read_text().replace("mode: runtime, runtime: {script: handler.py, timeout_ms: 10000}", "mode: mok"))
+    config.write_text(config.read_text().replace(RUNTIME_MODE, "mode: mok"))
     server.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: "HUP refused" in server.output(), what="the refused HUP")
     assert master_alive_and_serving(server) == [200] * 20
@@ -132,7 +93,7 @@ def test_plain_gunicorn_refuses_a_hup_with_a_broken_config_and_keeps_serving(pla
 
 
 def test_plain_gunicorn_refuses_to_start_on_a_broken_config(plain):
-    server = plain(CONFIG.replace("mode: runtime, runtime: {script: handler.py, timeout_ms: 10000}", "mode: mok"), ready=False)
+    server = plain(CONFIG.replace(RUNTIME_MODE, "mode: mok"), ready=False)
     assert server.proc.wait(30) != 0
     assert "Backworks config is broken, not starting" in server.output()
     assert "endpoints.run.mode" in server.output()
@@ -157,7 +118,8 @@ def test_check_reports_a_script_that_overflows_the_c_stack_at_load(tmp_path, kin
         text = "endpoints:\n  run: {path: /run, mode: runtime, runtime: {script: handler.py, timeout_ms: 10000}}\n"
     else:
         (tmp_path / "plugin.py").write_text(DEEP_HASH + TAG)
-        text = "endpoints:\n  hello: {path: /hello, mock: {body: hi}}\nplugins:\n  deep: {script: plugin.py, timeout_ms: 5000}\n"
+        text = ("endpoints:\n  hello: {path: /hello, mock: {body: hi}}\n"
+                "plugins:\n  deep: {script: plugin.py, timeout_ms: 5000}\n")
     config = write_config(tmp_path, text)
     result = subprocess.run([BACKWORKS, "check", str(config)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
@@ -271,8 +233,6 @@ endpoints:
 
 @pytest.fixture
 def upstream():
-    from fake_upstream import FakeUpstream
-
     server = FakeUpstream("rec")
     yield server
     server.stop()

@@ -6,7 +6,7 @@ import http.client
 import pytest
 import requests
 
-from tests.conftest import ROOT, write_config
+from tests.helpers.basics import ROOT, write_config
 
 
 def test_gunicorn_serves_the_example_config(gunicorn):

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import write_config
-from ops_helpers import GUNICORN_CONF, TOKEN, Load, admin, wait_for
+
+from tests.helpers.basics import ROOT, free_port, write_config
+from tests.helpers.ops import GUNICORN_CONF, TOKEN, Load, admin, wait_for
 
 CONFIG = f"""
     name: lifecycle
@@ -207,8 +208,6 @@ def post_fork(server, worker):
 def test_a_worker_sent_term_while_it_boots_stops_without_waiting_for_the_graceful_timeout(tmp_path):
     import subprocess
     import sys
-
-    from conftest import ROOT, free_port
 
     config = tmp_path / "backworks.yaml"
     write_version(config, 1)

@@ -95,7 +95,8 @@ def test_edits_reach_every_worker_within_a_second_with_no_failed_request(tmp_pat
             timeline.append((written, expected, good))
     results = clients.results
     failed = [r for r in results if r[2] != 200]
-    assert failed == [], f"{len(failed)} of {len(results)} requests failed, first: {failed[:3]}\n{server.output()[-3000:]}"
+    assert failed == [], (f"{len(failed)} of {len(results)} requests failed, first: {failed[:3]}\n"
+                          f"{server.output()[-3000:]}")
     assert len(results) > 100
     for index, (written, expected, good) in enumerate(timeline):
         until = timeline[index + 1][0] if index + 1 < len(timeline) else float("inf")

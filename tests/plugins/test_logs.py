@@ -6,7 +6,7 @@ import logging
 import pytest
 
 from backworks.sandbox import logs
-from tests.plugin_helpers import plugin_app
+from tests.helpers.plugins import plugin_app
 
 pytestmark = pytest.mark.timeout(120, method="thread")  # the inline sandbox owns SIGALRM
 

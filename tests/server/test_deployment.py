@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import free_port, write_config
-from ops_helpers import ROOT, TOKEN, ensure_debian_packages
+
+from tests.helpers.basics import ROOT, free_port, write_config
+from tests.helpers.ops import TOKEN, ensure_debian_packages
 
 # Installing nginx on first use may take a while; the tests themselves are quick.
 pytestmark = pytest.mark.timeout(600)
@@ -102,14 +103,18 @@ class SystemdService:
         self.run_dir = workdir / "run"  # stands for RuntimeDirectory=backworks (/run/backworks)
         self.run_dir.mkdir()
         settings = unit_settings()
-        moved = lambda text: text.replace("/opt/backworks", str(ROOT)).replace("/run/backworks", str(self.run_dir))
+
+        def moved(text: str) -> str:
+            return text.replace("/opt/backworks", str(ROOT)).replace("/run/backworks", str(self.run_dir))
+
         env = dict(item.split("=", 1) for item in settings["Environment"])
         env = {key: moved(value) for key, value in env.items()}
         env.update(BACKWORKS_CONFIG=str(config), BACKWORKS_WORKERS="1")  # what /etc/default/backworks may set
         self.socket_path = Path(env["BACKWORKS_BIND"].removeprefix("unix:"))
         self.log_path = workdir / "service.log"
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(moved(settings["ExecStart"][0]).split(), cwd=moved(settings["WorkingDirectory"][0]),
+        self.proc = subprocess.Popen(moved(settings["ExecStart"][0]).split(),
+                                     cwd=moved(settings["WorkingDirectory"][0]),
                                      env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
 

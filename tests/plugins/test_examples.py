@@ -6,8 +6,8 @@ import uuid
 import pytest
 
 from backworks.plugins.devkit import run_hook
-from tests.conftest import ROOT
-from tests.plugin_helpers import plugin_app
+from tests.helpers.basics import ROOT
+from tests.helpers.plugins import plugin_app
 
 # The inline sandbox times scripts with SIGALRM: pytest-timeout must not take that signal.
 pytestmark = pytest.mark.timeout(120, method="thread")

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import threading
 import time
-from pathlib import Path
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers.basics import ROOT, need_service
+
 GUNICORN_CONF = ("-c", str(ROOT / "gunicorn.conf.py"))
 TOKEN = "t0ken-for-tests"
 
@@ -97,11 +99,6 @@ class Load:
 
 def ensure_debian_packages(binary: str, packages: list[str]) -> str:
     """Return the path of `binary`, installing Debian packages first when it is missing (root only)."""
-    import shutil
-    import subprocess
-
-    from conftest import need_service
-
     found = shutil.which(binary)
     if found:
         return found

@@ -6,9 +6,10 @@ import socket
 import threading
 import time
 
-from conftest import free_port
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
+
+from tests.helpers.basics import free_port
 
 
 def echo_app(name: str = "up"):

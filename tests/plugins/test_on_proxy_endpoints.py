@@ -4,9 +4,8 @@ from __future__ import annotations
 import hashlib
 import os
 
-from fake_upstream import FakeUpstream
-
-from tests.plugin_helpers import plugin_app
+from tests.helpers.fake_upstream import FakeUpstream
+from tests.helpers.plugins import plugin_app
 
 HOOKS = """
 def before_request(request):

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import time
 
-from conftest import write_config
-from fake_upstream import FakeUpstream
-
 from backworks.app import create_app
 from backworks.capture.store import CaptureStore
 from backworks.config.load import load_config
+from tests.helpers.basics import write_config
+from tests.helpers.fake_upstream import FakeUpstream
 
 CAPTURE = """
 server: {{watch: false, access_log: false}}

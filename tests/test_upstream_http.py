@@ -9,11 +9,11 @@ import time
 
 import pytest
 import requests
-from conftest import free_port, write_config
-from fake_upstream import FakeUpstream
 from urllib3.exceptions import ProtocolError
 
 from backworks.app import create_app
+from tests.helpers.basics import free_port, write_config
+from tests.helpers.fake_upstream import FakeUpstream
 
 pytestmark = pytest.mark.timeout(120, method="thread")
 
@@ -275,7 +275,8 @@ upstreams:
 endpoints:
   bad: {{path: "/bad", mode: proxy, proxy: {{upstream: bad}}}}
   drip: {{path: "/drip", mode: proxy, proxy: {{upstream: drip}}}}
-  pub: {{path: "/pub/{{rest:path}}", mode: proxy, proxy: {{upstream: echo, strip_prefix: /pub, add_prefix: /v2/public}}}}
+  pub:
+    {{path: "/pub/{{rest:path}}", mode: proxy, proxy: {{upstream: echo, strip_prefix: /pub, add_prefix: /v2/public}}}}
 """)
     server = gunicorn(path, workers=1, worker_class=worker_class)
     status, headers, body = raw_get(server.port, "/bad")

@@ -8,12 +8,12 @@ import re
 import socket
 
 import pytest
-from conftest import ROOT, write_config
 
 from backworks.app import create_app
 from backworks.config.load import load_config
 from backworks.database.records import Field, Invalid
 from backworks.errors import ConfigError
+from tests.helpers.basics import ROOT, write_config
 
 pytestmark = pytest.mark.timeout(120, method="thread")
 
@@ -258,7 +258,8 @@ def test_hostile_bodies_under_gunicorn(tmp_path, gunicorn, worker_class):
                                          b"application/json\r\nContent-Length: 64000000\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 413 ") and answer.endswith(b"(server.max_body_bytes)\"}}")
     bad_chunk = send_raw(server.port, b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json"
-                                      b"\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\n{}\r\n0\r\n\r\n")
+                                      b"\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                                      b"zz\r\n{}\r\n0\r\n\r\n")
     assert bad_chunk.startswith(b"HTTP/1.1 400 "), bad_chunk
     assert b'"code":"incomplete_body"' in bad_chunk
     cut = send_raw(server.port, b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"

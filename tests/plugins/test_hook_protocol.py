@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.plugin_helpers import ECHO, plugin_app, plugin_status
+from tests.helpers.plugins import ECHO, plugin_app, plugin_status
 
 pytestmark = pytest.mark.timeout(120, method="thread")  # the inline sandbox owns SIGALRM
 
