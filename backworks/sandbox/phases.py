@@ -72,24 +72,24 @@ def _run_steps(runner, phase, steps, request, response, emit) -> PhaseResult:
     outcomes = result.outcomes
     loaded_scripts, call, thaw = runner.loaded, runner.call_step, values.thaw
     before = phase == BEFORE_REQUEST
-    frozen = None  # the hooks' input, serialised once per change: each hook thaws its own deep copy
+    frozen = None  # after_response's input, serialised once per change: each hook thaws its own deep copy
     args = None  # a copy of the input nothing else holds, for the next hook (see _own_copy)
     for index, (key, budget, on_error) in enumerate(steps):
         loaded = loaded_scripts.get(key)
         if loaded is not None and phase not in loaded.script.hooks:
             continue
         if args is None:
-            if frozen is None:
-                frozen = values.freeze((result.request,) if before else (result.request, result.response))
-            args = thaw(frozen)
+            if before:  # a request is valid (built by the server or validated): copied by its known shape
+                args = (values.copy_request(result.request),)
+            else:
+                if frozen is None:
+                    frozen = values.freeze((result.request, result.response))
+                args = thaw(frozen)
         given, args = args, None
         outcome = call(key, phase, given, budget, loaded)
         ok = outcome.kind == "ok"
-        if ok and outcome.value is None:
-            if before and _own_copy(given[0], result.request):
-                args = given  # left as it was given: it serves the next hook
-        elif ok:
-            value = outcome.value
+        value = outcome.value if ok else None
+        if value is not None:
             current = result.request, result.response
             outcome, result.request, result.response, short = apply(phase, outcome, result.request,
                                                                      result.response, partial(_name, runner, key))
@@ -97,8 +97,10 @@ def _run_steps(runner, phase, steps, request, response, emit) -> PhaseResult:
             result.short_circuit = short
             if result.request is not current[0] or result.response is not current[1]:
                 frozen = None  # the next hook sees the new value
-                if ok and before and not short and value is given[0] and _own_copy(value, result.request):
-                    args = given
+        # The hook's copy, left as it was given or returned and valid, serves the next hook when it is exact.
+        if before and ok and not result.short_circuit and (value is None or value is given[0]) \
+                and _own_copy(given[0], result.request):
+            args = given
         outcomes.append((key, outcome))
         if emit is not None:
             emit(index, key, outcome, result)

@@ -22,6 +22,9 @@ IGNORED_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"
 
 REQUEST_FIELDS = ("method", "path", "path_params", "query", "headers", "body", "json", "client_ip", "endpoint")
 RESPONSE_FIELDS = ("status", "headers", "body", "json")
+_REQUEST_FIELD_SET = frozenset(REQUEST_FIELDS)
+_SHAPE_FIELDS = frozenset({str, type(None), dict})  # a request's field kinds copy_request copies by shape
+_ATOMS = frozenset({str, int, float, bool})  # immutable values a copy may share
 
 
 class InvalidValue(ValueError):
@@ -42,6 +45,24 @@ def freeze(value) -> bytes:
 
 
 thaw = marshal.loads  # thaw(frozen) -> a new deep copy of what freeze() serialised
+
+
+def copy_request(request: dict) -> dict:
+    """A deep copy of a request dict: by its known shape when it has it, else through marshal.
+
+    The shape the server builds (and request() keeps): text and None fields, and path_params, query and
+    headers as dicts of text or numbers. Strings and numbers are shared (immutable): a copy then costs three
+    small dict copies instead of rebuilding every string of a serialised form. Anything else (a JSON body,
+    a list in the query, a field of another kind) is copied whole by marshal.
+    """
+    params, query, headers = request.get("path_params"), request.get("query"), request.get("headers")
+    if type(params) is dict and type(query) is dict and type(headers) is dict and request.keys() <= _REQUEST_FIELD_SET \
+            and {*map(type, request.values())} <= _SHAPE_FIELDS and request.get("json") is None \
+            and {*map(type, params.values()), *map(type, query.values()), *map(type, headers.values())} <= _ATOMS:
+        new = dict(request)
+        new["path_params"], new["query"], new["headers"] = dict(params), dict(query), dict(headers)
+        return new
+    return marshal.loads(marshal.dumps(request, 2))
 
 
 def plain(value, path: str = "value"):
@@ -238,7 +259,6 @@ def _optional_str_check(path: str):
 # the current one may still differ in type (1 == 1.0 == True), so it is checked anyway. The other fields hold
 # text only (str, dicts of str): equal there is the same value, types included.
 _INEXACT = ("path_params", "json")
-_REQUEST_FIELD_SET = frozenset(REQUEST_FIELDS)
 _MISSING = object()
 
 
