@@ -31,6 +31,20 @@ def string_map(help: str, **rules) -> dict:
             "valuesrules": {"type": ["string", "integer", "float", "boolean"]}, **rules}
 
 
+# What may go on the wire (RFC 9110): header names are tokens; values have no CR, LF or NUL (no injection).
+HEADER_NAME = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+HEADER_VALUE = r"[^\r\n\x00]*"
+HEADER_FIELDS = ("headers", "set_headers")  # keys whose maps are headers sent (see problems._regex_hint)
+
+
+def header_map(help: str, **rules) -> dict:
+    """Declare a mapping of header names to values sent on the wire (names: tokens; values: no CR/LF/NUL)."""
+    declared = string_map(help, **rules)
+    declared["keysrules"] = {"type": "string", "regex": HEADER_NAME}
+    declared["valuesrules"] = {**declared["valuesrules"], "regex": HEADER_VALUE}
+    return declared
+
+
 def walk_fields(schema: dict, prefix: str = ""):
     """Yield (dotted path, rules) for every declared field, depth first."""
     for name, rules in schema.items():

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 
 import cerberus
 
+from backworks.config.fields import HEADER_FIELDS
+
 
 def line_for(lines: dict, path: tuple) -> int:
     while path and path not in lines:
@@ -97,6 +99,8 @@ def _message(validator, error) -> str:
 
 
 def _regex_hint(path) -> str:
+    if any(part in HEADER_FIELDS for part in path[:-1]) or (path and path[-1] in HEADER_FIELDS):
+        return "header names are letters, digits and !#$%&'*+-.^_`|~; values cannot contain CR, LF or NUL"
     last = next((p for p in reversed(path) if isinstance(p, str)), "")
     hints = {
         "path": "must start with '/'",

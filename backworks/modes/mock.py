@@ -12,7 +12,7 @@ import struct
 import threading
 import time
 
-from backworks.config.fields import field, listof, section, string_map
+from backworks.config.fields import field, header_map, listof, section, string_map
 from backworks.errors import ConfigError, HTTPError
 from backworks.http import JSON_TYPE, Reply, RequestData
 from backworks.modes.base import LoadContext, Mode
@@ -26,7 +26,7 @@ _ANY = {"nullable": True}
 def _response_fields(help_prefix: str = "") -> dict:
     return {
         "status": field("integer", f"{help_prefix}HTTP status.", min=100, max=599, default=200),
-        "headers": string_map(f"{help_prefix}Response headers (values may be templates).", default={}),
+        "headers": header_map(f"{help_prefix}Response headers (values may be templates).", default={}),
         "json": {"meta": {"help": f"{help_prefix}A JSON value sent as application/json (strings may be "
                                   "templates)."}, **_ANY, "excludes": ["body", "file"]},
         "body": field("string", f"{help_prefix}A text body (may be a template).", excludes=["json", "file"]),

@@ -6,7 +6,7 @@ import re
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from backworks.config.fields import HTTP_METHODS, field, listof, string_map
+from backworks.config.fields import HTTP_METHODS, field, header_map, listof
 from backworks.errors import HTTPError
 from backworks.http import Reply, RequestData, is_trusted_peer, read_input
 from backworks.modes.base import LoadContext, Mode
@@ -29,7 +29,7 @@ SCHEMA = {
     "upstream": field("string", "Name of the upstream (under `upstreams:`) requests go to.", required=True),
     "strip_prefix": field("string", "Remove this prefix from the path before forwarding.", regex=r"^/.*"),
     "add_prefix": field("string", "Put this prefix before the path when forwarding.", regex=r"^/.*"),
-    "set_headers": string_map("Request headers set (replaced) before forwarding.", default={}),
+    "set_headers": header_map("Request headers set (replaced) before forwarding.", default={}),
     "remove_headers": listof("Request headers removed before forwarding.", {"type": "string"}, default=[]),
 }
 
@@ -65,6 +65,7 @@ class ProxyMode(Mode):
         self.dropped = self.removed | FORWARDED  # not copied upstream (X-Forwarded-* are rebuilt)
         self.trusted = frozenset(ctx.config.server.trusted_proxies)
         self.max_body = ctx.config.server.max_body_bytes
+        self.request_id_header = ctx.config.server.request_id_header.lower()
 
     def handle(self, request: RequestData) -> Reply:
         """Forward the request and stream the upstream's answer back."""
@@ -140,6 +141,8 @@ class ProxyMode(Mode):
                 seen[lkey] = value
             if lkey in dropped:
                 continue
+            if lkey == self.request_id_header:  # the id this request answers with (a malformed one replaced)
+                value = request.request_id
             out[key] = f"{out[key]}, {value}" if key in out else value
         if "connection" in seen:
             tokens = _connection_tokens(seen["connection"])

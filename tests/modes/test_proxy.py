@@ -96,6 +96,20 @@ def test_proxy_removes_hop_by_hop_request_headers_and_applies_header_rules(upstr
     assert names["x-client"] == "ours"
 
 
+@pytest.mark.parametrize("sent", [None, "client-id-42", "has spaces", "x" * 129, "tab\tin"])
+def test_the_upstream_gets_the_request_id_the_client_is_answered_with(upstreams, make_client, sent):
+    (up,) = upstreams()
+    client = make_client(one_upstream(up.url))
+    reply = client.get("/api/x", headers={"X-Request-Id": sent} if sent else {})
+    names = {k.lower(): v for k, v in reply.get_json()["headers"]}
+    answered = reply.headers["X-Request-Id"]
+    assert answered == sent if sent == "client-id-42" else answered != sent
+    if sent is None:
+        assert "x-request-id" not in names  # nothing added to what the client sent
+    else:
+        assert names["x-request-id"] == answered  # a malformed id never reaches the upstream
+
+
 def test_proxy_appends_to_forwarded_for_only_from_a_trusted_peer(upstreams, make_client):
     (up,) = upstreams()
     client = make_client(one_upstream(up.url))
