@@ -7,6 +7,7 @@ import json
 import logging
 import mimetypes
 import random
+import re
 import socket
 import struct
 import threading
@@ -18,6 +19,7 @@ from backworks.http import JSON_TYPE, Reply, RequestData
 from backworks.modes.base import LoadContext, Mode
 
 logger = logging.getLogger(__name__)
+_HEADER_BREAKS = re.compile("[\\r\\n\\0]")  # a rendered header value stays one header line
 
 TEXT_TYPE = "text/plain; charset=utf-8"
 _ANY = {"nullable": True}
@@ -152,7 +154,7 @@ class Canned:
         except Exception as exc:
             logger.warning("mock template of endpoint %s failed: %s", request.endpoint, exc)
             raise HTTPError(500, "template_error", f"the mock template failed: {exc}") from exc
-        return Reply(self.status, [(k, v.replace("\r", " ").replace("\n", " ")) for k, v in headers], body)
+        return Reply(self.status, [(k, _HEADER_BREAKS.sub(" ", v)) for k, v in headers], body)
 
 
 def _dump(value) -> bytes:
