@@ -343,10 +343,10 @@ class Redaction:
         if complete:
             try:
                 parsed = json.loads(data)
-            except ValueError:
+                redacted = self.json_value(parsed)
+            except (ValueError, RecursionError):  # not JSON, or nested past the parser: redacted as text below
                 pass
             else:
-                redacted = self.json_value(parsed)
                 if redacted == parsed:
                     return data
                 return json.dumps(redacted, ensure_ascii=False, separators=(",", ":")).encode()

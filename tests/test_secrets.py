@@ -309,3 +309,11 @@ def test_mocks_from_capture_escape_dollar_so_the_environment_never_leaks(tmp_pat
     finally:
         mocks.extensions["backworks"].runtime.close()
     assert ["X-Note", note] in served["headers"]
+
+
+@pytest.mark.parametrize("depth", [10, 5000, 200_000])
+def test_a_json_body_nested_past_the_parser_is_still_redacted(depth):
+    body = b'{"password": "hunter2-xyz", "deep": ' + b"[" * depth + b"]" * depth + b"}"
+    redacted = secrets.DEFAULT.redaction().body(body, "application/json")
+    assert b"hunter2-xyz" not in redacted
+    assert redacted.startswith(b'{"password":')
