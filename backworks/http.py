@@ -165,6 +165,11 @@ class RequestData:
         return self._environ_headers
 
     @property
+    def headers_replaced(self) -> bool:
+        """True once the headers are no longer read from the environ (a plugin replaced them, say)."""
+        return self._headers is not None
+
+    @property
     def query_string(self) -> str:
         """The raw query string, as the client sent it."""
         if self._query is None or self._query is self.wz.args:

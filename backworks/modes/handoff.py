@@ -48,10 +48,13 @@ def target_problem(url: str) -> str | None:
 class Handoff:
     """One proxy endpoint's hand-off to nginx: which requests qualify, and the answer that hands them over."""
 
-    def __init__(self, upstream, trusted: frozenset, skip: str):
+    def __init__(self, upstream, trusted: frozenset, skip: str, set_names: set, removed_names: set):
         self.upstream = upstream
         self.trusted = trusted
         self.skip = skip  # the proxy's "send no such header" marker: nginx sends no default header either
+        # With the client's headers as they came and header rules nginx also applies, nginx sends what
+        # Backworks would by construction: no comparison is needed (see carried()).
+        self.plain = set_names <= CARRIED.keys() and removed_names <= CARRIED.keys() | CLEARED
         self.index = {target: str(i) for i, target in enumerate(upstream.targets)}
         self.prefix = {target: f"http://{target.netloc}{target.base_path}" for target in upstream.targets}
         self.host = {target: _host_header(target) for target in upstream.targets}
@@ -76,18 +79,20 @@ class Handoff:
             return None  # no target available: Backworks answers 503 itself
         if target.auth and not any(k.lower() == "authorization" for k in headers):
             headers["Authorization"] = target.auth
-        carried = self.carried(headers, environ, target)
+        same = self.plain and not request.headers_replaced and "HTTP_CONNECTION" not in environ
+        carried = self.carried(headers, environ, target, same)
         if carried is None:
             return None
         target.count("handoff")
         return Reply(200, [("X-Accel-Redirect", LOCATION), ("X-Backworks-Url", self.prefix[target] + path),
                            ("X-Backworks-Target", self.index[target]), *carried], b"", {"handoff": "nginx"})
 
-    def carried(self, headers: dict, environ: dict, target) -> list | None:
+    def carried(self, headers: dict, environ: dict, target, same: bool) -> list | None:
         """The X-Backworks-* headers that make nginx send `headers`; None when it would send others.
 
         nginx sends the client's headers (as it forwarded them to Backworks) less CLEARED and the CARRIED
-        names, plus the carried values; that must equal what Backworks' own client would send.
+        names, plus the carried values; that must equal what Backworks' own client would send. `same`: it
+        does by construction (the headers come from the environ and only nginx's rules applied).
         """
         out = []
         wanted = {}
@@ -101,6 +106,8 @@ class Handoff:
                 wanted[lkey] = value
         if not any(name == "X-Backworks-Host" for name, _ in out):
             out.append(("X-Backworks-Host", self.host[target]))  # what urllib3 would send
+        if same:
+            return out
         sent: dict = {}
         for key, value in environ_header_items(environ):
             lkey = key.lower()

@@ -84,7 +84,8 @@ class ProxyMode(Mode):
             logger.warning("endpoint %s: nginx_handoff is off, Backworks proxies every request: %s", self.spec.name,
                            why)
             return None
-        return Handoff(upstream, self.trusted, SKIP_HEADER)
+        removed = {h.lower() for h in self.block.get("remove_headers") or []}
+        return Handoff(upstream, self.trusted, SKIP_HEADER, {k.lower() for k, _ in self.set_headers}, removed)
 
     def bind_plugins(self, chain) -> None:
         """No hand-off when an after_response hook needs the upstream's answer."""
