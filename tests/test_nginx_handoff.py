@@ -142,3 +142,13 @@ def test_an_upstream_cannot_give_nginx_an_x_accel_order(site, prefix):
     resp = requests.get(proxy.url + prefix + "/accel", timeout=10)
     assert (resp.status_code, resp.text) == (200, "upstream body")
     assert not [name for name in resp.headers if name.lower().startswith("x-accel-")]
+
+
+def test_a_large_answer_streams_from_nginx_and_head_gets_no_body(site):
+    proxy, _, _ = site
+    before = handed_off(proxy)
+    big = requests.get(proxy.url + "/api/big?n=3000000", timeout=30)
+    assert big.status_code == 200 and len(big.content) == 3_000_000 and big.content == b"x" * 3_000_000
+    head = requests.head(proxy.url + "/api/item", timeout=10)
+    assert head.status_code == 200 and head.content == b"" and head.headers["Content-Type"] == "application/json"
+    assert handed_off(proxy) == before + 2
