@@ -131,19 +131,37 @@ def main() -> None:
         upstream = Server("bench_upstream:app", workers=1, worker_class="gthread", chdir=work)
         stoppable.append(upstream)
         (work / "bench.yaml").write_text(CONFIG.format(upstream=upstream.url))
-        stoppable.append(Backworks(work / "bench.yaml", work / "gunicorn.sock"))
+        backworks = Backworks(work / "bench.yaml", work / "gunicorn.sock")
+        stoppable.append(backworks)
         port = free_port()
         nginx = Nginx(nginx_conf(work, port, work / "gunicorn.sock", upstream.url), port)
         stoppable.append(nginx)
-        rounds = measure(upstream.url, nginx.url, args.seconds, args.rounds)
+        groups = {"nginx": nginx.proc.pid, "Backworks": backworks.proc.pid, "upstream": upstream.proc.pid}
+        rounds = measure(upstream.url, nginx.url, args.seconds, args.rounds, groups)
     finally:
         for server in reversed(stoppable):
             server.stop()
     report(rounds)
 
 
-def measure(direct: str, nginx: str, seconds: int, rounds: int) -> list:
-    """Each scenario once per round, interleaved; one {name: wrk result} per round."""
+def cpu_seconds(root: int) -> float:
+    """CPU time (user + system) used so far by a process and its children."""
+    total = 0.0
+    pids = [root]
+    while pids:
+        pid = pids.pop()
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            continue
+        pids.extend(int(child) for child in children)
+    return total
+
+
+def measure(direct: str, nginx: str, seconds: int, rounds: int, groups: dict) -> list:
+    """Each scenario once per round, interleaved; one {name: wrk result + CPU us per request} per round."""
     scenarios = {"direct": direct + "/item/1?x=1",
                  "nginx alone, keep-alive pool": nginx + "/nginx-keepalive/item/1?x=1",
                  "nginx alone, connection per request": nginx + "/nginx/item/1?x=1",
@@ -152,12 +170,21 @@ def measure(direct: str, nginx: str, seconds: int, rounds: int) -> list:
                  "nginx + Backworks mock (no upstream)": nginx + "/mock"}
     for url in scenarios.values():
         run_wrk(url, 32, seconds=1, threads=2)  # warm-up: pools, imports
-    return [{name: run_wrk(url, 32, seconds=seconds, threads=2) for name, url in scenarios.items()}
-            for _ in range(rounds)]
+    results = []
+    for _ in range(rounds):
+        found = {}
+        for name, url in scenarios.items():
+            before = {group: cpu_seconds(pid) for group, pid in groups.items()}
+            result = found[name] = run_wrk(url, 32, seconds=seconds, threads=2)
+            served = max(1.0, result["rps"] * seconds)
+            result["cpu_us"] = {group: (cpu_seconds(pid) - before[group]) * 1e6 / served
+                                for group, pid in groups.items()}
+        results.append(found)
+    return results
 
 
 def report(rounds: list) -> None:
-    """The median of each scenario, then each ratio to direct: median and the per-round values."""
+    """The median of each scenario, each ratio to direct (median and per round), and CPU per request."""
     print(f"nginx proxy benchmark: wrk -t2 -c32, median of {len(rounds)} interleaved rounds (gthread upstream; "
           f"Backworks gunicorn sync x2; nginx worker_processes auto)")
     for name in rounds[0]:
@@ -168,6 +195,14 @@ def report(rounds: list) -> None:
         target = "   (target >= 0.50x)" if name.endswith("hand-off on") else ""
         print(f"  {name} / direct: {median(ratios):.2f}x{target}   per round: "
               f"{', '.join(f'{ratio:.2f}' for ratio in ratios)}")
+    # Throughput on a shared machine moves with everyone else's load; CPU spent per request much less.
+    print("CPU per request, median over rounds (us; wrk's own not counted):")
+    direct_total = median(sum(r["direct"]["cpu_us"].values()) for r in rounds)
+    for name in rounds[0]:
+        parts = {group: median(r[name]["cpu_us"][group] for r in rounds) for group in rounds[0][name]["cpu_us"]}
+        total = median(sum(r[name]["cpu_us"].values()) for r in rounds)
+        print(f"  {name:<38} " + "  ".join(f"{group} {value:5.0f}" for group, value in parts.items())
+              + f"  total {total:5.0f}  direct/this {direct_total / total:.2f}x")
 
 
 if __name__ == "__main__":
