@@ -4,7 +4,7 @@ Backworks decides the route (plugins, target by balancing, health and breakers, 
 answers nginx with `X-Accel-Redirect: @backworks_upstream` plus X-Backworks-* headers naming the URL and the
 header values nginx cannot know; nginx then sends the client's request (method, buffered body, headers) there
 and streams the answer. The site offers this with `X-Backworks-Handoff: 1`, believed from trusted proxies only.
-A request is handed off only when nginx would send exactly the headers Backworks would (see eligible()).
+A request is handed off only when nginx would send exactly the headers Backworks would (see Handoff.carried()).
 """
 from __future__ import annotations
 
