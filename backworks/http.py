@@ -170,6 +170,11 @@ class RequestData:
         return self._environ_headers
 
     @property
+    def headers_replaced(self) -> bool:
+        """True once the headers are no longer the environ's (a plugin's request dict gave them)."""
+        return self._header_dict is not None
+
+    @property
     def query_string(self) -> str:
         """The raw query string, as the client sent it."""
         if self._query is None or self._query is self.wz.args:

@@ -73,6 +73,7 @@ class Runtime:
                 continue
             # The mode class says whether requests of this mode read the body (proxy streams it through).
             chain = self.plugins.chain_for(spec.name, type(mode).reads_body) if self.plugins else None
+            mode.bind_plugins(chain)
             self.endpoints[spec.name] = LoadedEndpoint(spec, mode, chain)
         if problems:
             raise ConfigError(problems)

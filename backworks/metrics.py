@@ -37,7 +37,8 @@ PLUGIN_QUARANTINED = Gauge("backworks_plugin_quarantined", "1 while a script run
 UPSTREAM_HEALTHY = Gauge("backworks_upstream_target_healthy", "1 when an upstream target passes its health "
                          "checks, else 0.", ["upstream", "target"], multiprocess_mode="livemin")
 UPSTREAM_REQUESTS = Counter("backworks_upstream_requests_total", "Requests sent to upstream targets, by "
-                            "outcome (ok, error, timeout, invalid_response).",
+                            "outcome (ok, error, timeout, invalid_response; handoff: handed to nginx; "
+                            "handoff_error, handoff_timeout: nginx's exchange failed).",
                             ["upstream", "target", "outcome"])
 CAPTURE_WRITES = Counter("backworks_capture_writes_total", "Exchanges recorded, by outcome (ok, failed).",
                          ["outcome"])

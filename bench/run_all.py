@@ -76,6 +76,12 @@ BENCHES = (
         Metric("proxy: added p50 at c1", r"added p50 at c1, Backworks proxy: " + NUMBER, "ms", "<=", 0.8),
         Metric("capture / proxy, c32", r"capture / proxy throughput \(c32\): " + NUMBER, "x", ">=", 0.8),
     )),
+    Bench("nginx", "bench_nginx.py", ("--seconds", "5", "--rounds", "3"), ("--seconds", "3", "--rounds", "1"), (
+        Metric("via nginx, hand-off on / direct, c32", r"hand-off on / direct: " + NUMBER, "x", ">=", 0.5),
+        Metric("via nginx, hand-off off / direct, c32", r"hand-off off / direct: " + NUMBER),
+        Metric("nginx alone (keep-alive) / direct, c32", r"nginx alone, keep-alive pool / direct: " + NUMBER),
+        Metric("mock via nginx / direct, c32", r"Backworks mock \(no upstream\) / direct: " + NUMBER),
+    )),
     Bench("plugins", "bench_plugins.py", ("--seconds", "5", "--rounds", "5"), ("--seconds", "2", "--rounds", "2"), (
         Metric("5 plugins / no plugins, c32", r"ratio with/without plugins: " + NUMBER, "x", ">=", 0.75),
         Metric("5 plugins: p50 added at c1", r"1 connection: p50 .* with plugins: " + NUMBER + " us", "us", "<=", 60),

@@ -33,6 +33,13 @@ Backworks mock + access log: throughput ratio 1.02 (target >= 0.90); 1-conn p50 
   added p50 at c1, Backworks proxy: 0.412 ms   (target < 0.8 ms; Flask+requests adds 0.9 ms, the bare 0.3 ms)
   capture / proxy throughput (c32): 0.91x   (target >= 0.8x)
 """,
+    "nginx": """
+  nginx alone, keep-alive pool / direct: 1.03x   per round: 1.06, 1.01
+  nginx alone, connection per request / direct: 0.68x   per round: 0.68, 0.69
+  nginx + Backworks, hand-off off / direct: 0.28x   per round: 0.21, 0.35
+  nginx + Backworks, hand-off on / direct: 0.31x   (target >= 0.50x)   per round: 0.32, 0.30
+  nginx + Backworks mock (no upstream) / direct: 0.45x   per round: 0.44, 0.46
+""",
     "plugins": """
 Per before_request phase, in process (median us):
   inline   1 plugin     16.0 us   5 plugins    75.0 us   per extra hook   14.8 us
@@ -59,6 +66,7 @@ EXPECTED = {
     "memory": [45.5, 0.97, 1.08, 1.84, 501, 1.23, 2.23, 5.85],
     "mock": [1.14, 0.95, 1.02],
     "proxy": [1.60, 0.412, 0.91],
+    "nginx": [0.31, 0.28, 1.03, 0.45],
     "plugins": [0.610, 238, 14.8],
     "database": [0.95, 0.94, None, None],  # PostgreSQL was not reachable
     "ops": [1.10, 0.97],
@@ -101,6 +109,6 @@ def test_the_page_names_date_machine_load_and_versions():
     assert "at commit abc1234, on 2 cores (Test CPU @ 1.00GHz), Linux 6.1, Python 3.11.7; load average 3.25 " \
            "before, 4.50 after." in text
     assert "Versions: gunicorn 27.0.1, Flask 3.1.3." in text
-    assert "Not run this time (`--only`): memory, proxy, plugins, database, ops, sandbox.\n\n| bench |" in text
+    assert "Not run this time (`--only`): memory, proxy, nginx, plugins, database, ops, sandbox.\n\n| bench |" in text
     assert "| mock | mock / Flask | 1.14x | >= 0.90x | met |" in text
     assert "<details><summary>mock</summary>\n\n```\nBackworks mock: throughput ratio 1.14\n```" in text

@@ -57,6 +57,9 @@ class Mode:
         """Return the (path, methods) URL rules this endpoint answers: one rule by default."""
         return [(path, methods)]
 
+    def bind_plugins(self, chain) -> None:
+        """Learn the endpoint's plugin chain (None for none), once, when the load has built it."""
+
     def readiness(self):
         """A check this endpoint adds to /readyz as (name, run), run returning {"ok": ...}; None for none."""
         return None

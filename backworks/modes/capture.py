@@ -13,7 +13,7 @@ from backworks.errors import ConfigError
 from backworks.http import Reply, RequestData
 from backworks.logtext import log_safe
 from backworks.modes.base import LoadContext
-from backworks.modes.proxy import ProxyMode
+from backworks.modes.proxy import SCHEMA, ProxyMode
 
 if TYPE_CHECKING:
     from backworks.capture.store import CaptureStore
@@ -124,6 +124,8 @@ class Exchange:
 
 class CaptureMode(ProxyMode):
     """Proxy to an upstream and record each exchange (the `capture:` block takes the proxy fields)."""
+
+    schema = SCHEMA  # without nginx_handoff: the exchange is recorded from the bytes Backworks relays
 
     def __init__(self, spec, ctx: LoadContext, block: dict | None = None):
         super().__init__(spec, ctx, block)

@@ -6,7 +6,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from backworks.config.fields import HTTP_METHODS, field, listof
-from backworks.errors import HTTPError
+from backworks.errors import ConfigError, HTTPError
 from backworks.http import Reply, RequestData
 from backworks.modes.base import LoadContext, Mode
 
@@ -46,6 +46,9 @@ class HybridMode(Mode):
                 raise self.problem("primary", f"needs a '{self.primary_name}:' block beside 'hybrid:' (or "
                                    f"hybrid.upstream)")
             data[self.primary_name] = {"upstream": block["upstream"]}
+        if (data.get("proxy") or {}).get("nginx_handoff"):
+            raise ConfigError([f"{spec.at('proxy', 'nginx_handoff')}: a hybrid endpoint needs the upstream's "
+                               f"answer to fall back, so nginx cannot send the request (remove nginx_handoff)"])
         if self.fallback_name == "mock" and "mock" not in data:
             raise self.problem("fallback", "needs a 'mock:' block beside 'hybrid:' with the fallback answer")
         modes = ctx.modes

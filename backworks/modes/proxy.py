@@ -10,6 +10,7 @@ from backworks.config.fields import HTTP_METHODS, field, header_map, listof
 from backworks.errors import HTTPError
 from backworks.http import Reply, RequestData, is_trusted_peer, read_input
 from backworks.modes.base import LoadContext, Mode
+from backworks.modes.handoff import REQUEST_HEADERS, Handoff, target_problem
 
 if TYPE_CHECKING:
     from backworks.upstreams import UpstreamSet
@@ -32,6 +33,11 @@ SCHEMA = {
     "set_headers": header_map("Request headers set (replaced) before forwarding.", default={}),
     "remove_headers": listof("Request headers removed before forwarding.", {"type": "string"}, default=[]),
 }
+PROXY_SCHEMA = {**SCHEMA, "nginx_handoff": field(
+    "boolean", "Behind the shipped nginx site, let nginx send the request to the target Backworks chose and "
+    "stream the answer (X-Accel-Redirect): needs http:// targets with IP addresses and no after_response "
+    "plugin; a request nginx cannot send exactly as Backworks would is proxied by Backworks (docs/modes/proxy.md).",
+    default=False)}
 
 
 def upstreams_of(ctx: LoadContext) -> UpstreamSet:
@@ -44,10 +50,11 @@ def upstreams_of(ctx: LoadContext) -> UpstreamSet:
 class ProxyMode(Mode):
     """Forward to an upstream: prefixes, header rules, X-Forwarded-*, streamed bodies, clear failures."""
 
-    schema = SCHEMA
+    schema = PROXY_SCHEMA
     default_methods = tuple(HTTP_METHODS)
     reads_body = False
     names_upstream = True
+    handoff: Handoff | None = None
 
     def __init__(self, spec, ctx: LoadContext, block: dict | None = None):
         super().__init__(spec, ctx)
@@ -62,13 +69,43 @@ class ProxyMode(Mode):
         self.set_headers = [(str(k), str(v)) for k, v in (block.get("set_headers") or {}).items()]
         self.removed = HOP_BY_HOP | {h.lower() for h in block.get("remove_headers") or []} | \
             {k.lower() for k, _ in self.set_headers} | {"host", "content-length"}
-        self.dropped = self.removed | FORWARDED  # not copied upstream (X-Forwarded-* are rebuilt)
-        self.trusted = frozenset(ctx.config.server.trusted_proxies)
-        self.max_body = ctx.config.server.max_body_bytes
-        self.request_id_header = ctx.config.server.request_id_header.lower()
+        # not copied upstream: X-Forwarded-* are rebuilt, the hand-off headers are nginx's word to Backworks
+        self.dropped = self.removed | FORWARDED | REQUEST_HEADERS
+        server = ctx.config.server
+        self.trusted = frozenset(server.trusted_proxies)
+        self.max_body = server.max_body_bytes
+        self.request_id_header = server.request_id_header.lower()
+        if block.get("nginx_handoff"):
+            self.handoff = self.nginx_handoff(server)
+
+    def nginx_handoff(self, server) -> Handoff | None:
+        """The endpoint's hand-off to nginx, or None (with the reason logged) when nginx cannot carry it."""
+        upstream = self.upstreams.upstreams[self.upstream_name]
+        why = next((f"target {t.name}: {problem}" for t in upstream.targets
+                    if (problem := target_problem(t.url))), None)
+        if why is None and server.request_id_header.lower() != "x-request-id":
+            why = "server.request_id_header is not X-Request-Id (the site echoes that header)"
+        if why is not None:
+            logger.warning("endpoint %s: nginx_handoff is off, Backworks proxies every request: %s", self.spec.name,
+                           why)
+            return None
+        removed = {h.lower() for h in self.block.get("remove_headers") or []}
+        return Handoff(upstream, self.trusted, SKIP_HEADER, {k.lower() for k, _ in self.set_headers}, removed)
+
+    def bind_plugins(self, chain) -> None:
+        """No hand-off when an after_response hook needs the upstream's answer."""
+        if self.handoff is not None and chain is not None and chain.after.plugins:
+            names = ", ".join(plugin.name for plugin in chain.after.plugins)
+            logger.warning("endpoint %s: nginx_handoff is off, Backworks proxies every request: after_response "
+                           "hooks of %s need the upstream's answer", self.spec.name, names)
+            self.handoff = None
 
     def handle(self, request: RequestData) -> Reply:
-        """Forward the request and stream the upstream's answer back."""
+        """Forward the request and stream the upstream's answer back (or hand the exchange to nginx)."""
+        if self.handoff is not None:
+            reply = self.handoff.answer(self, request)
+            if reply is not None:
+                return reply
         return self.forward(request, None)
 
     def forward(self, request: RequestData, tap) -> Reply:
@@ -219,9 +256,14 @@ def _connection_tokens(value: str | None) -> set:
 
 
 def response_headers(headers) -> list:
-    """Return the upstream's headers without hop-by-hop ones, repeated headers kept."""
+    """Return the upstream's headers without hop-by-hop ones and X-Accel-*, repeated headers kept.
+
+    X-Accel-* are orders to the nginx in front (an internal redirect, buffering, rate limits): an upstream
+    never gives them.
+    """
     removed = HOP_BY_HOP | _connection_tokens(headers.get("connection")) if "connection" in headers else HOP_BY_HOP
-    return [(k, v) for k, v in headers.iteritems() if k.lower() not in removed]
+    return [(k, v) for k, v in headers.iteritems()
+            if (name := k.lower()) not in removed and not name.startswith("x-accel-")]
 
 
 class BodyReader:

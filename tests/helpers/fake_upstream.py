@@ -38,6 +38,9 @@ def echo_app(name: str = "up"):
             response.headers["Connection"] = "X-Secret-Hop"
             response.headers["X-Secret-Hop"] = "hidden"
             return response(environ, start_response)
+        if path.endswith("/accel"):  # orders only the nginx in front may be given: never by an upstream
+            return Response("upstream body", 200, headers={"X-Accel-Redirect": "/hello", "X-Accel-Buffering": "no",
+                                                           "X-Accel-Limit-Rate": "1"})(environ, start_response)
         if path.endswith("/counter"):
             app.count += 1
             return Response(json.dumps({"count": app.count}), 200, content_type="application/json")(
