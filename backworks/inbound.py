@@ -19,13 +19,31 @@ logger = logging.getLogger(__name__)
 # nothing that could end a log line or pass for another field.
 REQUEST_ID = re.compile(r"[!-~]{1,128}")
 
+# New ids come from the OS's randomness, ID_BATCH ids per system call: a call releases the GIL, and in a
+# gthread worker each release hands it to another thread and waits to get it back (1-4 us of CPU per call
+# measured with 4 busy threads, against 0.1 us for a pop from the batch). list.pop() is atomic, so threads
+# share the batch without a lock; a forked child drops its parent's, or both would hand out the same ids.
+ID_BATCH = 256
+_fresh_ids: list[str] = []
+os.register_at_fork(after_in_child=_fresh_ids.clear)
+
 
 def request_id(environ: dict, key: str) -> str:
     """The client's request id when it is sane (visible ASCII, at most 128 characters), else a new one."""
     supplied = environ.get(key)
     if supplied and REQUEST_ID.fullmatch(supplied):
         return supplied
-    return os.urandom(16).hex()
+    return new_request_id()
+
+
+def new_request_id() -> str:
+    """32 random hexadecimal digits (128 bits from os.urandom)."""
+    while True:
+        try:
+            return _fresh_ids.pop()
+        except IndexError:
+            block = os.urandom(16 * ID_BATCH).hex()
+            _fresh_ids.extend([block[at:at + 32] for at in range(0, len(block), 32)])
 
 
 def declared_too_large(environ: dict, limit: int) -> HTTPError | None:

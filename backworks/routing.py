@@ -66,9 +66,34 @@ class Router:
         # Rules never match on host, so one adapter bound at load serves every request; building one
         # per request from the environ costs about 20 us. Redirects are rebuilt from the environ.
         self.adapter = self.map.bind("backworks.invalid")
+        self.static = self._static_routes(rules)
+
+    def _static_routes(self, rules: list) -> dict:
+        """{(path, method): endpoint} for each parameterless ASCII path, as the adapter itself matches it.
+
+        The adapter's answer depends only on the path and the method, so it is asked once here; a request
+        for such a route then skips werkzeug's matcher (a third of the gateway's time for a mock answer).
+        A pair the adapter answers otherwise (a redirect, another rule) stays out and is matched per request.
+        For an ASCII path, the raw PATH_INFO equals it exactly when the decoded one does.
+        """
+        static = {}
+        for rule in rules:
+            if rule.arguments or not rule.rule.isascii():
+                continue
+            for method in rule.methods:
+                try:
+                    found = self.adapter.match(rule.rule, method)
+                except (RequestRedirect, MethodNotAllowed, NotFound):
+                    continue
+                if found == (rule.endpoint, {}):
+                    static[(rule.rule, method)] = rule.endpoint
+        return static
 
     def match(self, environ) -> tuple[str, dict]:
         """Return (endpoint name, path params) or raise HTTPError 404/405 (or a 308 redirect)."""
+        name = self.static.get((environ.get("PATH_INFO"), environ["REQUEST_METHOD"]))
+        if name is not None:
+            return name, {}
         try:
             return self.adapter.match(get_path_info(environ), environ["REQUEST_METHOD"])
         except RequestRedirect:

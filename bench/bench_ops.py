@@ -10,7 +10,6 @@ Run: .venv/bin/python bench/bench_ops.py [--seconds 3] [--calls 20000] [--rounds
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
@@ -18,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, Server, print_row, run_wrk  # noqa: E402
+from common import ROOT, Server, print_row, run_wrk, workers_cpu_s  # noqa: E402
 
 CONFIG = ("server: {access_log: false, watch: false}\nendpoints:\n  items:\n    path: /items\n"
           "    mock: {json: [{id: 1, name: kettle}, {id: 2, name: teapot}]}\n")
@@ -98,15 +97,6 @@ def under_gunicorn(seconds: int, rounds: int, work: Path) -> None:
         print(f"{label}: median {rps:.0f} req/s, throughput ratio {rps / median['bare Flask']:.2f} vs bare Flask "
               f"(target >= 0.90); worker CPU {cpu_median[label]:.0f} us/request, "
               f"ratio {cpu_median[label] / cpu_median['bare Flask']:.2f}")
-
-
-def workers_cpu_s(master_pid: int) -> float:
-    """CPU seconds used so far by a gunicorn master's workers (a measure that shared cores disturb less)."""
-    total = 0
-    for child in Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split():
-        fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:

@@ -36,14 +36,14 @@ class Server:
     """A gunicorn process serving `app_spec` (module:variable) on a free loopback port."""
 
     def __init__(self, app_spec: str, env: dict | None = None, workers: int = 2, worker_class: str = "sync",
-                 chdir: Path = ROOT, ready_path: str = "/"):
+                 chdir: Path = ROOT, ready_path: str = "/", threads: int = 1):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # Started in the repository, gunicorn would read its gunicorn.conf.py (the production guards) for
         # every app, bare Flask included: only a bench that asks for it (GUNICORN_CMD_ARGS) gets it.
         settings = [] if "GUNICORN_CMD_ARGS" in (env or {}) else ["-c", os.devnull]
-        cmd = [sys.executable, "-m", "gunicorn", *settings, "-w", str(workers), "-k", worker_class, "-b",
-               f"127.0.0.1:{self.port}", "--chdir", str(chdir), "--log-level", "warning", app_spec]
+        cmd = [sys.executable, "-m", "gunicorn", *settings, "-w", str(workers), "-k", worker_class, "--threads",
+               str(threads), "-b", f"127.0.0.1:{self.port}", "--chdir", str(chdir), "--log-level", "warning", app_spec]
         self.proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
         self._wait(ready_path)
@@ -68,6 +68,15 @@ class Server:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def workers_cpu_s(master_pid: int) -> float:
+    """CPU seconds used so far by a gunicorn master's workers (a measure that shared cores disturb less)."""
+    total = 0
+    for child in Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split():
+        fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _ms(value: str, unit: str) -> float:

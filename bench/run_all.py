@@ -4,7 +4,8 @@ Run: .venv/bin/python bench/run_all.py [--quick] [--only memory,mock,...] [--out
 Each bench runs as its own process from the repository root, one after the other (never two at once: they
 would measure each other), and its summary lines are read back with the patterns below. A bench whose output
 no longer matches shows "not found" for that row rather than a guess. Dated, with the machine (cores, CPU
-model, load average before and after) and the versions measured. Takes about 10 minutes; 3 with --quick.
+model, load average before and after) and the versions measured. Takes about 12 minutes; 4 with --quick.
+The page's hand-written notes, from the NOTES heading on, are kept when the page is written again.
 Never run by CI or the test suite: on a shared machine the numbers mean little (tests/test_run_all.py checks
 the table with fake results).
 """
@@ -26,6 +27,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 OUTPUT = ROOT / "docs" / "performance.md"
 NUMBER = r"([-+]?\d+(?:\.\d+)?)"
+NOTES = "## Notes (written by hand, kept by bench/run_all.py)"
 PACKAGES = ("gunicorn", "Flask", "Werkzeug", "Cerberus", "SQLAlchemy", "urllib3", "RestrictedPython",
             "prometheus_client", "PyYAML")
 
@@ -69,6 +71,14 @@ BENCHES = (
                1.2),
         Metric("mock + access log / bare Flask, c32", r"Backworks mock \+ access log: throughput ratio " + NUMBER,
                "x", ">=", 0.9),
+    )),
+    Bench("gthread", "bench_gthread.py", ("--seconds", "5", "--rounds", "3"), ("--seconds", "2", "--rounds", "2"), (
+        Metric("mock under gthread 2x4 / bare WSGI sync, c32",
+               r"Backworks mock, gthread / bare WSGI, sync: throughput ratio " + NUMBER, "x", ">=", 1.0),
+        Metric("bare WSGI gthread / bare WSGI sync, c32", r"bare WSGI, gthread +\d+ req/s +" + NUMBER + "x"),
+        Metric("bare Flask gthread / bare WSGI sync, c32", r"bare Flask, gthread +\d+ req/s +" + NUMBER + "x"),
+        Metric("mock under gthread: worker CPU / bare WSGI gthread's",
+               r"Backworks mock, gthread .*us/req, [\d.]+x; " + NUMBER + "x of bare gthread"),
     )),
     Bench("proxy", "bench_proxy.py", ("--seconds", "3", "--rounds", "5"), ("--seconds", "2", "--rounds", "2"), (
         Metric("proxy / Flask+requests, c32", r"Backworks proxy / Flask\+requests \(c32\): " + NUMBER, "x", ">=",
@@ -176,8 +186,16 @@ def run_bench(bench: Bench, quick: bool) -> tuple[str, float]:
     return output, time.monotonic() - started
 
 
-def document(results: list, outputs: dict, facts: dict, loads: tuple, stack: str, quick: bool) -> str:
-    """The text of docs/performance.md."""
+def kept_notes(path: Path) -> str:
+    """The hand-written notes of the page at `path`: from the NOTES heading to the end ("" when none)."""
+    text = path.read_text() if path.exists() else ""
+    at = text.find(NOTES)
+    return text[at:].strip() + "\n" if at >= 0 else ""
+
+
+def document(results: list, outputs: dict, facts: dict, loads: tuple, stack: str, quick: bool,
+             notes: str = "") -> str:
+    """The text of docs/performance.md; `notes` (kept_notes of the old page) goes at the end."""
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     left_out = [bench.name for bench in BENCHES if bench.name not in outputs]
     not_run = f"Not run this time (`--only`): {', '.join(left_out)}.\n\n" if left_out else ""
@@ -189,9 +207,11 @@ def document(results: list, outputs: dict, facts: dict, loads: tuple, stack: str
             f"Versions: {stack}.\n\n"
             "Ratios compare Backworks with a reference measured in the same run (bare Flask, Flask + requests, "
             "hand-written SQLAlchemy, plain Python), so that load from elsewhere on the machine weighs on both. "
-            "Every server runs under gunicorn, sync workers, 2 workers. Regenerate this file with "
+            "Every server runs under gunicorn, sync workers, 2 workers (the gthread bench: also 2 workers of 4 "
+            "threads). Regenerate this file with "
             "`.venv/bin/python bench/run_all.py` on a quiet machine; each bench's own docstring says what it "
-            "measures.\n\n" + not_run + table(results) + "\n\n## Output of each bench\n\n" + details)
+            "measures.\n\n" + not_run + table(results) + "\n\n## Output of each bench\n\n" + details
+            + (f"\n{notes}" if notes else ""))
 
 
 def main() -> None:
@@ -215,7 +235,8 @@ def main() -> None:
         outputs[bench.name] = output
         results += [(bench.name, metric, find(metric, output)) for metric in bench.metrics]
         print(f"  done in {seconds:.0f} s", flush=True)
-    text = document(results, outputs, machine(), (before, os.getloadavg()[0]), versions(), args.quick)
+    notes = kept_notes(args.output) if str(args.output) != "-" else ""
+    text = document(results, outputs, machine(), (before, os.getloadavg()[0]), versions(), args.quick, notes)
     print(table(results))
     if str(args.output) != "-":
         args.output.parent.mkdir(parents=True, exist_ok=True)

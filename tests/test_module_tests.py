@@ -11,7 +11,7 @@ WITHOUT_TEST_FILE = {
     "admin/api.py", "admin/auth.py", "admin/recorder.py", "admin/views.py", "backstop.py", "capture/redact.py",
     "cli/capture.py", "cli/help.py", "cli/problems.py", "config/checker.py", "config/env.py", "config/fields.py",
     "config/reference.py", "config/schema.py", "config/yaml_limits.py", "database/listing.py",
-    "database/records.py", "http.py", "loaded.py", "modes/base.py", "modes/tables.py", "ops/exposition.py",
+    "database/records.py", "loaded.py", "modes/base.py", "modes/tables.py", "ops/exposition.py",
     "ops/health.py", "plugins/contract.py", "plugins/devkit.py", "plugins/isolation.py", "plugins/testing.py",
     "sandbox/audit.py", "sandbox/callables.py", "sandbox/checks.py", "sandbox/child.py", "sandbox/env.py",
     "sandbox/guards.py", "sandbox/host.py", "sandbox/module_state.py", "sandbox/phases.py", "sandbox/ranges.py",

@@ -1,9 +1,12 @@
 """Path syntax translation and route matching."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
-from backworks.routing import route_key, to_rule
+from backworks.errors import HTTPError
+from backworks.routing import Router, route_key, to_rule
 
 
 @pytest.mark.parametrize("path,rule", [
@@ -28,3 +31,44 @@ def test_route_key_ignores_parameter_names():
 def test_unknown_parameter_type_is_refused():
     with pytest.raises(ValueError, match="unknown parameter type 'integer'"):
         to_rule("/a/{id:integer}")
+
+
+def _router(*routes) -> Router:
+    specs = [SimpleNamespace(name=name, routes=((path, methods),), path=path, methods=methods,
+                             at=lambda field: field) for name, path, methods in routes]
+    return Router(specs)
+
+
+def _answer(router: Router, method: str, path: str):
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "SERVER_NAME": "localhost", "SERVER_PORT": "80",
+               "wsgi.url_scheme": "http", "HTTP_HOST": "localhost"}
+    try:
+        return router.match(environ)
+    except HTTPError as exc:
+        return exc.status, exc.message, exc.headers
+
+
+ROUTES = (("list", "/items", ("GET",)), ("create", "/items", ("POST",)), ("me", "/users/me", ("GET",)),
+          ("user", "/users/{id}", ("GET", "DELETE")), ("slash", "/dir/", ("GET",)), ("cafe", "/café", ("GET",)))
+
+
+@pytest.mark.parametrize("method,path", [
+    ("GET", "/items"), ("HEAD", "/items"), ("POST", "/items"), ("PUT", "/items"), ("get", "/items"),
+    ("GET", "/items/"), ("GET", "//items"), ("GET", "/users/me"), ("DELETE", "/users/me"), ("GET", "/users/7"),
+    ("GET", "/dir"), ("GET", "/dir/"), ("GET", "/caf\xc3\xa9"), ("GET", "/nothing"), ("GET", ""),
+])
+def test_a_parameterless_route_answers_as_werkzeugs_matcher_does(method, path):
+    router = _router(*ROUTES)
+    matcher_only = _router(*ROUTES)
+    matcher_only.static = {}
+    assert _answer(router, method, path) == _answer(matcher_only, method, path)
+
+
+def test_parameterless_routes_are_matched_without_the_matcher_and_get_their_own_params():
+    router = _router(*ROUTES)
+    assert router.static == {("/items", "GET"): "list", ("/items", "HEAD"): "list", ("/items", "POST"): "create",
+                             ("/users/me", "GET"): "me", ("/users/me", "HEAD"): "me", ("/dir/", "GET"): "slash",
+                             ("/dir/", "HEAD"): "slash"}
+    first = _answer(router, "GET", "/items")
+    first[1]["changed"] = True  # a plugin may change the params of its request
+    assert _answer(router, "GET", "/items") == ("list", {})

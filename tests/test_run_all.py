@@ -28,6 +28,14 @@ mock-only start-up to first 200: 501 ms, 1.23x bare Flask (target <= 400 ms)
 Backworks mock: throughput ratio 1.14 (target >= 0.90); 1-conn p50 ratio 0.95 (target <= 1.20)
 Backworks mock + access log: throughput ratio 1.02 (target >= 0.90); 1-conn p50 ratio 1.01 (target <= 1.20)
 """,
+    "gthread": """
+  bare WSGI, sync               7681 req/s  1.00x (1.00-1.00)   CPU 123 us/req, 1.00x; 1.01x of bare gthread
+  bare WSGI, gthread           10967 req/s  1.54x (1.22-1.85)   CPU 122 us/req, 0.99x; 1.00x of bare gthread
+  bare Flask, gthread           8327 req/s  1.23x (0.81-1.65)   CPU 199 us/req, 1.62x; 1.63x of bare gthread
+  Backworks mock, sync          7200 req/s  1.09x (0.66-1.52)   CPU 166 us/req, 1.34x; 1.36x of bare gthread
+  Backworks mock, gthread       9241 req/s  1.36x (0.91-1.81)   CPU 164 us/req, 1.33x; 1.34x of bare gthread
+Backworks mock, gthread / bare WSGI, sync: throughput ratio 1.36 (target >= 1.00)
+""",
     "proxy": """
   Backworks proxy / Flask+requests (c32): 1.60x   (target >= 1.4x)
   added p50 at c1, Backworks proxy: 0.412 ms   (target < 0.8 ms; Flask+requests adds 0.9 ms, the bare 0.3 ms)
@@ -65,6 +73,7 @@ inline, 1 plugin(s), each phase after 5 ms idle (information)                   
 EXPECTED = {
     "memory": [45.5, 0.97, 1.08, 1.84, 501, 1.23, 2.23, 5.85],
     "mock": [1.14, 0.95, 1.02],
+    "gthread": [1.36, 1.54, 1.23, 1.34],
     "proxy": [1.60, 0.412, 0.91],
     "nginx": [0.31, 0.28, 1.03, 0.45],
     "plugins": [0.610, 238, 14.8],
@@ -109,6 +118,19 @@ def test_the_page_names_date_machine_load_and_versions():
     assert "at commit abc1234, on 2 cores (Test CPU @ 1.00GHz), Linux 6.1, Python 3.11.7; load average 3.25 " \
            "before, 4.50 after." in text
     assert "Versions: gunicorn 27.0.1, Flask 3.1.3." in text
-    assert "Not run this time (`--only`): memory, proxy, nginx, plugins, database, ops, sandbox.\n\n| bench |" in text
+    assert ("Not run this time (`--only`): memory, gthread, proxy, nginx, plugins, database, ops, sandbox.\n\n"
+            "| bench |") in text
     assert "| mock | mock / Flask | 1.14x | >= 0.90x | met |" in text
     assert "<details><summary>mock</summary>\n\n```\nBackworks mock: throughput ratio 1.14\n```" in text
+
+
+def test_the_hand_written_notes_of_the_old_page_are_kept_at_the_end_of_the_new_one(tmp_path):
+    facts = {"cores": 2, "model": "Test CPU", "kernel": "6.1", "commit": "abc1234", "python": "3.11.7"}
+    results = [("mock", Metric("mock / Flask", "", "x", ">=", 0.9), 1.14)]
+    notes = f"{run_all.NOTES}\n\n### gthread (2026-12-07)\n\nWhere the time goes.\n"
+    old = tmp_path / "performance.md"
+    old.write_text(run_all.document(results, {"mock": "old output"}, facts, (1, 2), "gunicorn", False, notes))
+    assert run_all.kept_notes(old) == notes
+    new = run_all.document(results, {"mock": "new output"}, facts, (1, 2), "gunicorn", False, run_all.kept_notes(old))
+    assert new.endswith("```\nnew output\n```\n</details>\n\n" + notes)
+    assert run_all.kept_notes(tmp_path / "missing.md") == ""
