@@ -153,7 +153,8 @@ def test_a_worker_started_after_a_script_turned_hostile_serves_the_last_good_one
     assert "was sent SIGSEGV" not in server.output()
 
 
-ON_LOAD_BOMB = "import time\ndef on_load(config):\n    if time.time() > BOMB_AT:\n        raise ValueError('boom at boot')\n"
+ON_LOAD_BOMB = ("import time\ndef on_load(config):\n    if time.time() > BOMB_AT:\n"
+                "        raise ValueError('boom at boot')\n")
 
 
 def test_a_script_that_fails_to_load_only_in_a_respawned_worker_never_stops_the_master(plain, tmp_path):
