@@ -85,11 +85,9 @@ _BOUNDED_GROUPS = {
                         "urlparse urlsplit urlunparse urlunsplit",
         "SplitResult": "geturl", "ParseResult": "geturl", "DefragResult": "geturl", "SplitResultBytes": "geturl",
         "ParseResultBytes": "geturl", "DefragResultBytes": "geturl", "_ResultMixinBytes": "decode",
-        "datetime": "strptime",
-        "time": "strptime",
         "Counter": "copy subtract", "OrderedDict": "clear copy items keys pop popitem setdefault values",
         "defaultdict": "copy", "_ResultMixinStr": "encode",
-        "_Match": "end expand group groupdict groups span start", "re": "escape",
+        "_Match": "end group groupdict groups span start", "re": "escape",
     },
     REPR: {"builtins": "ascii repr"},
     "the pattern is compiled by RE2 within its default max_mem (8 MB program); linear (MAX_REGEX_TEXT applies to "
@@ -121,6 +119,10 @@ _WRAPPED_GROUPS = {
         "math": "comb factorial fsum gcd isqrt lcm perm prod", "hashlib": "pbkdf2_hmac", "json": "dumps",
         "HASHXOF": "digest hexdigest",
         "random": "choice choices gauss getrandbits randint random randrange sample shuffle uniform",
+    },
+    "uncached.py: without the library's process-wide cache of its argument (re2's template cache); strptime "
+    "formats capped at MAX_STRPTIME_FORMAT (each distinct format stays in _strptime's cache)": {
+        "_Match": "expand", "datetime": "strptime", "time": "strptime",
     },
 }
 
