@@ -266,7 +266,7 @@ def _names(code: types.CodeType) -> tuple[set, set]:
 
 def _filled(cell) -> bool:
     try:
-        cell.cell_contents
-    except ValueError:
+        _ = cell.cell_contents
+    except ValueError:  # an empty cell
         return False
     return True
