@@ -22,7 +22,10 @@ import uuid
 import re2
 
 from backworks.sandbox import env, guards, wrapped
+from backworks.sandbox.logs import ScriptLog
 from backworks.sandbox.safe_builtins import SAFE_BUILTINS
+from backworks.sandbox.state_facade import StateFacade
+from backworks.state import MemoryState
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +78,9 @@ def roots() -> list:
     for module, facade in env.FACADES.items():
         found.append((module, facade, True))
     found += [(f"<{name} made by a call>", value, False) for name, value in instance_samples().items()]
+    # `log` is made for each call; `state` for each script (its store is the one channel between calls that
+    # the contract allows, so it is not "shared" here).
+    found += [("log", ScriptLog("audit.py"), False), ("state", StateFacade(MemoryState("audit", 10, 100)), False)]
     return found
 
 
@@ -241,6 +247,7 @@ def _walk_code(obj: types.FunctionType, known: list, memo: dict) -> str | None:
         spaces.append(vars(owner))  # `self.name` in a method: its class's name
     values += [space[name] for space in spaces for name in attribute_names if name in space]
     values += [cell.cell_contents for cell in obj.__closure__ or () if _filled(cell)]
+    values += [*(obj.__defaults__ or ()), *(obj.__kwdefaults__ or {}).values()]  # urlencode(quote_via=quote_plus)
     for value in values:
         cache = _feeds(value, known, memo)
         if cache:

@@ -87,16 +87,22 @@ def without_caches(module: types.ModuleType) -> dict:
     for name, value in namespace.items():
         if isinstance(value, functools._lru_cache_wrapper):
             namespace[name] = value.__wrapped__
+    originals = {}
     for name, value in namespace.items():
         if isinstance(value, types.FunctionType) and value.__module__ == module.__name__:
             namespace[name] = _rebound(value, namespace)
+            originals[id(value)] = namespace[name]
+    for copy in originals.values():  # default values naming the module's functions (urlencode's quote_via)
+        copy.__defaults__ = tuple(originals.get(id(v), v) for v in copy.__defaults__ or ()) or None
+        if copy.__kwdefaults__:
+            copy.__kwdefaults__ = {k: originals.get(id(v), v) for k, v in copy.__kwdefaults__.items()}
     return namespace
 
 
 def _rebound(function: types.FunctionType, namespace: dict) -> types.FunctionType:
     copy = types.FunctionType(function.__code__, namespace, function.__name__, function.__defaults__,
                               function.__closure__)
-    copy.__kwdefaults__ = function.__kwdefaults__
+    copy.__kwdefaults__ = dict(function.__kwdefaults__) if function.__kwdefaults__ else None
     copy.__qualname__ = function.__qualname__
     copy.__doc__ = function.__doc__
     copy.__module__ = function.__module__

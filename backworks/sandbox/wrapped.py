@@ -182,11 +182,12 @@ def pbkdf2_hmac(name, password, salt, iterations, dklen=None):
     return hashlib.pbkdf2_hmac(name, password, salt, iterations, dklen)
 
 
-def expanded_size(value, cap: int = MAX_EXPANDED) -> int:
+def expanded_size(value, cap: int = MAX_EXPANDED, leaf=None) -> int:
     """How many items a recursive C walk (hash, ==, json.dumps) visits in `value`, or LimitError past `cap`.
 
     Shared parts count once per path to them (as the walk visits them), computed in O(distinct objects):
-    a 64-level tuple `t = (t, t)` is 2**64 items for hash() but 64 objects here.
+    a 64-level tuple `t = (t, t)` is 2**64 items for hash() but 64 objects here. With `leaf`, each item
+    that is not a container (and each dict key) also adds leaf(item): a size in bytes, say.
     """
     sizes: dict = {}
     stack = [(value, False)]
@@ -202,6 +203,10 @@ def expanded_size(value, cap: int = MAX_EXPANDED) -> int:
                                         if type(child) in _CONTAINERS)
             if kind is dict:
                 total += len(item)
+            if leaf is not None:
+                total += sum(leaf(child) for child in children if type(child) not in _CONTAINERS)
+                if kind is dict:
+                    total += sum(leaf(key) for key in item)
             if total > cap:
                 raise guards.LimitError(f"a value of more than {cap} items (counting shared parts each time they "
                                         "appear) exceeds the sandbox limit")

@@ -66,12 +66,13 @@ def test_no_reachable_callable_feeds_a_process_wide_cache():
 @pytest.mark.parametrize("facade, name, value, expected", [
     ("urllib.parse", "urlparse", urllib.parse.urlparse, "feeds urllib.parse.urlsplit (an lru_cache)"),
     ("urllib.parse", "quote", urllib.parse.quote, "feeds urllib.parse._byte_quoter_factory (an lru_cache)"),
+    ("urllib.parse", "urlencode", urllib.parse.urlencode, "feeds urllib.parse._byte_quoter_factory (an lru_cache)"),
     ("re", "sub", re2.sub, "feeds re2._Regexp._make (an lru_cache)"),
     ("re", "compile", re2.compile, "feeds re2._Regexp._make (an lru_cache)"),
     ("re", "fresh", re2._Regexp("a", re2.Options()).subn, "feeds re2._Match._split (its str template, through "
                                                            "match.expand)"),
     ("time", "strptime", time.strptime, "feeds _strptime._regex_cache and re._cache (one regex per format)"),
-], ids=["stdlib-through-globals", "stdlib-nested", "re2-module", "re2-classmethod", "known-python", "known-c"])
+], ids=["stdlib-through-globals", "stdlib-nested", "default-value", "re2-module", "re2-classmethod", "known-python", "known-c"])
 def test_audit_names_a_callable_that_feeds_a_process_wide_cache(monkeypatch, facade, name, value, expected):
     names = dict(object.__getattribute__(env.FACADES[facade], "_names"), **{name: value})
     monkeypatch.setitem(env.FACADES, facade, env.Facade(facade, names))
@@ -99,7 +100,7 @@ def before_request(request):
     urldefrag("http://h/#" + tag)
     urlsplit("http://h/" + tag)
     quote("a b", safe=tag)
-    urlencode({"q": tag})
+    urlencode({"q": tag + " x/"}, safe=tag)
     datetime.datetime.strptime("2020", "%Y")
     time.strptime("2020", "%Y")
     return None
@@ -124,3 +125,10 @@ def test_scripts_leave_nothing_in_any_lru_cache_of_the_process(isolation):
         assert grown == {}
     finally:
         box.close()
+
+
+def test_the_audit_covers_what_scripts_get_as_state_and_log():
+    found = audit.reachable_callables()
+    assert {"StateFacade.get", "StateFacade.set", "StateFacade.incr", "ScriptLog.debug", "ScriptLog.info",
+            "ScriptLog.warning", "ScriptLog.error"} <= set(found)
+    assert "StateFacade.set" in callables.WRAPPED and "ScriptLog.info" in callables.BOUNDED
