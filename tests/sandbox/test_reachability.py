@@ -72,7 +72,8 @@ def test_no_reachable_callable_feeds_a_process_wide_cache():
     ("re", "fresh", re2._Regexp("a", re2.Options()).subn, "feeds re2._Match._split (its str template, through "
                                                            "match.expand)"),
     ("time", "strptime", time.strptime, "feeds _strptime._regex_cache and re._cache (one regex per format)"),
-], ids=["stdlib-through-globals", "stdlib-nested", "default-value", "re2-module", "re2-classmethod", "known-python", "known-c"])
+], ids=["stdlib-through-globals", "stdlib-nested", "default-value",
+        "re2-module", "re2-classmethod", "known-python", "known-c"])
 def test_audit_names_a_callable_that_feeds_a_process_wide_cache(monkeypatch, facade, name, value, expected):
     names = dict(object.__getattribute__(env.FACADES[facade], "_names"), **{name: value})
     monkeypatch.setitem(env.FACADES, facade, env.Facade(facade, names))
