@@ -13,7 +13,7 @@ from backworks.modes.base import LoadContext
 from backworks.plugins.chain import AFTER, BEFORE, PluginChain
 from backworks.plugins.isolation import isolation_for, on_main_thread
 from backworks.plugins.stats import PluginStats
-from backworks.sandbox import Budget, Sandbox, ScriptError, Step, compile_script, vetting_sandbox
+from backworks.sandbox import SKIPPED, Budget, Sandbox, ScriptError, Step, compile_script, vetting_sandbox
 from backworks.sandbox import logs as script_logs
 from backworks.sandbox.logs import log_script_lines
 
@@ -63,7 +63,7 @@ class Plugin:
     def record(self, hook: str, kind: str, duration_ms: float, outcome=None, count_breaker: bool = True) -> None:
         """Count one hook call in stats, metrics and the breaker; log failures and the script's log lines."""
         self.stats.record(hook, kind, duration_ms)
-        if count_breaker:
+        if count_breaker and kind != SKIPPED:  # a call a neighbour's kill kept from running is not this one's fault
             self.breaker.record(kind == "ok")
         if outcome is None:
             return

@@ -30,13 +30,16 @@ from backworks.sandbox.state_facade import StateFacade
 logger = logging.getLogger(__name__)
 
 MAX_REPR_STRING = 200
+# The call never ran: its sandbox process was killed by another script's call and is being replaced. Not
+# the script's failure: it never counts against its breaker.
+SKIPPED = "skipped"
 
 
 @dataclass(slots=True)
 class Outcome:
     """What one script call produced: a value, or the kind of failure and the script's own traceback."""
 
-    kind: str            # "ok" | "error" | "timeout" | "memory" | "invalid" | "crash"
+    kind: str            # "ok" | "error" | "timeout" | "memory" | "invalid" | "crash" | SKIPPED
     value: object = None
     message: str = ""
     traceback: str = ""
