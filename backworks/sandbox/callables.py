@@ -90,7 +90,7 @@ _BOUNDED_GROUPS = {
         "_Match": "end group groupdict groups span start", "re": "escape",
     },
     REPR: {"builtins": "ascii repr"},
-    # `log` (logs.py): what a script passes is shown item by item within the line's room (logs.shown), never
+    # `log` (logs.py): what a script passes is shown item by item within the line's room (logs.log_text), never
     # through str() or repr() of a container.
     "at most MAX_LOG_LINES lines of MAX_LOG_LINE characters and MAX_LOG_CALL_BYTES bytes a call, values shown "
     "in O(MAX_LOG_LINE) steps": {"ScriptLog": "debug error info warning"},

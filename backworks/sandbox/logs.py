@@ -42,14 +42,14 @@ class ScriptLog:
             return
         if len(self._lines) >= rules.MAX_LOG_LINES:
             return self._suppress()
-        text = message[:rules.MAX_LOG_LINE] if type(message) is str else shown(message)
+        text = message[:rules.MAX_LOG_LINE] if type(message) is str else log_text(message)
         if args:
             args = tuple(_argument(a) for a in args)
             try:
-                extra = (shown(a, 80) for a in args)
+                extra = (log_text(a, 80) for a in args)
                 text = guards.guarded_mod(text, args) if "%" in text else " ".join([text, *extra])
             except (TypeError, ValueError, MemoryError):
-                text = " ".join([text, *(shown(a, 80) for a in args)])
+                text = " ".join([text, *(log_text(a, 80) for a in args)])
         text = text[:rules.MAX_LOG_LINE]
         line = f"{logging.getLevelName(level)} {text}"
         if self._bytes + len(line) > rules.MAX_LOG_CALL_BYTES:
@@ -90,10 +90,10 @@ def _argument(value):
         return value[:rules.MAX_LOG_LINE]
     if kind in _NUMBERS and (kind is not int or value.bit_length() <= 256):
         return value
-    return shown(value)
+    return log_text(value)
 
 
-def shown(value, room: int = rules.MAX_LOG_LINE) -> str:
+def log_text(value, room: int = rules.MAX_LOG_LINE) -> str:
     """Text of a logged value in O(room) host work: containers item by item until `room` characters are used.
 
     Never str() or repr() of a script's container: a 64-level shared `a = [a, a]` is 2**64 items to them.

@@ -10,11 +10,11 @@ import logging
 import time
 
 import pytest
-from conftest import write_config
 
 from backworks.app import create_app
 from backworks.errors import ConfigError
 from backworks.server import lifecycle
+from tests.helpers.basics import write_config
 
 BOMB_AT = "BOMB_AT"  # replaced by a time: on_load raises once it has passed
 ON_LOAD_BOMB = f"""
