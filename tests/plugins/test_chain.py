@@ -1,6 +1,7 @@
 """A fail-closed plugin whose breaker is open keeps refusing requests: its open breaker is no free pass."""
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -84,3 +85,14 @@ def test_a_neighbour_killing_the_shared_sandbox_process_never_opens_an_innocent_
         later = client.get("/echo", headers={"Authorization": "Bearer ok"})
     assert later.status_code == 200
     assert client.get("/echo").status_code == 401  # auth runs again
+
+
+@pytest.mark.parametrize("script, hook", [(BROKEN_CHECK, "before_request"), (BROKEN_AFTER, "after_response")])
+def test_the_access_log_names_the_hook_an_open_breaker_refused(tmp_path, caplog, script, hook):
+    plugins = {"p": {"on_error": "closed", "circuit_breaker": {"failure_threshold": 1, "recovery_s": 60}}}
+    app, client = plugin_app(tmp_path, {"p": script}, plugins, extra={"server": {"watch": False, "access_log": True}})
+    assert client.get("/echo").status_code == 503  # the failure that opens the breaker
+    with caplog.at_level(logging.INFO, logger="backworks.access"):
+        refused = client.get("/echo")
+    assert refused.json["error"]["message"] == "plugin p failed: breaker_open"
+    assert f"plugins=p.{hook}:breaker_open" in caplog.text
