@@ -11,6 +11,11 @@ from backworks.http import Reply, RequestData
 
 logger = logging.getLogger(__name__)
 
+# A load option: a script that fails to load (compile, module body, on_load) disables its plugin or runtime
+# endpoint for this load instead of refusing the config. Only a gunicorn worker's last-resort boot sets it
+# (see server/lifecycle.py): checks and reloads still refuse a broken script with its file:line.
+DISABLE_FAILED_SCRIPTS = "disable_failed_scripts"
+
 
 class LoadContext:
     """What modes share during one config load: the config and resources created once (pools, stores)."""
@@ -26,6 +31,11 @@ class LoadContext:
         if key not in self._shared:
             self._shared[key] = factory()
         return self._shared[key]
+
+    @property
+    def disables_failed_scripts(self) -> bool:
+        """True when a script that fails to load is disabled for this load rather than refusing it."""
+        return bool(self.options.get(DISABLE_FAILED_SCRIPTS))
 
     def peek(self, key: str) -> object | None:
         """Return the resource named `key` if this load created it, without creating it."""

@@ -40,6 +40,21 @@ class RuntimeMode(Mode):
 
     def __init__(self, spec, ctx: LoadContext):
         super().__init__(spec, ctx)
+        self.load_error: str | None = None
+        try:
+            self._load(spec, ctx)
+        except Exception as exc:
+            if not ctx.disables_failed_scripts:
+                raise
+            # This worker must boot (see DISABLE_FAILED_SCRIPTS): the endpoint answers as its script failing.
+            problems = exc.problems if isinstance(exc, ConfigError) else [f"{type(exc).__name__}: {exc}"]
+            self.load_error = "\n".join(problems)
+            logger.error("runtime endpoint %s is DISABLED in this worker: its script failed to load; it answers "
+                         "500 handler_failed until the script is fixed or loads again on the next reload:\n%s",
+                         spec.name, self.load_error)
+
+    def _load(self, spec, ctx: LoadContext) -> None:
+        """Compile the script, pick its isolation and load it (module body + on_load) in its sandbox."""
         from backworks.plugins.isolation import isolation_for, pick_isolation
         from backworks.sandbox import Budget, Sandbox, ScriptError, compile_script
 
@@ -98,6 +113,9 @@ class RuntimeMode(Mode):
 
     def handle(self, request: RequestData) -> Reply:
         """Call the script's handle(request) under its budget and turn what it returns into a reply."""
+        if self.load_error is not None:
+            return error_reply(500, "handler_failed", "the handler failed; the server log has the details",
+                               request_id=request.request_id)
         outcome = self.sandbox.call(self.key, "handle", (request.to_dict(),), self.budget)
         if self.child_logs and outcome.logs:
             from backworks.sandbox.logs import log_script_lines

@@ -58,17 +58,20 @@ def groups(plugins: list) -> list:
 class PluginChain:
     """The plugins of one endpoint: before_request in order, after_response in reverse order."""
 
-    def __init__(self, plugins: list, with_body: bool = True):
+    def __init__(self, plugins: list, with_body: bool = True, refused=None):
         self.before = Phase(BEFORE, [p for p in plugins if BEFORE in p.script.hooks])
         self.after = Phase(AFTER, [p for p in reversed(plugins) if AFTER in p.script.hooks])
         self.with_body = with_body
+        self.refused = refused  # a plugin with on_error: closed whose script failed to load in this worker
 
     def before_request(self, request: RequestData) -> RequestData | Reply:
         """Run before_request hooks; return the (possibly replaced) request or a reply that answers now."""
+        if self.refused is not None:
+            return closed_reply((self.refused, "load_failed"), request, [(self.refused.name, BEFORE, "load_failed")])
         try:
             runs = self.before.active_groups() if self.before.plugins else ()
         except BreakerOpen as exc:
-            return closed_reply((exc.plugin, "breaker_open"), request, [(exc.plugin.name, "breaker_open")])
+            return closed_reply((exc.plugin, "breaker_open"), request, [(exc.plugin.name, BEFORE, "breaker_open")])
         if not runs:
             return request
         original = current = request_data(request, self.with_body)
@@ -103,7 +106,7 @@ class PluginChain:
         try:
             runs = self.after.active_groups() if self.after.plugins else ()
         except BreakerOpen as exc:
-            notes.append((exc.plugin.name, "breaker_open"))
+            notes.append((exc.plugin.name, AFTER, "breaker_open"))
             return closed_reply((exc.plugin, "breaker_open"), request, notes)
         if runs:
             request_dict = getattr(request, "plugin_view", None) or request_data(request, self.with_body)

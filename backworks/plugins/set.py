@@ -13,7 +13,7 @@ from backworks.modes.base import LoadContext
 from backworks.plugins.chain import AFTER, BEFORE, PluginChain
 from backworks.plugins.isolation import isolation_for, on_main_thread
 from backworks.plugins.stats import PluginStats
-from backworks.sandbox import Budget, Sandbox, ScriptError, Step, compile_script, vetting_sandbox
+from backworks.sandbox import SKIPPED, Budget, Sandbox, ScriptError, Step, compile_script, vetting_sandbox
 from backworks.sandbox import logs as script_logs
 from backworks.sandbox.logs import log_script_lines
 
@@ -63,7 +63,7 @@ class Plugin:
     def record(self, hook: str, kind: str, duration_ms: float, outcome=None, count_breaker: bool = True) -> None:
         """Count one hook call in stats, metrics and the breaker; log failures and the script's log lines."""
         self.stats.record(hook, kind, duration_ms)
-        if count_breaker:
+        if count_breaker and kind != SKIPPED:  # a call a neighbour's kill kept from running is not this one's fault
             self.breaker.record(kind == "ok")
         if outcome is None:
             return
@@ -108,14 +108,20 @@ class PluginSet:
         self.config = config
         self.ctx = ctx
         self.plugins: dict[str, Plugin] = {}
+        self.disabled: dict[str, DisabledPlugin] = {}
         self.flags = SetFlags()
         problems: list[str] = []
         enabled = [(s["order"], name, s) for name, s in config.data["plugins"].items() if s["enabled"]]
         for _, name, settings in sorted(enabled, key=lambda item: item[:2]):
             try:
                 self.plugins[name] = load_plugin(name, settings, config, ctx, self.flags)
-            except ConfigError as exc:
-                problems.extend(exc.problems)
+            except Exception as exc:
+                if not ctx.disables_failed_scripts:
+                    if not isinstance(exc, ConfigError):
+                        raise
+                    problems.extend(exc.problems)
+                    continue
+                self.disabled[name] = disable(name, settings, exc)
         if problems:
             raise ConfigError(problems)
 
@@ -123,9 +129,12 @@ class PluginSet:
         """The plugins that apply to an endpoint and define a request hook (None when there are none)."""
         plugins = [p for p in self.plugins.values() if endpoint_matches(p.settings["endpoints"], endpoint)
                    and (BEFORE in p.script.hooks or AFTER in p.script.hooks)]
-        if not plugins:
+        # A disabled plugin that fails closed refuses its endpoints' requests; one that fails open is skipped.
+        refused = next((p for p in self.disabled.values() if p.on_error == "closed"
+                        and endpoint_matches(p.settings["endpoints"], endpoint)), None)
+        if not plugins and refused is None:
             return None
-        return PluginChain(plugins, with_body=reads_body)
+        return PluginChain(plugins, with_body=reads_body, refused=refused)
 
     def status(self) -> list[dict]:
         """Per-plugin status for the admin API: settings, breaker, calls, failures, latency percentiles."""
@@ -151,6 +160,8 @@ class PluginSet:
         report = {}
         for plugin in self.plugins.values():
             report[plugin.name] = check_health(plugin)
+        for plugin in self.disabled.values():
+            report[plugin.name] = {"critical": plugin.critical, "healthy": False, "load_error": plugin.error}
         ok = all(item["healthy"] for item in report.values() if item["critical"])
         return {"ok": ok, "plugins": report}
 
@@ -158,6 +169,28 @@ class PluginSet:
         """Write the plugins' last counts to Prometheus (the sandboxes belong to the load context)."""
         for plugin in self.plugins.values():
             plugin.stats.flush()
+
+
+class DisabledPlugin:
+    """A plugin whose script failed to load in this worker: its requests go on as if each call failed."""
+
+    def __init__(self, name: str, settings: dict, error: str):
+        self.name = name
+        self.settings = settings
+        self.on_error = settings["on_error"]
+        self.critical = settings["critical"]
+        self.error = error
+
+
+def disable(name: str, settings: dict, exc: Exception) -> DisabledPlugin:
+    """Disable a plugin whose script failed to load, and say so in the log."""
+    problems = exc.problems if isinstance(exc, ConfigError) else [f"{type(exc).__name__}: {exc}"]
+    error = "\n".join(problems)
+    consequence = ("its endpoints answer 503 (on_error: closed)" if settings["on_error"] == "closed"
+                   else "its endpoints are served without it (on_error: open)")
+    logger.error("plugin %s is DISABLED in this worker: its script failed to load; %s until the script is "
+                 "fixed or loads again on the next reload:\n%s", name, consequence, error)
+    return DisabledPlugin(name, settings, error)
 
 
 def _isolation(plugin: Plugin) -> dict:

@@ -10,8 +10,8 @@ from backworks.sandbox.host import Sandbox, is_vetted, vetting_sandbox
 from backworks.sandbox.limits import Budget, choose_isolation
 from backworks.sandbox.policy import HOOK_NAMES, Script, ScriptError, compile_script
 from backworks.sandbox.rules import ALLOWED_MODULES, REFUSED
-from backworks.sandbox.runner import Outcome, PhaseResult, Step
+from backworks.sandbox.runner import SKIPPED, Outcome, PhaseResult, Step
 
-__all__ = ["ALLOWED_MODULES", "Budget", "HOOK_NAMES", "Outcome", "PhaseResult", "REFUSED", "Sandbox", "Script",
-           "ScriptError", "Step", "choose_isolation", "compile_script", "is_vetted",
+__all__ = ["ALLOWED_MODULES", "Budget", "HOOK_NAMES", "Outcome", "PhaseResult", "REFUSED", "SKIPPED", "Sandbox",
+           "Script", "ScriptError", "Step", "choose_isolation", "compile_script", "is_vetted",
            "vetting_sandbox"]

@@ -1,13 +1,16 @@
 """The reachability audit: every object a script can reach, walked from its builtins and facades.
 
 Used by the test suite (tests/sandbox/test_reachability.py): no shared object a script reaches may be
-mutable, and every callable it reaches must be listed in callables.py as bounded or wrapped.
+mutable, every callable it reaches must be listed in callables.py as bounded or wrapped, and none may feed
+a process-wide cache (an lru_cache, or a cache known_feeders() names) with what a script passes it.
 """
 from __future__ import annotations
 
 import collections
 import datetime
+import dis
 import enum
+import functools
 import hashlib
 import hmac
 import json
@@ -19,7 +22,10 @@ import uuid
 import re2
 
 from backworks.sandbox import env, guards, wrapped
+from backworks.sandbox.logs import ScriptLog
 from backworks.sandbox.safe_builtins import SAFE_BUILTINS
+from backworks.sandbox.state_facade import StateFacade
+from backworks.state import MemoryState
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +78,9 @@ def roots() -> list:
     for module, facade in env.FACADES.items():
         found.append((module, facade, True))
     found += [(f"<{name} made by a call>", value, False) for name, value in instance_samples().items()]
+    # `log` is made for each call; `state` for each script (its store is the one channel between calls that
+    # the contract allows, so it is not "shared" here).
+    found += [("log", ScriptLog("audit.py"), False), ("state", StateFacade(MemoryState("audit", 10, 100)), False)]
     return found
 
 
@@ -177,3 +186,94 @@ def shared_mutable() -> list:
             continue  # a builtin function, or a method of an immutable object or class (int.from_bytes)
         found.append(f"{path}: {type(obj).__name__}")
     return found
+
+
+def known_feeders() -> list:
+    """(callable, cache) for library code that feeds a process-wide cache in a way the walk cannot see.
+
+    C functions (the walk cannot read them) may be reached only through a sandbox wrapper that bounds
+    their input; Python functions listed here feed a cache through an attribute of an object whose type
+    the walk cannot know (`match.expand(template)` in re2's Pattern.subn).
+    """
+    import re2
+
+    return [(datetime.datetime.strptime, "_strptime._regex_cache and re._cache (one regex per format)"),
+            (time.strptime, "_strptime._regex_cache and re._cache (one regex per format)"),
+            (vars(re2._Regexp)["subn"], "re2._Match._split (its str template, through match.expand)")]
+
+
+def cache_feeders() -> list:
+    """Paths of reachable callables that feed a process-wide cache with their arguments, and the cache."""
+    known = known_feeders()
+    memo: dict = {}
+    found = []
+    for path, _label, obj, _shared in walk():
+        if not callable(obj):
+            continue
+        cache = next((cache for feeder, cache in known if _same(obj, feeder)), None) or _feeds(obj, known, memo)
+        if cache:
+            found.append(f"{path}: feeds {cache}")
+    return found
+
+
+def _same(obj, known) -> bool:
+    try:
+        return obj is known or (isinstance(obj, types.BuiltinMethodType) and obj == known)
+    except Exception:
+        return False
+
+
+def _feeds(obj, known: list, memo: dict) -> str | None:
+    """The cache a Python callable feeds, walking the names its code uses (globals, its class, closures)."""
+    if isinstance(obj, (classmethod, staticmethod, types.MethodType)):
+        obj = obj.__func__
+    if isinstance(obj, functools._lru_cache_wrapper):
+        return f"{obj.__module__}.{obj.__qualname__} (an lru_cache)"
+    if not isinstance(obj, types.FunctionType):
+        return None
+    key = (obj.__code__, id(obj.__globals__), tuple(id(cell) for cell in obj.__closure__ or ()))
+    if key not in memo:
+        memo[key] = None  # a recursive call finds nothing more on the way back here
+        memo[key] = next((cache for feeder, cache in known if obj is feeder), None) or _walk_code(obj, known, memo)
+    return memo[key]
+
+
+def _walk_code(obj: types.FunctionType, known: list, memo: dict) -> str | None:
+    global_names, attribute_names = _names(obj.__code__)
+    values = [obj.__globals__[name] for name in global_names if name in obj.__globals__]
+    spaces = [vars(value) for value in values if isinstance(value, (type, types.ModuleType))]  # `Class.name`
+    owner = obj.__globals__.get(obj.__qualname__.split(".")[0])
+    if isinstance(owner, type) and "." in obj.__qualname__:
+        spaces.append(vars(owner))  # `self.name` in a method: its class's name
+    values += [space[name] for space in spaces for name in attribute_names if name in space]
+    values += [cell.cell_contents for cell in obj.__closure__ or () if _filled(cell)]
+    values += [*(obj.__defaults__ or ()), *(obj.__kwdefaults__ or {}).values()]  # urlencode(quote_via=quote_plus)
+    for value in values:
+        cache = _feeds(value, known, memo)
+        if cache:
+            return cache
+    return None
+
+
+def _names(code: types.CodeType) -> tuple[set, set]:
+    """(global names, attribute names) the code and the functions nested in it use."""
+    global_names, attribute_names = set(), set()
+    for instruction in dis.get_instructions(code):
+        if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
+            global_names.add(instruction.argval)
+        elif instruction.opname in ("LOAD_ATTR", "LOAD_METHOD"):
+            attribute_names.add(instruction.argval)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            nested = _names(const)
+            global_names |= nested[0]
+            attribute_names |= nested[1]
+    return global_names, attribute_names
+
+
+def _filled(cell) -> bool:
+    try:
+        _ = cell.cell_contents
+    except ValueError:  # an empty cell
+        return False
+    return True

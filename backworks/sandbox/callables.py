@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 # Caps a "bounded" reason may name (rules.py, wrapped.py, or the per-call budgets themselves).
 CAPS = ("O(1)", "MAX_INT_BITS", "MAX_SEQUENCE", "MAX_SORT", "MAX_FORMAT_WIDTH", "memory_mb", "timeout_ms",
-        "int_max_str_digits", "MAX_REGEX_TEXT")
+        "int_max_str_digits", "MAX_REGEX_TEXT", "MAX_LOG_LINE", "max_value_bytes")
 
 LINEAR = "linear in one value, whose size the memory budget bounds (memory_mb)"
 PYTHON = "stdlib Python code: the timer interrupts it between bytecodes (timeout_ms); C steps linear (memory_mb)"
@@ -85,13 +85,17 @@ _BOUNDED_GROUPS = {
                         "urlparse urlsplit urlunparse urlunsplit",
         "SplitResult": "geturl", "ParseResult": "geturl", "DefragResult": "geturl", "SplitResultBytes": "geturl",
         "ParseResultBytes": "geturl", "DefragResultBytes": "geturl", "_ResultMixinBytes": "decode",
-        "datetime": "strptime",
-        "time": "strptime",
         "Counter": "copy subtract", "OrderedDict": "clear copy items keys pop popitem setdefault values",
         "defaultdict": "copy", "_ResultMixinStr": "encode",
-        "_Match": "end expand group groupdict groups span start", "re": "escape",
+        "_Match": "end group groupdict groups span start", "re": "escape",
     },
     REPR: {"builtins": "ascii repr"},
+    # `log` (logs.py): what a script passes is shown item by item within the line's room (logs.log_text), never
+    # through str() or repr() of a container.
+    "at most MAX_LOG_LINES lines of MAX_LOG_LINE characters and MAX_LOG_CALL_BYTES bytes a call, values shown "
+    "in O(MAX_LOG_LINE) steps": {"ScriptLog": "debug error info warning"},
+    # `state` (state_facade.py over backworks/state.py; a Redis store's calls time out after 0.5 s)
+    "json.loads of stored text of at most max_value_bytes (state.max_value_bytes)": {"StateFacade": "get incr"},
     "the pattern is compiled by RE2 within its default max_mem (8 MB program); linear (MAX_REGEX_TEXT applies to "
     "matching)": {"re": "compile"},
 }
@@ -121,6 +125,12 @@ _WRAPPED_GROUPS = {
         "math": "comb factorial fsum gcd isqrt lcm perm prod", "hashlib": "pbkdf2_hmac", "json": "dumps",
         "HASHXOF": "digest hexdigest",
         "random": "choice choices gauss getrandbits randint random randrange sample shuffle uniform",
+    },
+    "state_facade.py: the value is measured before the host's json.dumps (its JSON size at least, shared parts "
+    "counted each time) and refused over state.max_value_bytes": {"StateFacade": "set"},
+    "uncached.py: without the library's process-wide cache of its argument (re2's template cache); strptime "
+    "formats capped at MAX_STRPTIME_FORMAT (each distinct format stays in _strptime's cache)": {
+        "_Match": "expand", "datetime": "strptime", "time": "strptime",
     },
 }
 

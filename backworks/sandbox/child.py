@@ -10,6 +10,7 @@ import json.encoder
 import logging
 import marshal
 import math
+import mmap
 import os
 import resource
 import signal
@@ -145,11 +146,15 @@ def _cpu_backstop(budget_ms: int) -> None:
     _Limits.cpu_budget_ms, _Limits.cpu_set_at = budget_ms, now
 
 
+_BOARD_SLOT = struct.Struct("i")  # the index of the step running now (steps before it have finished)
+
+
 class Child:
     """The message loop: load, call, phase, drop."""
 
-    def __init__(self, state_settings: dict):
+    def __init__(self, state_settings: dict, board: mmap.mmap | None = None):
         self.runner = Runner(state_settings, memory=False)  # RLIMIT_AS is set once per message instead
+        self.board = board  # where this child counts the steps of a phase it finished (process.py reads it)
         self.runner.defer_cleanup = True  # answer first, free the failed script's objects after
         self.last = (None, None)
         self.pending: list = []
@@ -243,6 +248,8 @@ class Child:
             self.pending.append([index, outcome.duration_ms])  # the usual step: fine, changed nothing
         else:
             self.pending.append([index, outcome.to_wire(), request, response, result.short_circuit])
+        if self.board is not None:  # the parent learns which step a kill interrupted, even of a batched phase
+            _BOARD_SLOT.pack_into(self.board, 0, index + 1)
         now = time.monotonic()
         if not outcome.ok or now - self.flushed >= FLUSH_S:
             self.send(["steps", self.pending])
@@ -260,8 +267,21 @@ def plain_outcome(outcome: Outcome) -> Outcome:
     return outcome
 
 
-def main() -> None:
+BOARD_BYTES = 8  # the step board: memory shared with the parent, where a phase's progress is written
+
+
+def open_board(fd: int | None) -> mmap.mmap | None:
+    """Map the step board the parent passed as descriptor `fd`, or None without one."""
+    if fd is None:
+        return None
+    board = mmap.mmap(fd, BOARD_BYTES)
+    os.close(fd)
+    return board
+
+
+def main(board_fd: int | None = None) -> None:
     """Serve the parent until it closes the pipe."""
+    board = open_board(board_fd)  # before _confine: mapping it takes a file descriptor
     _confine()
     keep_timer_between_phases()
     sys.stdout = sys.stderr
@@ -270,7 +290,7 @@ def main() -> None:
     for payload in read_frames(0):
         message = marshal.loads(payload)
         if message[0] == "init":
-            child = Child(message[1])
+            child = Child(message[1], board)
             continue
         child.handle(message)
 

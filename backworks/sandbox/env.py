@@ -19,7 +19,7 @@ import uuid
 
 import re2
 
-from backworks.sandbox import guards, rules, wrapped
+from backworks.sandbox import guards, rules, uncached, wrapped
 
 logger = logging.getLogger(__name__)
 
@@ -59,11 +59,6 @@ def _plain_function(method, name: str):
     function.__name__ = function.__qualname__ = name
     function.__doc__ = method.__doc__
     return function
-
-
-def _groups(pattern) -> int:
-    """How many capture groups a pattern (text, bytes or compiled) has."""
-    return (pattern if isinstance(pattern, re2._Regexp) else re2.compile(pattern)).groups
 
 
 def _iterable_type(real: type):
@@ -115,15 +110,16 @@ _HASHLIB = _pick(hashlib, "md5 sha1 sha224 sha256 sha384 sha512 sha3_256 sha3_51
 # The host's own sets would be shared with every script (`.add()` is a method call no write guard sees).
 _HASHLIB.update(algorithms_available=frozenset(hashlib.algorithms_available),
                 algorithms_guaranteed=frozenset(hashlib.algorithms_guaranteed), pbkdf2_hmac=wrapped.pbkdf2_hmac)
-_RE = _pick(re2, "compile escape error")
-_RE.update({name: wrapped.regex_text(getattr(re2, name), _groups, at)
+_RE = _pick(re2, "escape error")
+_RE["compile"] = uncached.regex_compile
+_RE.update({name: wrapped.regex_function(name, at)
             for name, at in (("search", 1), ("match", 1), ("fullmatch", 1), ("finditer", 1), ("findall", 1),
                              ("split", 1), ("sub", 2), ("subn", 2))})
-_PARSE = _pick(urllib.parse, "quote quote_plus unquote unquote_plus urlencode urlparse urlunparse "
-                             "urlunsplit urljoin parse_qs parse_qsl urldefrag")
-# urlsplit is an lru_cache wrapper: its cache (fed by the host's own parsing) and cache_info/cache_clear
-# would be shared with scripts; they get the plain function under it.
-_PARSE["urlsplit"] = urllib.parse.urlsplit.__wrapped__
+# urlsplit (called by urlparse, urljoin, urldefrag) and quote's quoter factory are lru_caches: scripts get
+# copies of the functions that call the plain functions under them (uncached.without_caches).
+_PARSE = _pick(types.SimpleNamespace(**uncached.without_caches(urllib.parse)),
+               "quote quote_plus unquote unquote_plus urlencode urlparse urlunparse urlunsplit urljoin parse_qs "
+               "parse_qsl urldefrag urlsplit")
 _PARSE_FACADE = Facade("urllib.parse", _PARSE)
 
 FACADES = {
@@ -140,8 +136,9 @@ FACADES = {
     "re": Facade("re", _RE),  # google-re2: linear time; flags are written inline, e.g. "(?i)"
     "string": Facade("string", _pick(string, "ascii_letters ascii_lowercase ascii_uppercase digits hexdigits "
                                              "octdigits punctuation printable whitespace capwords")),
-    "time": Facade("time", _pick(time, "time time_ns monotonic monotonic_ns perf_counter perf_counter_ns gmtime "
-                                       "localtime mktime strftime strptime struct_time timezone")),
+    "time": Facade("time", dict(_pick(time, "time time_ns monotonic monotonic_ns perf_counter perf_counter_ns gmtime "
+                                       "localtime mktime strftime struct_time timezone"),
+                           strptime=uncached.strptime(time.strptime))),
     "types": Facade("types", {"SimpleNamespace": types.SimpleNamespace}),
     "urllib": Facade("urllib", {"parse": _PARSE_FACADE}),
     "urllib.parse": _PARSE_FACADE,

@@ -42,13 +42,14 @@ class ScriptLog:
             return
         if len(self._lines) >= rules.MAX_LOG_LINES:
             return self._suppress()
-        text = str(message)[:rules.MAX_LOG_LINE]
+        text = message[:rules.MAX_LOG_LINE] if type(message) is str else log_text(message)
         if args:
+            args = tuple(_argument(a) for a in args)
             try:
-                extra = (repr(a)[:80] for a in args)
+                extra = (log_text(a, 80) for a in args)
                 text = guards.guarded_mod(text, args) if "%" in text else " ".join([text, *extra])
             except (TypeError, ValueError, MemoryError):
-                text = " ".join([text, *(repr(a)[:80] for a in args)])
+                text = " ".join([text, *(log_text(a, 80) for a in args)])
         text = text[:rules.MAX_LOG_LINE]
         line = f"{logging.getLevelName(level)} {text}"
         if self._bytes + len(line) > rules.MAX_LOG_CALL_BYTES:
@@ -77,6 +78,72 @@ class ScriptLog:
     def error(self, message, *args) -> None:
         """Log an error line."""
         self._write(logging.ERROR, message, args)
+
+
+_NUMBERS = (int, float, bool, type(None))
+
+
+def _argument(value):
+    """A `%` argument as the log line needs it: numbers as they are (for %d), text cut, anything else shown."""
+    kind = type(value)
+    if kind is str:
+        return value[:rules.MAX_LOG_LINE]
+    if kind in _NUMBERS and (kind is not int or value.bit_length() <= 256):
+        return value
+    return log_text(value)
+
+
+def log_text(value, room: int = rules.MAX_LOG_LINE) -> str:
+    """Text of a logged value in O(room) host work: containers item by item until `room` characters are used.
+
+    Never str() or repr() of a script's container: a 64-level shared `a = [a, a]` is 2**64 items to them.
+    """
+    parts: list[str] = []
+    _show(value, parts, [room], 0)
+    return "".join(parts)[:room]
+
+
+_BRACKETS = {list: "[]", tuple: "()", set: "{}", frozenset: "{}", dict: "{}"}
+MAX_SHOWN_DEPTH = 8
+
+
+def _show(value, parts: list, room: list, depth: int) -> None:
+    kind = type(value)
+    brackets = _BRACKETS.get(kind) or ("{}" if isinstance(value, dict) else None)
+    if brackets is None or depth >= MAX_SHOWN_DEPTH:
+        text = _atom(value, room[0])
+        parts.append(text)
+        room[0] -= len(text)
+        return
+    parts.append(brackets[0])
+    room[0] -= 1
+    for index, item in enumerate(value.items() if isinstance(value, dict) else value):
+        if room[0] <= 0:
+            parts.append("...")
+            return
+        if index:
+            parts.append(", ")
+            room[0] -= 2
+        if isinstance(value, dict):
+            _show(item[0], parts, room, depth + 1)
+            parts.append(": ")
+            room[0] -= 2
+            item = item[1]
+        _show(item, parts, room, depth + 1)
+    parts.append(brackets[1])
+    room[0] -= 1
+
+
+def _atom(value, room: int) -> str:
+    kind = type(value)
+    if kind is str or kind is bytes:
+        return repr(value[:max(room, 0)])
+    if kind is int and value.bit_length() > 256:
+        return f"<int of {value.bit_length()} bits>"
+    if kind in _NUMBERS:
+        return repr(value)
+    name = kind.__name__ if isinstance(kind.__name__, str) else "object"
+    return f"<{name[:60]}>"
 
 
 def _call_summary(count: int) -> str:

@@ -259,6 +259,28 @@ def compile_script(source: str, filename: str) -> Script:
     size = len(source.encode("utf-8", "surrogatepass"))
     if size > rules.MAX_SOURCE_BYTES:
         raise ScriptError([f"{filename}: script is {size} bytes; the limit is {rules.MAX_SOURCE_BYTES}"])
+    try:
+        tree, code = _compile(source, filename)
+    except ScriptError:
+        raise
+    # Every stage (parse, checks, rewrites, the final compile() with its symbol table) can raise: a
+    # script must never turn into anything but a ScriptError, which a config load reports and survives.
+    except SyntaxError as exc:  # also what compile() finds that ast.parse does not ('return' outside...)
+        raise ScriptError([f"{filename}:{exc.lineno or 1}: {exc.msg} ({type(exc).__name__})"]) from None
+    except (RecursionError, MemoryError):
+        raise ScriptError([f"{filename}:1: the script is nested too deeply or too large to compile "
+                           f"(nesting limit {rules.MAX_NESTING} levels)"]) from None
+    except Exception as exc:  # ValueError, OverflowError, ...: the compiler's own limits
+        raise ScriptError([f"{filename}:1: the script cannot be compiled: {type(exc).__name__}: "
+                           f"{str(exc)[:200]}"]) from None
+    hooks = frozenset(node.name for node in tree.body
+                      if isinstance(node, ast.FunctionDef) and node.name in HOOK_NAMES)
+    digest = hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
+    return Script(filename, source, digest, hooks, code)
+
+
+def _compile(source: str, filename: str):
+    """Parse, check, rewrite and compile; ScriptError lists the policy's refusals."""
     tree = _parse(source, filename)
     problems = _check(tree)
     if not problems:
@@ -273,11 +295,7 @@ def compile_script(source: str, filename: str) -> Script:
     if problems:
         raise ScriptError([f"{filename}:{line}: {message}" for line, message in sorted(set(problems),
                                                                                     key=lambda p: p[0])])
-    code = compile(tree, filename, "exec", dont_inherit=True)
-    hooks = frozenset(node.name for node in tree.body
-                      if isinstance(node, ast.FunctionDef) and node.name in HOOK_NAMES)
-    digest = hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
-    return Script(filename, source, digest, hooks, code)
+    return tree, compile(tree, filename, "exec", dont_inherit=True)
 
 
 def _parse(source: str, filename: str) -> ast.Module:

@@ -4,9 +4,11 @@ from __future__ import annotations
 import json
 import logging
 import marshal
+import mmap
 import os
 import select
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -14,10 +16,10 @@ import time
 
 from backworks.pids import current_pid
 from backworks.sandbox import spare, values
-from backworks.sandbox.child import FLUSH_S, READ_CHUNK, take_frame, write_frame
+from backworks.sandbox.child import BOARD_BYTES, FLUSH_S, READ_CHUNK, take_frame, write_frame
 from backworks.sandbox.limits import Budget
 from backworks.sandbox.policy import Script
-from backworks.sandbox.runner import Outcome, PhaseResult
+from backworks.sandbox.runner import SKIPPED, Outcome, PhaseResult
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ class ChildProcess:
         self.scripts: dict[str, tuple] = {}  # key -> (script, config, budget): replayed after a respawn
         self.ready = False
         self.spawns = 0
+        self.running_step: int | None = None  # steps of the phase a killed child had finished (see fail)
         self.owner = current_pid()
         self.booted = False  # this process has had a child: from then on a request never waits for one
         # A warm spare: (process, read buffer) of a child that answered a ping and loaded every script. It is
@@ -70,11 +73,19 @@ class ChildProcess:
 
     def start(self) -> subprocess.Popen:
         """Start a child by exec (safe from threaded processes); it boots in the background."""
-        proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {PACKAGE_ROOT!r}); "
-             "from backworks.sandbox.child import main; main()"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True, start_new_session=True,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "random"})
+        fd = os.memfd_create("backworks-steps")
+        try:
+            os.ftruncate(fd, BOARD_BYTES)
+            board = mmap.mmap(fd, BOARD_BYTES)
+            proc = subprocess.Popen(
+                [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {PACKAGE_ROOT!r}); "
+                 f"from backworks.sandbox.child import main; main({fd})"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True, start_new_session=True,
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONHASHSEED": "random"},
+                pass_fds=(fd,))
+        finally:
+            os.close(fd)
+        proc.step_board = board  # travels with the process (a warm spare keeps its own)
         self.spawns += 1
         write_frame(proc.stdin.fileno(), marshal.dumps(("init", self.state_settings)))
         return proc
@@ -91,8 +102,9 @@ class ChildProcess:
             self.ready = True  # pinged, and every script loaded
         elif request and self.booted and self.warm_spare:
             self.build_spare()
-            raise ChildGone("error", "sandbox process is being replaced after a kill: this call was skipped "
-                                     "(it fails open; the replacement boots in the background)")
+            raise ChildGone(SKIPPED, "sandbox process is being replaced after a kill: this call was skipped "
+                                     "(not counted against the plugin's breaker; the replacement boots in the "
+                                     "background)")
         else:
             self.proc = self.start()
             self.buffer = bytearray()
@@ -250,6 +262,8 @@ class ChildProcess:
 
     def fail(self, kind: str, message: str):
         """Kill the child and raise ChildGone; the next use swaps in the warm spare (see spawn)."""
+        board = getattr(self.proc, "step_board", None)
+        self.running_step = _STEP.unpack_from(board, 0)[0] if board is not None else None  # where the child was
         self.kill()
         raise ChildGone(kind, message)
 
@@ -321,8 +335,12 @@ class ChildProcess:
         """One round trip; return the steps still to run (after a child failure), else []."""
         index = 0
         step_started = time.monotonic()
+        self.running_step = None
         try:
             self.ensure(request=True)
+            board = getattr(self.proc, "step_board", None)
+            if board is not None:
+                _STEP.pack_into(board, 0, 0)  # the child counts the steps it finished from here
             self.send_fresh(("phase", phase, tuple([(s.key, tuple(s.budget), s.on_error) for s in steps]),
                              result.request, result.response))
             step_started = time.monotonic()  # after a respawn by send_fresh too: the budget starts now
@@ -337,15 +355,29 @@ class ChildProcess:
                         self.retire(reply[2])
                     return []
         except ChildGone as gone:
-            if index >= len(steps):
-                return []
-            step = steps[index]
-            outcome = _gone_outcome(gone, self.scripts.get(step.key, (None,))[0], step_started)
-            result.outcomes.append((step.key, outcome))
-            if step.on_error == "closed":
-                result.failed_closed = (step.key, outcome)
-                return []
-            return steps[index + 1:]
+            return self.after_kill(gone, steps, result, index, step_started)
+
+    def after_kill(self, gone: ChildGone, steps: list, result: PhaseResult, index: int, started: float) -> list:
+        """Blame the step the child was running when it died; return the steps still to run (or [] if closed).
+
+        Steps it finished but had not reported yet (fast steps share a frame) lost their outcome with it: they
+        are SKIPPED (never charged to their breakers; one that fails closed still refuses this request).
+        """
+        running = max(index, self.running_step if self.running_step is not None else index)
+        for step in steps[index:running]:
+            lost = Outcome(SKIPPED, None, f"{_name(self.scripts.get(step.key, (None,))[0])}: its outcome was lost: "
+                                          f"the sandbox process was killed during a later plugin's call", "", 0.0, [])
+            result.outcomes.append((step.key, lost))
+            if step.on_error == "closed" and result.failed_closed is None:
+                result.failed_closed = (step.key, lost)
+        if running >= len(steps):
+            return []
+        step = steps[running]
+        outcome = _gone_outcome(gone, self.scripts.get(step.key, (None,))[0], started)
+        result.outcomes.append((step.key, outcome))
+        if step.on_error == "closed" and result.failed_closed is None:
+            result.failed_closed = (step.key, outcome)
+        return [] if result.failed_closed is not None else steps[running + 1:]
 
     def fold_step(self, entry: list, steps: list, result: PhaseResult, index: int) -> int:
         """Apply one step entry (see Child.emit_step) to the result; return the index of the next step.
@@ -375,6 +407,9 @@ class ChildProcess:
         return at + 1
 
 
+_STEP = struct.Struct("i")  # the step board: how many steps of the current phase the child finished
+
+
 def _reap(proc: subprocess.Popen | None) -> int | None:
     """SIGKILL a child if it still runs, close its pipes and wait for it; return its exit status."""
     if proc is None:
@@ -392,8 +427,12 @@ def _reap(proc: subprocess.Popen | None) -> int | None:
     return proc.wait()
 
 
+def _name(script: Script | None) -> str:
+    return os.path.basename(script.filename) if script is not None else "sandbox"
+
+
 def _gone_outcome(gone: ChildGone, script: Script | None, started: float) -> Outcome:
-    name = os.path.basename(script.filename) if script is not None else "sandbox"
+    name = _name(script)
     if gone.kind == "timeout":
         message = f"{name}: timed out (sandbox process killed at its hard deadline)"
     else:

@@ -25,17 +25,21 @@ from backworks.sandbox.limits import Budget, Clock, Timeout
 from backworks.sandbox.logs import ScriptLog
 from backworks.sandbox.policy import Script
 from backworks.sandbox.safe_builtins import SAFE_BUILTINS
+from backworks.sandbox.state_facade import StateFacade
 
 logger = logging.getLogger(__name__)
 
 MAX_REPR_STRING = 200
+# The call never ran: its sandbox process was killed by another script's call and is being replaced. Not
+# the script's failure: it never counts against its breaker.
+SKIPPED = "skipped"
 
 
 @dataclass(slots=True)
 class Outcome:
     """What one script call produced: a value, or the kind of failure and the script's own traceback."""
 
-    kind: str            # "ok" | "error" | "timeout" | "memory" | "invalid" | "crash"
+    kind: str            # "ok" | "error" | "timeout" | "memory" | "invalid" | "crash" | SKIPPED
     value: object = None
     message: str = ""
     traceback: str = ""
@@ -452,15 +456,6 @@ _HOST_NAMES = frozenset({"_apply_", "_bw_slice", "_getattr_", "_getitem_", "_get
                          "_bw_inplace",
                          "_iter_unpack_sequence_", "_unpack_sequence_", "_bw_mul", "_bw_pow", "_bw_lshift",
                          "_bw_mod", "_bw_format", "_bw_tick", "_bw_expired", "_print_", "log", "state"})
-
-
-class StateFacade:
-    """What scripts see as `state`: get, set and incr of their own namespace, nothing else."""
-
-    __slots__ = ("get", "set", "incr")
-
-    def __init__(self, store):
-        self.get, self.set, self.incr = store.get, store.set, store.incr
 
 
 class Runner:

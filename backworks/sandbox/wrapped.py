@@ -8,12 +8,13 @@ every callable scripts can reach and which of these it goes through.
 from __future__ import annotations
 
 import collections
+import datetime
 import hashlib
 import json
 import logging
 import math
 
-from backworks.sandbox import guards, limits, rules
+from backworks.sandbox import guards, limits, rules, uncached
 
 logger = logging.getLogger(__name__)
 
@@ -181,11 +182,12 @@ def pbkdf2_hmac(name, password, salt, iterations, dklen=None):
     return hashlib.pbkdf2_hmac(name, password, salt, iterations, dklen)
 
 
-def expanded_size(value, cap: int = MAX_EXPANDED) -> int:
+def expanded_size(value, cap: int = MAX_EXPANDED, leaf=None) -> int:
     """How many items a recursive C walk (hash, ==, json.dumps) visits in `value`, or LimitError past `cap`.
 
     Shared parts count once per path to them (as the walk visits them), computed in O(distinct objects):
-    a 64-level tuple `t = (t, t)` is 2**64 items for hash() but 64 objects here.
+    a 64-level tuple `t = (t, t)` is 2**64 items for hash() but 64 objects here. With `leaf`, each item
+    that is not a container (and each dict key) also adds leaf(item): a size in bytes, say.
     """
     sizes: dict = {}
     stack = [(value, False)]
@@ -201,6 +203,10 @@ def expanded_size(value, cap: int = MAX_EXPANDED) -> int:
                                         if type(child) in _CONTAINERS)
             if kind is dict:
                 total += len(item)
+            if leaf is not None:
+                total += sum(leaf(child) for child in children if type(child) not in _CONTAINERS)
+                if kind is dict:
+                    total += sum(leaf(key) for key in item)
             if total > cap:
                 raise guards.LimitError(f"a value of more than {cap} items (counting shared parts each time they "
                                         "appear) exceeds the sandbox limit")
@@ -256,18 +262,6 @@ def json_dumps(obj, *, indent=None, sort_keys=False, separators=None, default=No
                       ensure_ascii=ensure_ascii)
 
 
-def regex_text(function, groups_of, at: int):
-    """re2 functions: a pattern with capture groups scans at most MAX_REGEX_TEXT characters."""
-    def wrapped(*args, **kwargs):
-        text = args[at] if len(args) > at else kwargs.get("text")
-        if isinstance(text, (str, bytes)) and len(text) > MAX_REGEX_TEXT and groups_of(args[0]):
-            raise guards.LimitError(f"a regular expression with groups over {len(text)} characters exceeds the "
-                                    f"sandbox limit of {MAX_REGEX_TEXT}")
-        return function(*args, **kwargs)
-    wrapped.__name__ = function.__name__
-    return wrapped
-
-
 class _TypeProxy(type):
     """Metaclass of the names `list`, `dict`, ...: isinstance works, calls go through a capped factory."""
 
@@ -292,18 +286,38 @@ def type_proxy(real: type, factory) -> type:
     return _TypeProxy(real.__name__, (), {"_real": real, "_factory": staticmethod(factory), "__slots__": ()})
 
 
-def _regex_method(name: str, text_at: int):
+# re2's own sub/subn expand a template through its process-wide cache of templates: scripts get these.
+_REGEX_OWN = {"sub": uncached.regex_sub, "subn": uncached.regex_subn}
+
+
+def regex_method(name: str, text_at: int):
+    """Pattern methods: a pattern with capture groups scans at most MAX_REGEX_TEXT characters."""
+    own = _REGEX_OWN.get(name)
+
     def factory(regexp):
-        method = getattr(regexp, name)
+        method = getattr(regexp, name) if own is None else None
 
         def wrapped(*args, **kwargs):
-            text = args[text_at] if len(args) > text_at else None
+            text = args[text_at] if len(args) > text_at else kwargs.get("text")
             if isinstance(text, (str, bytes)) and len(text) > MAX_REGEX_TEXT and regexp.groups:
                 raise guards.LimitError(f"a regular expression with groups over {len(text)} characters exceeds "
                                         f"the sandbox limit of {MAX_REGEX_TEXT}")
+            if own is not None:
+                return own(regexp, *args, **kwargs)
             return method(*args, **kwargs)
+        wrapped.__name__ = name
         return wrapped
     return factory
+
+
+def regex_function(name: str, text_at: int):
+    """re.search, re.sub, ...: the pattern compiled without re2's cache, then its checked method."""
+    method = regex_method(name, text_at - 1)
+
+    def function(pattern, *args, **kwargs):
+        return method(uncached.regex_compile(pattern))(*args, **kwargs)
+    function.__name__ = function.__qualname__ = name
+    return function
 
 
 def _register() -> None:
@@ -329,7 +343,7 @@ def _register() -> None:
     special("from_bytes", (int, bool), from_bytes, classes=True)
     for name, at in (("search", 0), ("match", 0), ("fullmatch", 0), ("finditer", 0), ("findall", 0),
                      ("split", 0), ("sub", 1), ("subn", 1)):
-        special(name, (re2._Regexp,), _regex_method(name, at))
+        special(name, (re2._Regexp,), regex_method(name, at))
 
 
 _register()
@@ -345,6 +359,12 @@ def _match_range(regexp):
             raise guards.LimitError(f"possiblematchrange over {SMALL} characters exceeds the sandbox limit")
         return regexp.possiblematchrange(maxlen)
     return possiblematchrange
+
+
+def _match_expand(match):
+    def expand(template):
+        return uncached.regex_expand(match, template)
+    return expand
 
 
 MAX_XOF_BYTES = 1_000_000  # output of one SHAKE digest(length): computed in C before it returns
@@ -367,6 +387,10 @@ def _register_regexp() -> None:
 
     guards.special("options", (re2._Regexp,), _refused)  # RE2's options object is shared by the cached pattern
     guards.special("possiblematchrange", (re2._Regexp,), _match_range)
+    guards.special("expand", (re2._Match,), _match_expand)
+    strptime = uncached.strptime(datetime.datetime.strptime)
+    guards.special("strptime", (datetime.datetime,), lambda obj: strptime)
+    guards.special("strptime", (datetime.datetime,), lambda cls: strptime, classes=True)
     xof = type(hashlib.new("shake_128"))
     for name in ("digest", "hexdigest"):
         guards.special(name, (xof, type(hashlib.shake_256())), _xof_digest(name))

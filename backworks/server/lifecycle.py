@@ -6,7 +6,10 @@ master validates the config (and compiles its scripts) at start, at every HUP an
 - the master remembers the config and the files it names (scripts, mock files) as they were when they
   last loaded cleanly, and workers inherit that memory through fork(). A worker (re)spawned while the
   files are broken serves the remembered versions instead, says so loudly in the log, the dashboard and
-  /readyz, and its file watcher applies the fix as soon as it lands.
+  /readyz, and its file watcher applies the fix as soon as it lands;
+- a worker in which even the remembered files fail to load (a script that fails only later, only
+  sometimes, or only in a sandbox child) boots with those scripts disabled: their plugins fail as their
+  on_error says, their runtime endpoints answer 500. A worker never fails to boot because of a script.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from backworks.config.load import load_config
 from backworks.config.model import DEFAULT_CONFIG
 from backworks.errors import ConfigError
 from backworks.loaded import Runtime, load_runtime
+from backworks.modes.base import DISABLE_FAILED_SCRIPTS
 from backworks.server.watcher import file_stats, watched_mtimes
 
 logger = logging.getLogger(__name__)
@@ -88,13 +92,28 @@ def load_or_fallback(path=None, overrides=None, options=None):
     """Load the runtime from disk; when that fails, from the last good files. Return (runtime, error)."""
     try:
         return load_runtime(path, overrides, options), None
-    except ConfigError as exc:
+    except Exception as exc:  # a ConfigError, or anything a script made the load raise: never a boot failure
         files = last_good(path)
         if files is None:
             raise
-        logger.error("config %s is broken; this worker serves the last good version instead:\n%s",
-                     config_path(path), exc)
-        return load_remembered(config_path(path), overrides, options, files), str(exc)
+        error = _problems(exc)
+    logger.error("config %s is broken; this worker serves the last good version instead:\n%s",
+                 config_path(path), error)
+    try:
+        return load_remembered(config_path(path), overrides, options, files), error
+    except Exception as exc:
+        error = _problems(exc)
+    # The files passed the master's check, yet a script fails to load here: it behaves differently in this
+    # worker (the time, randomness, quarantine to a sandbox child). Refusing to boot would stop gunicorn
+    # altogether; serve with the failing scripts disabled instead (each says so in the log).
+    logger.error("config %s: the last good version fails to load in this worker too; it serves with the "
+                 "failing scripts disabled:\n%s", config_path(path), error)
+    lenient = {**(options or {}), DISABLE_FAILED_SCRIPTS: True}
+    return load_remembered(config_path(path), overrides, lenient, files), error
+
+
+def _problems(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {exc}"
 
 
 def load_remembered(path: Path, overrides, options, files: dict[str, bytes]):

@@ -99,3 +99,21 @@ def test_the_server_log_takes_a_bounded_number_of_bytes_a_minute_per_script(monk
         "quiet.py: other scripts are not affected",
         "flood.py: 338 log lines suppressed in the last minute (limit: 262144 bytes a minute)",
         "flood.py: a new minute"]
+
+
+SHARED = "    a = [1.5]\n    for i in range(64):\n        a = [a, a]\n"
+
+
+@pytest.mark.parametrize("call", ["log.info(a)", "log.info('got %s', a)", "log.info('got', a)"])
+def test_logged_values_are_shown_within_the_line_never_walked_whole(box, call):
+    """str() or repr() of a 64-level shared list would walk 2**64 items in C (hours past the budget)."""
+    outcome = run(box, f"{SHARED}    {call}\n    return 1")
+    assert outcome.kind == "ok" and outcome.duration_ms < 100
+    (line,) = outcome.logs
+    assert line.startswith("INFO ") and "[[[[[[[[<list>, <list>], [<list>, <list>]]" in line
+    assert len(line) <= 5 + 4 + 500
+
+
+def test_logged_values_keep_their_formats(box):
+    outcome = run(box, "    log.info('%d users: %s, %r', 3, {'ann': [1, 'x']}, 'q' * 600)\n    return 1")
+    assert outcome.logs == ["INFO " + ("3 users: {'ann': [1, 'x']}, '" + "q" * 600)[:500]]

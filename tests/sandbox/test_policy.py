@@ -232,3 +232,46 @@ def test_reused_call_globals_keep_safe_builtins_and_forget_each_call():
     for _ in range(2):  # the second call runs in reused globals: still the guarded getattr
         outcome = box.call("q", "handle", ({},))
         assert outcome.kind == "error" and "'__class__' is not allowed" in outcome.message
+
+
+# What only compile() (its symbol table and block stack) finds, after ast.parse and the policy's checks passed.
+COMPILER_REFUSALS = [
+    ("return 1\n", "p.py:1: 'return' outside function (SyntaxError)"),
+    ("break\n", "p.py:1: 'break' outside loop (SyntaxError)"),
+    ("def f(a, a):\n    return a\n", "p.py:1: duplicate argument 'a' in function definition (SyntaxError)"),
+    ("x = 1\nnonlocal x\n", "p.py:2: name 'x' is assigned to before nonlocal declaration (SyntaxError)"),
+    # One `with` of 60,000 items: under the size cap, one level deep in the AST, too many blocks for compile().
+    ("def before_request(request):\n    with a" + ", a" * 60000 + ":\n        pass\n",
+     "p.py:2: too many statically nested blocks (SyntaxError)"),
+]
+
+
+@pytest.mark.parametrize("source, message", COMPILER_REFUSALS, ids=lambda v: v[:20] if isinstance(v, str) else v)
+def test_what_only_the_compiler_refuses_is_a_script_error_with_its_line(source, message):
+    with pytest.raises(ScriptError) as caught:
+        compile_script(source, "p.py")
+    assert caught.value.problems == [message]
+
+
+@pytest.mark.parametrize("error, message", [
+    (SyntaxError("too many statically nested blocks", ("p.py", 3, 1, "")),
+     "p.py:3: too many statically nested blocks (SyntaxError)"),
+    (RecursionError("maximum recursion depth exceeded"),
+     "p.py:1: the script is nested too deeply or too large to compile (nesting limit 60 levels)"),
+    (MemoryError(), "p.py:1: the script is nested too deeply or too large to compile (nesting limit 60 levels)"),
+    (ValueError("source code string cannot contain null bytes"),
+     "p.py:1: the script cannot be compiled: ValueError: source code string cannot contain null bytes"),
+    (OverflowError("line number out of range"),
+     "p.py:1: the script cannot be compiled: OverflowError: line number out of range"),
+])
+def test_any_failure_of_the_compiler_is_a_script_error(monkeypatch, error, message):
+    """Whatever compile() raises, a load sees a ScriptError (which a config load reports and survives)."""
+    from backworks.sandbox import policy
+
+    def failing_compile(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(policy, "compile", failing_compile, raising=False)
+    with pytest.raises(ScriptError) as caught:
+        compile_script("def before_request(request):\n    return None\n", "p.py")
+    assert caught.value.problems == [message]

@@ -274,3 +274,31 @@ def test_only_the_main_thread_polls_for_the_answer(box, monkeypatch):
     thread.start()
     thread.join()
     assert yields["main"] > 0 and yields["thread"] == 0
+
+
+HANG = ("def before_request(request):\n    a = []\n    b = []\n    for i in range(64):\n        a = [a, a]\n"
+        "        b = [b, b]\n    return None if a == b else None\n")
+CRASH = "def before_request(request):\n    t = ()\n    for i in range(300000):\n        t = (t,)\n    return hash(t)\n"
+
+
+@pytest.mark.parametrize("killer, kind, timeout_ms", [(HANG, "timeout", 100), (CRASH, "crash", 3000)],
+                         ids=["hard-deadline", "crash"])
+def test_a_kill_is_blamed_on_the_step_that_ran_never_on_the_fast_steps_before_it(box, killer, kind, timeout_ms):
+    """Fast steps share one frame: the child says on shared memory how far it got, so the kill is blamed right."""
+    fast = "def before_request(request):\n    return None\n"
+    for key, source in (("a", fast), ("b", fast), ("k", killer), ("z", fast)):
+        assert box.load(key, compile_script(source, f"{key}.py"), {}, Budget(timeout_ms=3000)).ok
+    box.child.warm_spare = False  # the steps after the kill run in a fresh process, started for them
+    steps = [Step("a", Budget(), "open"), Step("b", Budget(), "closed"), Step("k", Budget(timeout_ms), "open"),
+             Step("z", Budget(), "open")]
+    result = box.run_phase("before_request", steps, REQUEST)
+    kinds = {key: outcome.kind for key, outcome in result.outcomes}
+    assert kinds["k"] == kind
+    assert kinds["a"] in ("ok", "skipped") and kinds["b"] in ("ok", "skipped")  # finished; maybe not reported
+    lost = [outcome.message for key, outcome in result.outcomes if outcome.kind == "skipped"]
+    assert all(m.endswith(": its outcome was lost: the sandbox process was killed during a later plugin's call")
+               for m in lost)
+    if kinds["b"] == "skipped":  # a closed plugin whose answer was lost refuses the request (never blamed)
+        assert result.failed_closed[0] == "b" and "z" not in kinds
+    else:
+        assert kinds["z"] == "ok"

@@ -153,6 +153,34 @@ def test_a_worker_started_after_a_script_turned_hostile_serves_the_last_good_one
     assert "was sent SIGSEGV" not in server.output()
 
 
+ON_LOAD_BOMB = ("import time\ndef on_load(config):\n    if time.time() > BOMB_AT:\n"
+                "        raise ValueError('boom at boot')\n")
+
+
+def test_a_script_that_fails_to_load_only_in_a_respawned_worker_never_stops_the_master(plain, tmp_path):
+    """The check passed; after the bomb time every load fails: new workers boot with the script disabled."""
+    bomb_at = time.time() + 12  # time enough for the master's check and the first workers
+    bomb = ON_LOAD_BOMB.replace("BOMB_AT", repr(bomb_at))
+    server = plain(_plugin_config("inline"), {"plugin.py": bomb + TAG, "handler.py": bomb + HANDLE_OK})
+    assert time.time() < bomb_at, "booted after the bomb time: this machine is too slow for the test"
+    assert _answer(server.url + "/echo") == (200, {"tag": "v1"})
+    time.sleep(max(0.0, bomb_at + 0.2 - time.time()))
+    old = set(_workers(server.proc.pid))
+    for pid in old:  # what a crash, an OOM kill, max_requests or the backstop does
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: len(set(_workers(server.proc.pid)) - old) == 2 or server.proc.poll() is not None,
+             timeout=30, what="two new workers")
+    wait_for(lambda: server.output().count("plugin guard is DISABLED in this worker") >= 2 or
+             server.proc.poll() is not None, timeout=30, what="the disabled plugin in both new workers")
+    assert master_alive_and_serving(server) == [200] * 20
+    assert [_answer(server.url + "/echo") for _ in range(6)] == [(200, {"tag": ""})] * 6  # failed open
+    run = [_answer(server.url + "/run") for _ in range(4)]
+    assert [(status, body["error"]["code"]) for status, body in run] == [(500, "handler_failed")] * 4
+    output = server.output()
+    assert "Worker failed to boot" not in output and "exited with code 3" not in output
+    assert "runtime endpoint run is DISABLED in this worker" in output
+
+
 def _answer(url: str) -> tuple:
     try:
         response = requests.get(url, timeout=10)
