@@ -74,6 +74,7 @@ def _run_steps(runner, phase, steps, request, response, emit) -> PhaseResult:
     before = phase == BEFORE_REQUEST
     frozen = None  # after_response's input, serialised once per change: each hook thaws its own deep copy
     args = None  # a copy of the input nothing else holds, for the next hook (see _own_copy)
+    parts = None  # that copy's containers, when only text is in them (see _parts)
     for index, (key, budget, on_error) in enumerate(steps):
         loaded = loaded_scripts.get(key)
         if loaded is not None and phase not in loaded.script.hooks:
@@ -81,6 +82,7 @@ def _run_steps(runner, phase, steps, request, response, emit) -> PhaseResult:
         if args is None:
             if before:  # a request is valid (built by the server or validated): copied by its known shape
                 args = (values.copy_request(result.request),)
+                parts = _parts(args[0])
             else:
                 if frozen is None:
                     frozen = values.freeze((result.request, result.response))
@@ -97,10 +99,16 @@ def _run_steps(runner, phase, steps, request, response, emit) -> PhaseResult:
             result.short_circuit = short
             if result.request is not current[0] or result.response is not current[1]:
                 frozen = None  # the next hook sees the new value
-        # The hook's copy, left as it was given or returned and valid, serves the next hook when it is exact.
-        if before and ok and not result.short_circuit and (value is None or value is given[0]) \
-                and _own_copy(given[0], result.request):
-            args = given
+        # The hook's copy, left as it was given or returned and valid, serves the next hook when it is exact:
+        # its containers are still the ones handed over (held in `parts`, so `is` is exact) and it is equal,
+        # or a full check (_own_copy) finds it exact.
+        if before and ok and not result.short_circuit and (value is None or value is given[0]):
+            mine = given[0]
+            if parts is not None and mine.get("headers") is parts[2] and mine.get("query") is parts[1] \
+                    and mine.get("path_params") is parts[0] and mine == result.request:
+                args = given
+            elif _own_copy(mine, result.request):
+                args, parts = given, _parts(mine)
         outcomes.append((key, outcome))
         if emit is not None:
             emit(index, key, outcome, result)
@@ -110,6 +118,16 @@ def _run_steps(runner, phase, steps, request, response, emit) -> PhaseResult:
         if result.short_circuit:
             break
     return result
+
+
+def _parts(request: dict) -> tuple | None:
+    """The containers of a request copy whose values are all text (== is exact on text), else None."""
+    params, query, headers = request.get("path_params"), request.get("query"), request.get("headers")
+    if type(params) is dict and type(query) is dict and type(headers) is dict and request.get("json") is None \
+            and {*map(type, request.values())} <= _FIELD_TYPES \
+            and {*map(type, params.values()), *map(type, query.values()), *map(type, headers.values())} <= _TEXT:
+        return params, query, headers
+    return None
 
 
 _FIELD_TYPES = frozenset({str, type(None), dict})
