@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import marshal
 import re
 import sys
 from itertools import compress
@@ -86,6 +87,11 @@ class Reply:
                 close()
             return []
         return body
+
+
+def same_json(a, b) -> bool:
+    """Equal and of the same types: == alone takes 1, 1.0 and True for one value, JSON does not."""
+    return a is b or (a == b and (a is None or marshal.dumps(a) == marshal.dumps(b)))
 
 
 def json_reply(status: int, payload: object, headers: list[tuple[str, str]] | None = None) -> Reply:
@@ -222,7 +228,8 @@ class RequestData:
         return {
             "method": self.method,
             "path": self.path,
-            "path_params": dict(self.path_params),
+            "path_params": {key: value if type(value) in _PARAM_TYPES else str(value)  # a uuid route's UUID: text
+                            for key, value in self.path_params.items()},
             "query": query,
             "headers": headers,
             "body": body.decode("utf-8", "replace") if body else None,
@@ -263,7 +270,8 @@ class RequestData:
         else:
             if headers is None:
                 headers = {str(k).lower(): str(v) for k, v in (data.get("headers") or {}).items()}
-            if data.get("json") is not None and data.get("json") != self.json:
+            new_json = data.get("json")
+            if new_json is not None and ("json" in changed or not same_json(new_json, original.get("json"))):
                 new._json = data["json"]
                 new._body = json.dumps(data["json"]).encode()
                 headers["content-type"] = JSON_TYPE
@@ -279,6 +287,7 @@ class RequestData:
 
 
 _UNSET = object()
+_PARAM_TYPES = (str, int, float)  # route parameters plugins get as they are; others (uuid) as text
 _MAX_HEADER_KEYS = 1024  # clients choose header names: remember a bounded number
 _HEADER_NAMES: dict = {}  # environ key -> header name as werkzeug's EnvironHeaders spells it, or ""
 

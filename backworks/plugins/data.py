@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import logging
 
-from backworks.http import JSON_TYPE, Reply, RequestData, is_json_type
+from backworks.http import JSON_TYPE, Reply, RequestData, is_json_type, same_json
 from backworks.sandbox.values import IGNORED_HEADERS, header_items
 
 logger = logging.getLogger(__name__)
@@ -23,10 +23,10 @@ def request_data(request: RequestData, with_body: bool) -> dict:
 
 def apply_request(request: RequestData, original: dict, final: dict, with_body: bool) -> RequestData:
     """Return `request` when hooks changed nothing, else a request rebuilt from their dict."""
-    if final is original or final == original:
+    if final is original or (final == original and same_json(final.get("json"), original.get("json"))):
         return request
     merged = {**original, **final}
-    same_body = merged.get("body") == original["body"] and merged.get("json") == original["json"]
+    same_body = merged.get("body") == original["body"] and same_json(merged.get("json"), original["json"])
     keep_body = not with_body or same_body
     if not keep_body and "transfer-encoding" in (merged.get("headers") or {}):  # the new body has a length
         merged["headers"] = {k: v for k, v in merged["headers"].items() if k != "transfer-encoding"}
@@ -65,13 +65,13 @@ def apply_response(reply: Reply, original: dict, final: dict) -> Reply:
 
     A body the hooks were not given (binary, streamed, too large) is kept unless they set a non-empty one.
     """
-    if final is original or final == original:
+    if final is original or (final == original and same_json(final.get("json"), original.get("json"))):
         return reply
     status = final.get("status", reply.status)
     headers = _merge_headers(reply.headers, original["headers"], final.get("headers") or {})
     body = reply.body
     withheld = "body" not in original and "json" not in original
-    if "json" in final and ("json" not in original or final["json"] != original["json"]):
+    if "json" in final and ("json" not in original or not same_json(final["json"], original["json"])):
         body = _dump(final["json"])
         headers = _set_header(headers, "Content-Type", JSON_TYPE, only_if_missing="json" in original)
     elif "body" in final and final["body"] != original.get("body") and not (withheld and not final["body"]):

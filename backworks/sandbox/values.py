@@ -12,9 +12,10 @@ logger = logging.getLogger(__name__)
 MAX_DEPTH = 32
 MAX_BYTES = 1024 * 1024     # approximate serialised size of one returned value
 MAX_INT_BITS = 4096          # JSON needs decimal text; bigger ints would be refused by int->str anyway
+MAX_HEADERS = 1000           # headers a hook may return (servers take about 100): checked before any is looked at
 _BAD_HEADER_CHARS = ("\r", "\n", "\0")
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")  # RFC 9110 token: header names, methods
-_BAD_VALUE = re.compile(r"[^\t\x20-\x7e\x80-\xff]")  # header values: visible latin-1, space, tab
+_BAD_VALUE = re.compile(r"[^\t\x20-\x7e\xa0-\xff]")  # header values: visible latin-1, space, tab
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # Framing (recomputed from the body) and hop-by-hop headers (RFC 9110 7.6.1): a hook's values are ignored.
 IGNORED_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "proxy-connection",
@@ -175,6 +176,8 @@ def _request_headers(value, current: dict, budget: list, path: str = "request.he
     """Lower-case names; unchanged pairs are not checked again; ignored headers keep their current values."""
     if type(value) is not dict:
         raise InvalidValue(f"{path}: must be a dict of name -> value")
+    if len(value) > MAX_HEADERS:
+        raise InvalidValue(f"{path}: more than {MAX_HEADERS} headers")
     # Pairs equal to the server's are valid already (names lower-case, values text): found in C, as this
     # runs for every hook that changes a header. Only the others are checked, one by one.
     changed = list(compress(value, map(ne, value.values(), map(current.get, value, repeat(_MISSING)))))
@@ -208,6 +211,8 @@ def _keep_ignored(result: dict, current: dict) -> dict:
 
 def _response_headers(value, current, path: str = "response.headers"):
     """Validated response headers in the form given (dict, or list of pairs), without ignored headers."""
+    if type(value) in (list, dict) and len(value) > MAX_HEADERS:
+        raise InvalidValue(f"{path}: more than {MAX_HEADERS} headers")
     if type(value) is list:
         pairs = [pair for pair in _pairs(value, path) if _valid_pair(pair, path)]
         pairs.extend([name, item] for name, item in header_items(current or {})
@@ -242,6 +247,16 @@ def _str_map(value, path: str, lists: bool):
         ok = type(item) is str or (lists and type(item) is list and all(type(x) is str for x in item))
         if not ok:
             raise InvalidValue(f"{path}.{key}: must be a string" + (" or a list of strings" if lists else ""))
+    return value
+
+
+def _path_params(value) -> dict:
+    """Route parameters: text, or the numbers int and float routes give (never bool)."""
+    if type(value) is not dict:
+        raise InvalidValue("request.path_params: must be a dict")
+    for key, item in value.items():
+        if type(item) not in (str, int, float):
+            raise InvalidValue(f"request.path_params.{key}: must be a string or a number")
     return value
 
 
@@ -309,6 +324,8 @@ def _check_request_line(name: str):
             raise InvalidValue(f"request.{name}: must be a non-empty string")
         if any(c in value for c in _BAD_HEADER_CHARS + (" ",)):
             raise InvalidValue("request: method and path cannot contain spaces, CR, LF or NUL")
+        if name == "path" and (value[0] != "/" or value.startswith("//")):  # origin-form: no other host
+            raise InvalidValue(f"request.path: must start with a single '/', not {shown(value)}")
         if name == "method" and not _TOKEN_RE.match(value):
             raise InvalidValue(f"request.method: must be a token, e.g. GET, not {value[:40]!r}")
     return check
@@ -317,7 +334,7 @@ def _check_request_line(name: str):
 _REQUEST_CHECKS = {
     "method": _check_request_line("method"),
     "path": _check_request_line("path"),
-    "path_params": lambda value: _str_map(value, "request.path_params", lists=False),
+    "path_params": _path_params,
     "query": lambda value: _str_map(value, "request.query", lists=True),
     **{name: _optional_str_check(f"request.{name}") for name in ("body", "client_ip", "endpoint")},
 }

@@ -1,11 +1,15 @@
 """The request as plugin hooks see it: built straight from the WSGI environ, the same as werkzeug reads it."""
 from __future__ import annotations
 
+import json
+import uuid
+
+import pytest
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
-from backworks.http import RequestData
-from backworks.plugins.data import request_data
+from backworks.http import JSON_TYPE, Reply, RequestData
+from backworks.plugins.data import apply_request, apply_response, request_data, response_data
 
 
 def werkzeug_view(environ: dict) -> dict:
@@ -52,3 +56,30 @@ def test_body_is_announced_by_a_positive_length_or_a_chunked_transfer():
                                        {"CONTENT_LENGTH": " 12 "}, {"CONTENT_LENGTH": "-1"},
                                        {"CONTENT_LENGTH": "x"}, {"HTTP_TRANSFER_ENCODING": "chunked"})] == \
         [False, False, False, True, False, False, True]
+
+
+# What a hook changed is what the server acts on, even when == cannot see the change (1 == 1.0 == True).
+@pytest.mark.parametrize("before, after", [(1, True), (0, False), (1, 1.0), ({"a": 1}, {"a": True}),
+                                           ([1, 2], [1.0, 2])])
+def test_a_json_change_to_an_equal_value_of_another_type_reaches_the_handler(before, after):
+    environ = EnvironBuilder(path="/x", method="POST", json={"v": before}).get_environ()
+    request = RequestData(Request(environ), "x", {}, "rid", 1024, "127.0.0.1")
+    original = request_data(request, True)
+    changed = apply_request(request, original, {**original, "json": {"v": after}}, True)
+    assert json.loads(changed.body) == {"v": after} and type(json.loads(changed.body)["v"]) is type(after)
+    assert changed.json == {"v": after}
+
+
+@pytest.mark.parametrize("before, after", [(1, True), (1, 1.0), (False, 0)])
+def test_an_after_response_json_change_to_an_equal_value_of_another_type_is_sent(before, after):
+    reply = Reply(200, [("Content-Type", JSON_TYPE)], json.dumps({"ok": before}).encode())
+    original = response_data(reply)
+    sent = apply_response(reply, original, {**original, "json": {"ok": after}})
+    assert json.loads(sent.body) == {"ok": after} and type(json.loads(sent.body)["ok"]) is type(after)
+
+
+def test_route_parameters_hooks_cannot_hold_are_given_as_text():
+    environ = EnvironBuilder(path="/x").get_environ()
+    key = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    data = request_data(RequestData(Request(environ), "x", {"id": key, "n": 3, "f": 1.5}, "rid", 1024, ""), False)
+    assert data["path_params"] == {"id": str(key), "n": 3, "f": 1.5}

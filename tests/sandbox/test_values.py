@@ -76,3 +76,36 @@ def test_what_the_server_cannot_send_is_invalid(value, message):
     with pytest.raises(values.InvalidValue) as caught:
         values.response(value, None)
     assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("path", ["http://evil.example/x", "//evil.example/x", "x", "*", "noslash"])
+def test_a_hook_path_is_origin_form_only(path):
+    with pytest.raises(values.InvalidValue, match="request.path: must start with a single '/'"):
+        values.request({**REQUEST, "path": path}, REQUEST)
+
+
+@pytest.mark.parametrize("params", [{"id": 7}, {"x": 1.5}, {"id": 7, "slug": "a"}])
+def test_number_route_parameters_a_hook_leaves_alone_pass(params):
+    current = {**REQUEST, "path_params": params}
+    returned = {**current, "path_params": dict(params), "headers": {**REQUEST["headers"], "x-p": "1"}}
+    assert values.request(returned, current)["headers"]["x-p"] == "1"
+
+
+def test_a_bool_for_a_number_route_parameter_is_refused():
+    current = {**REQUEST, "path_params": {"id": 1}}
+    with pytest.raises(values.InvalidValue, match="request.path_params.id: must be a string or a number"):
+        values.request({**current, "path_params": {"id": True}}, current)
+
+
+def test_too_many_headers_are_refused_before_any_is_checked():
+    many = {f"x-{n}": "v" for n in range(values.MAX_HEADERS + 1)}
+    with pytest.raises(values.InvalidValue, match=f"more than {values.MAX_HEADERS} headers"):
+        values.request({**REQUEST, "headers": many}, REQUEST)
+    with pytest.raises(values.InvalidValue, match=f"more than {values.MAX_HEADERS} headers"):
+        values.response({"status": 200, "headers": many}, None)
+
+
+@pytest.mark.parametrize("value", ["a\x85b", "\x9f", "\x80"])
+def test_c1_control_characters_are_refused_in_header_values(value):
+    with pytest.raises(values.InvalidValue, match="visible latin-1"):
+        values.request({**REQUEST, "headers": {"x-c1": value}}, REQUEST)
