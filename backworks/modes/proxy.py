@@ -37,7 +37,8 @@ SCHEMA = {
 PROXY_SCHEMA = {**SCHEMA, "nginx_handoff": field(
     "boolean", "Behind the shipped nginx site, let nginx send the request to the target Backworks chose and "
     "stream the answer (X-Accel-Redirect): needs http:// targets with IP addresses and no after_response "
-    "plugin; a request nginx cannot send exactly as Backworks would is proxied by Backworks (docs/modes/proxy.md).",
+    "plugin; a request nginx cannot send exactly as Backworks would is proxied by Backworks. nginx keeps connections "
+    "to the targets alive with the upstream blocks `backworks nginx-upstreams` writes (docs/modes/proxy.md).",
     default=False)}
 
 
