@@ -1,12 +1,14 @@
 """Proxy through the shipped nginx site, with and without proxy.nginx_handoff, against the upstream direct.
 
-Run: .venv/bin/python bench/bench_nginx.py [--seconds 5] [--rounds 2]
+Run: .venv/bin/python bench/bench_nginx.py [--seconds 5] [--rounds 3]
 One bare WSGI upstream under gunicorn (gthread, keep-alive); Backworks under gunicorn (sync, 2 workers, access
 log off, on a unix socket as the systemd unit runs it) with /off/ (Backworks proxies), /on/ (nginx_handoff: true)
 and /mock; nginx (worker_processes auto, as Debian ships it) serving config/nginx/backworks.conf with the socket
-and listen address swapped for the bench's, plus two locations proxying straight to the upstream ("nginx
-alone": with a keep-alive pool, and with a connection per request, as the hand-off's variable proxy_pass
-makes). The mock through nginx is what any answer from gunicorn costs: the hand-off's ceiling.
+and listen address swapped for the bench's and the upstream blocks `backworks nginx-upstreams` writes (so /on/
+keeps upstream connections alive), plus /on-address/: the site's `location /` offering "1" (a site without the
+generated file: the target's address in the URL, a connection per request), and two locations proxying straight
+to the upstream ("nginx alone": with a keep-alive pool, and with a connection per request). The mock through
+nginx is what any answer from gunicorn costs: the hand-off's ceiling.
 wrk -t2 -c32 on each, scenarios interleaved for --rounds rounds; every ratio is taken within its round against
 the direct figure of that round, and the median and the per-round values are printed.
 Target: through nginx with hand-off >= 0.5x direct.
@@ -39,14 +41,25 @@ upstreams:
 endpoints:
   relayed: {{path: "/off/{{rest:path}}", mode: proxy, proxy: {{upstream: api, strip_prefix: /off}}}}
   handed: {{path: "/on/{{rest:path}}", mode: proxy, proxy: {{upstream: api, strip_prefix: /on, nginx_handoff: true}}}}
+  addressed:
+    path: "/on-address/{{rest:path}}"
+    mode: proxy
+    proxy: {{upstream: api, strip_prefix: /on-address, nginx_handoff: true}}
   canned: {{path: "/mock", mock: {{json: {{id: 1}}}}}}
 """
 
 
 def nginx_conf(work: Path, port: int, socket: Path, upstream: str) -> Path:
-    """An nginx.conf around the shipped site: the bench's socket and port, and two nginx-only locations."""
+    """An nginx.conf around the shipped site: the bench's socket, port and upstream blocks, and three locations."""
     site = SITE.read_text().replace("unix:/run/backworks/gunicorn.sock", f"unix:{socket}")
     site = site.replace("listen [::]:80;", "").replace("listen 80;", f"listen 127.0.0.1:{port};")
+    site = site.replace("include /etc/backworks/nginx-upstreams*.conf;", f"include {work}/nginx-upstreams.conf;")
+    start = site.index("    location / {")
+    main_location = site[start:site.index("\n    }\n", start) + 7]
+    addressed = main_location.replace("location / {", "location /on-address/ {") \
+        .replace("X-Backworks-Handoff $backworks_upstreams;", "X-Backworks-Handoff 1;")
+    assert addressed.count("X-Backworks-Handoff 1;") == 1, "the site's location / changed: adapt the bench"
+    site = site.replace(main_location, main_location + "\n" + addressed, 1)
     host = upstream.removeprefix("http://")
     alone = (f"location /nginx/ {{ proxy_pass http://{host}/; proxy_http_version 1.1; "
              f"proxy_set_header Connection \"\"; }}\n"
@@ -120,7 +133,7 @@ def main() -> None:
     """Start upstream, Backworks and nginx; run the interleaved rounds; print the table and the ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-nginx-"))
     (work / "bench_upstream.py").write_text(UPSTREAM)
@@ -131,6 +144,9 @@ def main() -> None:
         upstream = Server("bench_upstream:app", workers=1, worker_class="gthread", chdir=work)
         stoppable.append(upstream)
         (work / "bench.yaml").write_text(CONFIG.format(upstream=upstream.url))
+        command = shutil.which("backworks") or str(Path(sys.executable).with_name("backworks"))
+        subprocess.run([command, "nginx-upstreams", str(work / "bench.yaml"), "--write",
+                        str(work / "nginx-upstreams.conf")], check=True, stdout=subprocess.DEVNULL)
         backworks = Backworks(work / "bench.yaml", work / "gunicorn.sock")
         stoppable.append(backworks)
         port = free_port()
@@ -167,6 +183,7 @@ def measure(direct: str, nginx: str, seconds: int, rounds: int, groups: dict) ->
                  "nginx alone, connection per request": nginx + "/nginx/item/1?x=1",
                  "nginx + Backworks, hand-off off": nginx + "/off/item/1?x=1",
                  "nginx + Backworks, hand-off on": nginx + "/on/item/1?x=1",
+                 "hand-off on, address (no blocks)": nginx + "/on-address/item/1?x=1",
                  "nginx + Backworks mock (no upstream)": nginx + "/mock"}
     for url in scenarios.values():
         run_wrk(url, 32, seconds=1, threads=2)  # warm-up: pools, imports

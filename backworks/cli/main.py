@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 
 import click
@@ -14,6 +15,7 @@ from backworks.cli.problems import exit_with_problems
 from backworks.config.load import load_config
 from backworks.config.model import masked
 from backworks.errors import ConfigError
+from backworks.modes.handoff_upstreams import INCLUDE, NginxUpstreams
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,29 @@ def print_config(config, as_json):
         click.echo(json.dumps(data, indent=2, default=str))
     else:
         click.echo(yaml.safe_dump(data, sort_keys=False, default_flow_style=False), nl=False)
+
+
+@cli.command("nginx-upstreams", epilog=f"The shipped nginx site includes {INCLUDE} (any "
+                                      f"/etc/backworks/nginx-upstreams*.conf); reload nginx after writing it.")
+@click.argument("config", type=click.Path(dir_okay=False), default="config/backworks.yaml")
+@click.option("--write", "path", type=click.Path(dir_okay=False),
+              help=f"Write the file here (replaced whole, never half-written) instead of printing it, e.g. {INCLUDE}.")
+def nginx_upstreams(config, path):
+    """Print the nginx upstream blocks of CONFIG's hand-off targets, so that nginx keeps their connections alive."""
+    try:
+        blocks = NginxUpstreams.of(load_config(config))
+    except ConfigError as exc:
+        exit_with_problems(exc)
+    text = blocks.text(config)
+    if not path:
+        click.echo(text, nl=False)
+        return
+    temporary = f"{path}.{os.getpid()}.tmp"
+    with open(temporary, "w") as out:
+        out.write(text)
+    os.replace(temporary, path)
+    click.echo(f"wrote {len(blocks.names)} upstream block(s) (digest {blocks.digest}) to {path}; now run: "
+               f"nginx -t && systemctl reload nginx")
 
 
 @cli.command()

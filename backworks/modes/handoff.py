@@ -3,22 +3,23 @@
 Backworks decides the route (plugins, target by balancing, health and breakers, the request headers) and
 answers nginx with `X-Accel-Redirect: @backworks_upstream` plus X-Backworks-* headers naming the URL and the
 header values nginx cannot know; nginx then sends the client's request (method, buffered body, headers) there
-and streams the answer. The site offers this with `X-Backworks-Handoff: 1`, believed from trusted proxies only.
+and streams the answer. The site offers this with X-Backworks-Handoff (believed from trusted proxies only): "1",
+or the digest of the generated upstream blocks nginx has; when that digest is the one of Backworks' config, the
+URL names a block (nginx keeps its connections alive), else it holds the target's address (handoff_upstreams.py).
 A request is handed off only when nginx would send exactly the headers Backworks would (see Handoff.carried()).
 """
 from __future__ import annotations
 
-import ipaddress
 import logging
-from urllib.parse import urlsplit
 
 from backworks.breaker import CLOSED
 from backworks.http import Reply, environ_header_items, is_trusted_peer
+from backworks.modes.handoff_upstreams import NginxUpstreams, is_offer
 
 logger = logging.getLogger(__name__)
 
 LOCATION = "@backworks_upstream"
-OFFER_KEY = "HTTP_X_BACKWORKS_HANDOFF"  # "1" from the site's `location /`
+OFFER_KEY = "HTTP_X_BACKWORKS_HANDOFF"  # "1" or the blocks' digest, from the site's `location /`
 FAILED_KEY = "HTTP_X_BACKWORKS_HANDOFF_FAILED"  # "<target index> <$upstream_status>" from its failure location
 REQUEST_HEADERS = frozenset(("x-backworks-handoff", "x-backworks-handoff-failed"))  # never sent upstream
 # Request headers whose value Backworks sets for the nginx leg (`proxy_set_header Name $bw_...` in the site).
@@ -33,23 +34,13 @@ SITE_CLEARS = frozenset(("proxy-connection", "proxy-authorization", "proxy-authe
 CLEARED = NGINX_DROPS | SITE_CLEARS
 
 
-def target_problem(url: str) -> str | None:
-    """Why nginx cannot be handed a target (it needs http:// and an IP address), or None."""
-    parts = urlsplit(url)
-    if parts.scheme != "http":
-        return "it is not http:// (nginx would not verify the certificate of an https:// target)"
-    try:
-        ipaddress.ip_address(parts.hostname or "")
-    except ValueError:
-        return "its host is a name, not an IP address (nginx resolves names in proxy_pass only with a resolver)"
-    return None
-
-
 class Handoff:
     """One proxy endpoint's hand-off to nginx: which requests qualify, and the answer that hands them over."""
 
-    def __init__(self, upstream, trusted: frozenset, skip: str, set_names: set, removed_names: set):
+    def __init__(self, upstream, trusted: frozenset, skip: str, set_names: set, removed_names: set,
+                 blocks: NginxUpstreams):
         self.upstream = upstream
+        self.blocks = blocks
         self.trusted = trusted
         self.skip = skip  # the proxy's "send no such header" marker: nginx sends no default header either
         # With the client's headers as they came and header rules nginx also applies, nginx sends what
@@ -57,6 +48,8 @@ class Handoff:
         self.plain = set_names <= CARRIED.keys() and removed_names <= CARRIED.keys() | CLEARED
         self.index = {target: str(i) for i, target in enumerate(upstream.targets)}
         self.prefix = {target: f"http://{target.netloc}{target.base_path}" for target in upstream.targets}
+        self.named = {target: f"http://{blocks.name_of(target.host, target.port)}{target.base_path}"
+                      for target in upstream.targets}
         self.host = {target: _host_header(target) for target in upstream.targets}
 
     def answer(self, mode, request) -> Reply | None:
@@ -67,7 +60,8 @@ class Handoff:
         if FAILED_KEY in environ:
             self.failed(request, environ[FAILED_KEY])
             return None
-        if environ.get(OFFER_KEY) != "1" or request.method != environ.get("REQUEST_METHOD"):
+        offer = environ.get(OFFER_KEY)
+        if not is_offer(offer) or request.method != environ.get("REQUEST_METHOD"):
             return None  # not offered, or a plugin changed the method (nginx sends the client's)
         upstream = self.upstream
         if any(target.breaker.state != CLOSED for target in upstream.targets):
@@ -84,7 +78,8 @@ class Handoff:
         if carried is None:
             return None
         target.count("handoff")
-        return Reply(200, [("X-Accel-Redirect", LOCATION), ("X-Backworks-Url", self.prefix[target] + path),
+        prefix = self.named if self.blocks.offered(offer) else self.prefix
+        return Reply(200, [("X-Accel-Redirect", LOCATION), ("X-Backworks-Url", prefix[target] + path),
                            ("X-Backworks-Target", self.index[target]), *carried], b"", {"handoff": "nginx"})
 
     def carried(self, headers: dict, environ: dict, target, same: bool) -> list | None:

@@ -10,7 +10,8 @@ from backworks.config.fields import HTTP_METHODS, field, header_map, listof
 from backworks.errors import HTTPError
 from backworks.http import Reply, RequestData, is_trusted_peer, read_input
 from backworks.modes.base import LoadContext, Mode
-from backworks.modes.handoff import REQUEST_HEADERS, Handoff, target_problem
+from backworks.modes.handoff import REQUEST_HEADERS, Handoff
+from backworks.modes.handoff_upstreams import NginxUpstreams, target_problem
 
 if TYPE_CHECKING:
     from backworks.upstreams import UpstreamSet
@@ -36,7 +37,8 @@ SCHEMA = {
 PROXY_SCHEMA = {**SCHEMA, "nginx_handoff": field(
     "boolean", "Behind the shipped nginx site, let nginx send the request to the target Backworks chose and "
     "stream the answer (X-Accel-Redirect): needs http:// targets with IP addresses and no after_response "
-    "plugin; a request nginx cannot send exactly as Backworks would is proxied by Backworks (docs/modes/proxy.md).",
+    "plugin; a request nginx cannot send exactly as Backworks would is proxied by Backworks. nginx keeps connections "
+    "to the targets alive with the upstream blocks `backworks nginx-upstreams` writes (docs/modes/proxy.md).",
     default=False)}
 
 
@@ -90,7 +92,8 @@ class ProxyMode(Mode):
                            why)
             return None
         removed = {h.lower() for h in self.block.get("remove_headers") or []}
-        return Handoff(upstream, self.trusted, SKIP_HEADER, {k.lower() for k, _ in self.set_headers}, removed)
+        blocks = self.ctx.shared("nginx_upstreams", lambda: NginxUpstreams.of(self.ctx.config))
+        return Handoff(upstream, self.trusted, SKIP_HEADER, {k.lower() for k, _ in self.set_headers}, removed, blocks)
 
     def bind_plugins(self, chain) -> None:
         """No hand-off when an after_response hook needs the upstream's answer."""

@@ -95,3 +95,30 @@ def test_reference_write_to_a_missing_page_is_a_usage_error(tmp_path):
     result = CliRunner().invoke(cli, ["reference", "--write", str(tmp_path / "nope.md")])
     assert result.exit_code == 2
     assert "does not exist" in result.output
+
+
+def test_nginx_upstreams_prints_or_writes_the_blocks_of_hand_off_targets(tmp_path):
+    path = write_config(tmp_path, """
+        upstreams:
+          api: {targets: [{url: "http://127.0.0.1:9001"}], pool_size: 4}
+        endpoints:
+          a: {path: /a, mode: proxy, proxy: {upstream: api, nginx_handoff: true}}
+    """)
+    printed = CliRunner().invoke(cli, ["nginx-upstreams", str(path)])
+    assert printed.exit_code == 0, printed.output
+    assert "upstream backworks_v4_127_0_0_1_9001 {\n    server 127.0.0.1:9001 max_fails=0;\n    keepalive 4;\n}\n" \
+        in printed.output
+    target = tmp_path / "nginx-upstreams.conf"
+    written = CliRunner().invoke(cli, ["nginx-upstreams", str(path), "--write", str(target)])
+    assert written.exit_code == 0, written.output
+    assert target.read_text() == printed.output
+    digest = printed.output.rsplit('default "', 1)[1].split('"')[0]
+    assert written.output == (f"wrote 1 upstream block(s) (digest {digest}) to {target}; now run: "
+                              "nginx -t && systemctl reload nginx\n")
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_nginx_upstreams_refuses_a_broken_config_with_exit_1(tmp_path):
+    path = write_config(tmp_path, "endpoints: {a: {path: /a, mode: mok}}\n")
+    result = CliRunner().invoke(cli, ["nginx-upstreams", str(path)])
+    assert result.exit_code == 1 and "unallowed value 'mok'" in result.output

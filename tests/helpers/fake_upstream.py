@@ -5,6 +5,7 @@ import json
 import socket
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
@@ -130,3 +131,49 @@ class DyingUpstream:
     def stop(self) -> None:
         """Stop accepting."""
         self.sock.close()
+
+
+
+class KeepAliveUpstream:
+    """An HTTP/1.1 server that keeps connections alive (werkzeug's closes each) and counts those it accepted.
+
+    It answers every request with JSON: method, raw_uri, headers (name, value pairs), body_size.
+    """
+
+    def __init__(self):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.connections = 0
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self):
+                upstream.connections += 1  # one handler per accepted connection
+                super().setup()
+
+            def answer(self):
+                size = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(size) if size else b""
+                data = json.dumps({"method": self.command, "raw_uri": self.path, "body_size": len(body),
+                                   "headers": list(self.headers.items())}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop serving and free the port."""
+        self.server.shutdown()
+        self.server.server_close()

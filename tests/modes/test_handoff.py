@@ -227,3 +227,19 @@ def test_a_dead_port_is_still_handed_off(app_for):
     url = f"http://127.0.0.1:{free_port()}"  # health is nginx's to find out: Backworks takes the request back
     reply = app_for(url).test_client().get("/api/x", headers=OFFER)
     assert reply.headers["X-Backworks-Url"] == f"{url}/x"
+
+
+def test_nginx_with_the_configs_blocks_is_handed_a_url_naming_the_block(up, app_for):
+    app = app_for(up.url + "/base")
+    digest = handoff_of(app).blocks.digest
+    reply = app.test_client().get("/api/items?q=1", headers={"X-Backworks-Handoff": digest})
+    assert reply.headers["X-Backworks-Url"] == f"http://backworks_v4_127_0_0_1_{up.port}/base/items?q=1"
+    assert reply.headers["X-Backworks-Host"] == up.url.removeprefix("http://")  # never the block's name
+
+
+@pytest.mark.parametrize("offer", ["1", "ffffffffffffffff"], ids=["no blocks", "other blocks"])
+def test_nginx_without_the_configs_blocks_is_handed_the_targets_address(up, app_for, offer):
+    app = app_for(up.url + "/base")
+    reply = app.test_client().get("/api/items?q=1", headers={"X-Backworks-Handoff": offer})
+    assert reply.headers["X-Accel-Redirect"] == "@backworks_upstream"
+    assert reply.headers["X-Backworks-Url"] == f"{up.url}/base/items?q=1"

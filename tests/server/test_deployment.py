@@ -21,6 +21,7 @@ pytestmark = pytest.mark.timeout(600)
 SITE = ROOT / "config" / "nginx" / "backworks.conf"
 UNIT = ROOT / "config" / "systemd" / "backworks.service"
 SHIPPED_SOCKET = "unix:/run/backworks/gunicorn.sock"
+SHIPPED_INCLUDE = "include /etc/backworks/nginx-upstreams*.conf;"
 MAX_BODY = 8 * 1024 * 1024
 CONFIG = f"""
     name: behind-nginx
@@ -35,23 +36,29 @@ CONFIG = f"""
 """
 
 
-def site_for_test(socket_path: Path, port: int) -> str:
-    """The shipped site with the socket and the listen address swapped for the test's own."""
+def site_for_test(socket_path: Path, port: int, workdir: Path) -> str:
+    """The shipped site with the socket, the listen address and the upstream blocks' include moved to the test's."""
     site = SITE.read_text()
-    for needle in (SHIPPED_SOCKET, "listen 80;", "listen [::]:80;"):
+    for needle in (SHIPPED_SOCKET, SHIPPED_INCLUDE, "listen 80;", "listen [::]:80;"):
         assert needle in site, f"{SITE} no longer contains {needle!r}"
     return (site.replace(SHIPPED_SOCKET, f"unix:{socket_path}")
+            .replace(SHIPPED_INCLUDE, f"include {workdir}/nginx-upstreams*.conf;")
             .replace("listen [::]:80;", "")
             .replace("listen 80;", f"listen 127.0.0.1:{port};"))
 
 
 class Nginx:
-    """A real nginx in the foreground, serving the shipped site from a generated nginx.conf."""
+    """A real nginx in the foreground, serving the shipped site from a generated nginx.conf.
 
-    def __init__(self, binary: str, workdir: Path, socket_path: Path):
+    `upstreams`: the text of the hand-off's upstream blocks file (`backworks nginx-upstreams`), or None for none.
+    """
+
+    def __init__(self, binary: str, workdir: Path, socket_path: Path, upstreams: str | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         workdir.mkdir(parents=True, exist_ok=True)
+        if upstreams is not None:
+            (workdir / "nginx-upstreams.conf").write_text(upstreams)
         user = "user root root;" if os.geteuid() == 0 else ""  # workers must reach the socket in tmp_path
         temp = "".join(f"{kind}_temp_path {workdir}/{kind};\n" for kind in
                        ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
@@ -66,7 +73,7 @@ class Nginx:
             http {{
                 access_log {workdir}/access.log;
                 {temp}
-                {site_for_test(socket_path, self.port)}
+                {site_for_test(socket_path, self.port, workdir)}
             }}
         """)
         check = subprocess.run([binary, "-t", "-p", str(workdir), "-c", str(self.conf)],
@@ -100,6 +107,7 @@ class SystemdService:
     """gunicorn started the way config/systemd/backworks.service starts it, with paths moved into tmp."""
 
     def __init__(self, workdir: Path, config: Path):
+        self.config = config
         self.run_dir = workdir / "run"  # stands for RuntimeDirectory=backworks (/run/backworks)
         self.run_dir.mkdir()
         settings = unit_settings()

@@ -7,15 +7,17 @@ import time
 import pytest
 import requests
 
+from backworks.config.load import load_config
+from backworks.modes.handoff_upstreams import NginxUpstreams
 from tests.helpers.basics import free_port, write_config
-from tests.helpers.fake_upstream import FakeUpstream
+from tests.helpers.fake_upstream import FakeUpstream, KeepAliveUpstream
 from tests.helpers.ops import TOKEN, sample
 from tests.server.test_deployment import Nginx, SystemdService, nginx_binary  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
-def config(up: str, dead: str) -> str:
+def config(up: str, dead: str, kept: str) -> str:
     return f"""
     name: handoff
     server: {{watch: false}}
@@ -23,6 +25,7 @@ def config(up: str, dead: str) -> str:
     upstreams:
       api: {{targets: [{{url: "{up}"}}]}}
       gone: {{targets: [{{url: "{dead}"}}], retries: 0}}
+      kept: {{targets: [{{url: "{kept}"}}]}}
     endpoints:
       handed:
         path: /api/{{rest:path}}
@@ -36,15 +39,26 @@ def config(up: str, dead: str) -> str:
         path: /dead/{{rest:path}}
         proxy: {{upstream: gone, strip_prefix: /dead, nginx_handoff: true}}
         mode: proxy
+      kept:
+        path: /kept/{{rest:path}}
+        proxy: {{upstream: kept, strip_prefix: /kept, nginx_handoff: true}}
+        mode: proxy
     """
 
 
 @pytest.fixture(scope="module")
-def site(nginx_binary, tmp_path_factory):  # noqa: F811
+def kept_up():
+    server = KeepAliveUpstream()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def site(nginx_binary, tmp_path_factory, kept_up):  # noqa: F811
     tmp = tmp_path_factory.mktemp("handoff")
     up = FakeUpstream("up")
-    service = SystemdService(tmp, write_config(tmp, config(up.url, f"http://127.0.0.1:{free_port()}")))
-    proxy = Nginx(nginx_binary, tmp / "nginx", service.socket_path)
+    service = SystemdService(tmp, write_config(tmp, config(up.url, f"http://127.0.0.1:{free_port()}", kept_up.url)))
+    proxy = Nginx(nginx_binary, tmp / "nginx", service.socket_path)  # without the generated file
     try:
         deadline = time.monotonic() + 20
         while requests.get(proxy.url + "/healthz", timeout=5).status_code != 200:
@@ -58,10 +72,10 @@ def site(nginx_binary, tmp_path_factory):  # noqa: F811
         up.stop()
 
 
-def handed_off(proxy) -> float:
+def handed_off(proxy, upstream: str = "api") -> float:
     """How many requests Backworks handed to nginx so far (its metric)."""
     text = requests.get(proxy.url + "/metrics", timeout=10).text
-    return sample(text, "backworks_upstream_requests_total", upstream="api", outcome="handoff")
+    return sample(text, "backworks_upstream_requests_total", upstream=upstream, outcome="handoff")
 
 
 def test_get_is_sent_by_nginx_with_the_headers_backworks_would_send(site):
@@ -153,3 +167,59 @@ def test_a_large_answer_streams_from_nginx_and_head_gets_no_body(site):
     head = requests.head(proxy.url + "/api/item", timeout=10)
     assert head.status_code == 200 and head.content == b"" and head.headers["Content-Type"] == "application/json"
     assert handed_off(proxy) == before + 2
+
+
+@pytest.fixture(scope="module")
+def blocked(site, kept_up, nginx_binary, tmp_path_factory):  # noqa: F811
+    """Two more nginx in front of the same gunicorn: one with the config's generated blocks, one with stale ones."""
+    _, _, service = site
+    tmp = tmp_path_factory.mktemp("handoff-blocks")
+    current = NginxUpstreams.of(load_config(service.config))
+    stale_config = write_config(tmp, service.config.read_text().replace("kept: {targets:",
+                                                                        "kept: {pool_size: 7, targets:"))
+    stale = NginxUpstreams.of(load_config(stale_config))
+    assert stale.digest != current.digest and stale.names == current.names
+    kept = Nginx(nginx_binary, tmp / "kept", service.socket_path, current.text(str(service.config)))
+    old = Nginx(nginx_binary, tmp / "stale", service.socket_path, stale.text(str(stale_config)))
+    try:
+        yield kept, old, kept_up, service
+    finally:
+        kept.stop()
+        old.stop()
+
+
+def test_with_the_configs_blocks_nginx_keeps_upstream_connections_alive(blocked):
+    kept, _, up, _ = blocked
+    before, connections = handed_off(kept, "kept"), up.connections
+    answers = [requests.get(kept.url + f"/kept/k/{i}?q=1", headers={"X-Request-Id": f"kept-{i}"}, timeout=10)
+               for i in range(20)]
+    posted = requests.post(kept.url + "/kept/k", data=b"body" * 1000, timeout=10)
+    assert [a.status_code for a in answers] == [200] * 20 and posted.status_code == 200
+    assert handed_off(kept, "kept") == before + 21
+    assert up.connections - connections <= 2  # 21 exchanges, one nginx worker, one request at a time
+    seen = answers[-1].json()
+    assert seen["raw_uri"] == "/k/19?q=1" and answers[-1].headers["X-Request-Id"] == "kept-19"
+    assert dict(seen["headers"])["Host"] == up.url.removeprefix("http://")  # not the block's name
+    assert (posted.json()["method"], posted.json()["body_size"]) == ("POST", 4000)
+
+
+def test_with_stale_blocks_nginx_is_handed_the_address_and_backworks_says_so(blocked):
+    _, old, up, service = blocked
+    before, connections = handed_off(old, "kept"), up.connections
+    answers = [requests.get(old.url + f"/kept/stale/{i}", timeout=10) for i in range(10)]
+    assert [a.status_code for a in answers] == [200] * 10
+    assert handed_off(old, "kept") == before + 10
+    assert up.connections - connections == 10  # a new connection per request: the stale block is not named
+    deadline = time.monotonic() + 5
+    while "are not those of this config" not in service.output() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "nginx's upstream blocks (digest " in service.output()
+
+
+def test_without_the_generated_file_the_site_hands_off_with_a_connection_per_request(site, kept_up):
+    proxy, _, _ = site
+    before, connections = handed_off(proxy, "kept"), kept_up.connections
+    answers = [requests.get(proxy.url + f"/kept/none/{i}", timeout=10) for i in range(5)]
+    assert [a.status_code for a in answers] == [200] * 5
+    assert handed_off(proxy, "kept") == before + 5
+    assert kept_up.connections - connections == 5
