@@ -7,6 +7,8 @@ connections alternates between them. Target: with plugins / without >= 0.75. Lat
 the p50 the plugins add. Target: <= +60 us.
 Per-phase cost (in process, no HTTP): median time of a before_request phase with 1 and 5 plugins,
 inline and in a sandbox child. Targets: inline <= 20 us per hook; process <= 150 us per phase.
+--instructions: user-space instructions per request inside a real worker under valgrind, with 1 and 5
+plugins: the same count on every run, busy machine or not (a timing A/B here swings by 15-30 %).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import Server, print_row, run_wrk  # noqa: E402
+from common import Server, print_row, run_wrk, worker_instructions  # noqa: E402
 
 PLUGINS = 5
 TRIVIAL = "def before_request(request):\n    return None\n"
@@ -129,11 +131,26 @@ def phase_cost(work: Path, isolation: str, plugins: int, calls: int = 2000) -> f
         runtime.close()
 
 
+def instructions(work: Path) -> None:
+    """Print instructions per request in a real worker, without and with the plugins (deterministic)."""
+    for plugins in (1, PLUGINS):
+        counts = worker_instructions("wsgi:app", {"BACKWORKS_CONFIG": str(write_config(work, "auto", plugins))},
+                                     ["/plain", "/plugged"])
+        if not counts:
+            print("  (valgrind is not installed: no instruction counts)")
+            return
+        plain, plugged = counts["/plain"], counts["/plugged"]
+        print(f"  {plugins} plugin(s): {plain / 1000:7.0f}k without, {plugged / 1000:7.0f}k with: "
+              f"+{(plugged - plain) / 1000:.0f}k instructions a request, ratio {plain / plugged:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--plugin", choices=sorted(SCRIPTS), default="modify")
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count instructions per request in a worker under valgrind (about 2 minutes)")
     args = parser.parse_args()
     global SCRIPT
     SCRIPT = SCRIPTS[args.plugin]
@@ -146,6 +163,9 @@ def main() -> None:
         print(f"  {isolation:<8} 1 plugin {one:8.1f} us   {PLUGINS} plugins {five:8.1f} us   "
               f"per extra hook {(five - one) / (PLUGINS - 1):6.1f} us")
     throughput(work, args.seconds, args.rounds)
+    if args.instructions:
+        print("Instructions per request in one gunicorn sync worker (callgrind, user space, deterministic):")
+        instructions(work)
 
 
 if __name__ == "__main__":

@@ -103,3 +103,69 @@ def print_row(label: str, result: dict) -> None:
     """Print one result line."""
     print(f"  {label:<34} {result['rps']:>9.0f} req/s   p50 {result['p50_ms']:7.3f} ms   "
           f"p99 {result['p99_ms']:7.3f} ms   errors {result['errors']}")
+
+
+def worker_instructions(app_spec: str, env: dict, paths: list, requests: int = 300, warmup: int = 100,
+                        chdir: Path = ROOT) -> dict:
+    """User-space instructions per request inside one real gunicorn sync worker, per path (callgrind).
+
+    Deterministic where timings are not (the same code gives the same count, whatever else the machine
+    does): gunicorn runs under valgrind, each path is warmed up, the worker's counters are zeroed, then
+    `requests` sequential requests are counted. Kernel work (sockets, system calls) is not counted.
+    Returns {path: instructions per request}; {} when valgrind is not installed.
+    """
+    if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
+        return {}
+    import http.client
+
+    port = free_port()
+    cmd = ["valgrind", "--tool=callgrind", "--trace-children=yes", "--callgrind-out-file=/dev/null",
+           sys.executable, "-m", "gunicorn", "-c", os.devnull, "-w", "1", "-k", "sync", "-b", f"127.0.0.1:{port}",
+           "--chdir", str(chdir), "--timeout", "600", "--log-level", "warning", app_spec]
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONHASHSEED": "0", **env}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def get(path: str) -> int:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            response.read()
+            return response.status
+        finally:
+            connection.close()
+
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                get(paths[0])
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("gunicorn under valgrind did not start") from None
+                time.sleep(1)
+        worker = subprocess.check_output(["pgrep", "-P", str(proc.pid)], text=True).split()[0]
+        counts = {}
+        for path in paths:
+            for _ in range(warmup):
+                get(path)
+            subprocess.run(["callgrind_control", "-z", worker], capture_output=True, check=True)
+            for _ in range(requests):
+                if get(path) >= 500:
+                    raise RuntimeError(f"{path} failed under valgrind")
+            status = subprocess.run(["callgrind_control", "-e", "Ir", worker], capture_output=True, text=True,
+                                    check=True).stdout
+            counts[path] = _callgrind_total(status) / requests
+        return counts
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _callgrind_total(status: str) -> int:
+    """The Ir total in callgrind_control -e Ir output: the sum of its per-thread lines ("Th 1  175,653,596")."""
+    found = re.findall(r"^\s*Th \d+\s+([\d,]+)\s*$", status, re.M)
+    if not found:
+        raise RuntimeError(f"no instruction count in callgrind_control's answer: {status[:300]!r}")
+    return sum(int(n.replace(",", "")) for n in found)
