@@ -263,13 +263,13 @@ class RequestData:
                     query.add(str(key), str(item))
             new._query = query
         headers = None
-        if "headers" in changed:
-            headers = {str(k).lower(): str(v) for k, v in (data.get("headers") or {}).items()}
+        if "headers" in changed:  # validated (values.request): lower-case names, text values
+            headers = dict(data.get("headers") or {})
         if keep_body:
             new._body, new._json = self._body, self._json
         else:
             if headers is None:
-                headers = {str(k).lower(): str(v) for k, v in (data.get("headers") or {}).items()}
+                headers = dict(data.get("headers") or {})
             new_json = data.get("json")
             if new_json is not None and ("json" in changed or not same_json(new_json, original.get("json"))):
                 new._json = data["json"]

@@ -74,15 +74,15 @@ def _run_steps(runner, phase, steps, request, response, emit) -> PhaseResult:
     before = phase == BEFORE_REQUEST
     frozen = None  # after_response's input, serialised once per change: each hook thaws its own deep copy
     args = None  # a copy of the input nothing else holds, for the next hook (see _own_copy)
-    parts = None  # that copy's containers, when only text is in them (see _parts)
+    parts = None  # that copy's containers, when only text is in them (see values.copy_request)
     for index, (key, budget, on_error) in enumerate(steps):
         loaded = loaded_scripts.get(key)
         if loaded is not None and phase not in loaded.script.hooks:
             continue
         if args is None:
             if before:  # a request is valid (built by the server or validated): copied by its known shape
-                args = (values.copy_request(result.request),)
-                parts = _parts(args[0])
+                copied, parts = values.copy_request(result.request)
+                args = (copied,)
             else:
                 if frozen is None:
                     frozen = values.freeze((result.request, result.response))
@@ -108,7 +108,7 @@ def _run_steps(runner, phase, steps, request, response, emit) -> PhaseResult:
                     and mine.get("path_params") is parts[0] and mine == result.request:
                 args = given
             elif _own_copy(mine, result.request):
-                args, parts = given, _parts(mine)
+                args, parts = given, (mine["path_params"], mine["query"], mine["headers"])
         outcomes.append((key, outcome))
         if emit is not None:
             emit(index, key, outcome, result)
@@ -118,16 +118,6 @@ def _run_steps(runner, phase, steps, request, response, emit) -> PhaseResult:
         if result.short_circuit:
             break
     return result
-
-
-def _parts(request: dict) -> tuple | None:
-    """The containers of a request copy whose values are all text (== is exact on text), else None."""
-    params, query, headers = request.get("path_params"), request.get("query"), request.get("headers")
-    if type(params) is dict and type(query) is dict and type(headers) is dict and request.get("json") is None \
-            and {*map(type, request.values())} <= _FIELD_TYPES \
-            and {*map(type, params.values()), *map(type, query.values()), *map(type, headers.values())} <= _TEXT:
-        return params, query, headers
-    return None
 
 
 _FIELD_TYPES = frozenset({str, type(None), dict})

@@ -26,6 +26,7 @@ RESPONSE_FIELDS = ("status", "headers", "body", "json")
 _REQUEST_FIELD_SET = frozenset(REQUEST_FIELDS)
 _SHAPE_FIELDS = frozenset({str, type(None), dict})  # a request's field kinds copy_request copies by shape
 _ATOMS = frozenset({str, int, float, bool})  # immutable values a copy may share
+_TEXT = frozenset({str})
 
 
 class InvalidValue(ValueError):
@@ -48,22 +49,25 @@ def freeze(value) -> bytes:
 thaw = marshal.loads  # thaw(frozen) -> a new deep copy of what freeze() serialised
 
 
-def copy_request(request: dict) -> dict:
-    """A deep copy of a request dict: by its known shape when it has it, else through marshal.
+def copy_request(request: dict) -> tuple[dict, tuple | None]:
+    """A deep copy of a request dict, and its containers when they hold only text (else None).
 
-    The shape the server builds (and request() keeps): text and None fields, and path_params, query and
-    headers as dicts of text or numbers. Strings and numbers are shared (immutable): a copy then costs three
-    small dict copies instead of rebuilding every string of a serialised form. Anything else (a JSON body,
-    a list in the query, a field of another kind) is copied whole by marshal.
+    By its known shape when it has it: text and None fields, and path_params, query and headers as dicts
+    of text or numbers. Strings and numbers are shared (immutable): a copy then costs three small dict
+    copies instead of rebuilding every string of a serialised form. Anything else (a JSON body, a list in
+    the query, a field of another kind) is copied whole by marshal. The containers are returned only when
+    every value in them is text, where == is exact (1 == 1.0 == True): phases uses them to tell an
+    untouched copy.
     """
     params, query, headers = request.get("path_params"), request.get("query"), request.get("headers")
     if type(params) is dict and type(query) is dict and type(headers) is dict and request.keys() <= _REQUEST_FIELD_SET \
-            and {*map(type, request.values())} <= _SHAPE_FIELDS and request.get("json") is None \
-            and {*map(type, params.values()), *map(type, query.values()), *map(type, headers.values())} <= _ATOMS:
-        new = dict(request)
-        new["path_params"], new["query"], new["headers"] = dict(params), dict(query), dict(headers)
-        return new
-    return marshal.loads(marshal.dumps(request, 2))
+            and {*map(type, request.values())} <= _SHAPE_FIELDS and request.get("json") is None:
+        kinds = {*map(type, params.values()), *map(type, query.values()), *map(type, headers.values())}
+        if kinds <= _ATOMS:
+            new = dict(request)
+            parts = new["path_params"], new["query"], new["headers"] = dict(params), dict(query), dict(headers)
+            return new, (parts if kinds <= _TEXT else None)
+    return marshal.loads(marshal.dumps(request, 2)), None
 
 
 def plain(value, path: str = "value"):
