@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
 import logging
+import marshal
 import operator
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from types import CodeType
 
@@ -255,10 +259,23 @@ class Transformer(RestrictingNodeTransformer):
 
 
 def compile_script(source: str, filename: str) -> Script:
-    """Compile `source` under the policy at load time, or raise ScriptError listing every refusal."""
-    size = len(source.encode("utf-8", "surrogatepass"))
-    if size > rules.MAX_SOURCE_BYTES:
-        raise ScriptError([f"{filename}: script is {size} bytes; the limit is {rules.MAX_SOURCE_BYTES}"])
+    """Compile `source` under the policy at load time, or raise ScriptError listing every refusal.
+
+    A source over rules.INLINE_COMPILE_BYTES is compiled in a child process under a deadline (its code
+    object comes back through marshal): this process never spends more than about 150 ms parsing a script.
+    """
+    data = source.encode("utf-8", "surrogatepass")
+    if len(data) > rules.MAX_SOURCE_BYTES:
+        raise ScriptError([f"{filename}: script is {len(data)} bytes; the limit is {rules.MAX_SOURCE_BYTES}"])
+    if len(data) > rules.INLINE_COMPILE_BYTES:
+        code, hooks = _compiled_in_child(source, filename)
+    else:
+        code, hooks = compiled(source, filename)
+    return Script(filename, source, hashlib.sha256(data).hexdigest(), hooks, code)
+
+
+def compiled(source: str, filename: str) -> tuple[CodeType, frozenset]:
+    """The code object and hook names of a script, or ScriptError (whatever stage of the compiler failed)."""
     try:
         tree, code = _compile(source, filename)
     except ScriptError:
@@ -275,8 +292,28 @@ def compile_script(source: str, filename: str) -> Script:
                            f"{str(exc)[:200]}"]) from None
     hooks = frozenset(node.name for node in tree.body
                       if isinstance(node, ast.FunctionDef) and node.name in HOOK_NAMES)
-    digest = hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
-    return Script(filename, source, digest, hooks, code)
+    return code, hooks
+
+
+def _compiled_in_child(source: str, filename: str) -> tuple[CodeType, frozenset]:
+    """compiled() in a child process (backworks.sandbox.compiling) under rules.COMPILE_TIMEOUT_S."""
+    request = json.dumps({"source": source, "filename": filename}).encode()
+    try:
+        done = subprocess.run([sys.executable, "-m", "backworks.sandbox.compiling"], input=request,
+                              capture_output=True, timeout=rules.COMPILE_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise ScriptError([f"{filename}:1: the script takes more than {rules.COMPILE_TIMEOUT_S:g} s to compile "
+                           "(keep scripts small: big tables belong in files the script reads at load)"]) from None
+    try:
+        kind, payload = done.stdout[:1], done.stdout[1:]
+        if done.returncode == 0 and kind == b"C":
+            code, hooks = marshal.loads(payload)
+            return code, frozenset(hooks)
+        if done.returncode == 0 and kind == b"E":
+            raise ScriptError(json.loads(payload))
+    except (ValueError, EOFError, TypeError):
+        pass
+    raise ScriptError([f"{filename}:1: the script could not be compiled (compiler exit status {done.returncode})"])
 
 
 def _compile(source: str, filename: str):

@@ -4,6 +4,12 @@ from __future__ import annotations
 import builtins
 
 MAX_SOURCE_BYTES = 256 * 1024
+# Larger sources are parsed and compiled in a child process under a deadline, never in a worker or the
+# master: Python's parser holds the GIL, and some shapes cost seconds near the cap (60,000 f-string fields:
+# 2.5 s for ast.parse alone; 120,000 chained comparisons: 6 s through the policy). At this size the worst
+# shape measured takes about 150 ms.
+INLINE_COMPILE_BYTES = 16 * 1024
+COMPILE_TIMEOUT_S = 5.0
 MAX_NESTING = 60  # AST depth; deeper expressions are refused at load
 
 # Size caps that keep every single C-level operation short (the caps users see: docs/sandbox.md, Budgets).

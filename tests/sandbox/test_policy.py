@@ -1,9 +1,12 @@
 """The load-time policy: every refused construct gives the documented message; allowed code compiles."""
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
-from backworks.sandbox import HOOK_NAMES, REFUSED, Budget, Sandbox, ScriptError, compile_script
+from backworks.sandbox import HOOK_NAMES, REFUSED, Budget, Sandbox, ScriptError, compile_script, rules
 
 # One source per REFUSED entry, in the same order: compiling it must give exactly the documented message.
 EXAMPLES = [
@@ -275,3 +278,41 @@ def test_any_failure_of_the_compiler_is_a_script_error(monkeypatch, error, messa
     with pytest.raises(ScriptError) as caught:
         compile_script("def before_request(request):\n    return None\n", "p.py")
     assert caught.value.problems == [message]
+
+
+def test_a_big_script_is_compiled_in_a_child_and_never_stalls_this_process():
+    # 60,000 f-string fields: ast.parse alone holds the GIL for seconds. Compiled in a child, this
+    # process's other threads go on (a worker's requests, while its watcher thread loads the new version).
+    bomb = "def before_request(request):\n    return f'" + "{1}" * 60000 + "'\n"
+    gaps, stop = [], threading.Event()
+
+    def ticker():
+        last = time.monotonic()
+        while not stop.is_set():
+            time.sleep(0.005)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    thread = threading.Thread(target=ticker)
+    thread.start()
+    try:
+        script = compile_script(bomb, "bomb.py")
+    finally:
+        stop.set()
+        thread.join()
+    assert script.hooks == {"before_request"} and script.code is not None
+    assert max(gaps) < 0.5, f"this process stalled {max(gaps):.2f} s"
+
+
+def test_a_big_script_the_policy_refuses_is_refused_with_its_problems_from_the_child():
+    source = "import os\n" + "# padding\n" * 3000
+    with pytest.raises(ScriptError) as caught:
+        compile_script(source, "big.py")
+    assert caught.value.problems[0].startswith("big.py:1: import of 'os' is not allowed")
+
+
+def test_a_big_script_that_takes_too_long_to_compile_is_refused(monkeypatch):
+    monkeypatch.setattr(rules, "COMPILE_TIMEOUT_S", 0.05)
+    with pytest.raises(ScriptError, match="takes more than 0.05 s to compile"):
+        compile_script("def before_request(request):\n    return f'" + "{1}" * 20000 + "'\n", "slow.py")
