@@ -33,12 +33,18 @@ def apply(phase: str, outcome: Outcome, request: dict, response: dict | None, na
                 return _ok(outcome), request, values.response(value["response"], None), True
             return _ok(outcome), values.request(value, request), response, False
         return _ok(outcome), request, values.response(value, response), False
-    except values.InvalidValue as exc:
-        return Outcome("invalid", None, f"{name()}: invalid return from {phase}: {exc}", "", outcome.duration_ms,
-                       outcome.logs), request, response, False
-    except Exception as exc:  # a value the checks could not even look at (MemoryError, RecursionError...)
-        return Outcome("invalid", None, f"{name()}: invalid return from {phase}: {type(exc).__name__} while "
-                       "checking it", "", outcome.duration_ms, outcome.logs), request, response, False
+    except Exception as exc:
+        return invalid(outcome, phase, name, exc), request, response, False
+
+
+def invalid(outcome: Outcome, phase: str, name, exc: Exception) -> Outcome:
+    """The `invalid` outcome of a hook whose value failed the checks (or could not even be looked at)."""
+    if isinstance(exc, values.InvalidValue):
+        reason = str(exc)
+    else:  # MemoryError, RecursionError... while checking a value the script built
+        reason = f"{type(exc).__name__} while checking it"
+    return Outcome("invalid", None, f"{name()}: invalid return from {phase}: {reason}", "", outcome.duration_ms,
+                   outcome.logs)
 
 
 def _ok(outcome: Outcome) -> Outcome:
@@ -91,7 +97,13 @@ def _run_steps(runner, phase, steps, request, response, emit) -> PhaseResult:
         outcome = call(key, phase, given, budget, loaded)
         ok = outcome.kind == "ok"
         value = outcome.value if ok else None
-        if value is not None:
+        if value is not None and before and type(value) is dict and "response" not in value:
+            try:  # the common case, apply() inlined: a before_request hook returned the request
+                result.request = values.request(value, result.request)
+                outcome.value = None  # the validated copy travels in the PhaseResult, not twice
+            except Exception as exc:
+                outcome, ok = invalid(outcome, phase, partial(_name, runner, key), exc), False
+        elif value is not None:
             current = result.request, result.response
             outcome, result.request, result.response, short = apply(phase, outcome, result.request,
                                                                      result.response, partial(_name, runner, key))
