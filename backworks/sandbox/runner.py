@@ -589,7 +589,8 @@ class Runner:
             finally:
                 Clock.active = False  # first: from here on the alarm handler never raises
                 loaded.busy = False
-                loaded.after_call()
+                if loaded.rebinds or not loaded.plain or len(loaded.scope) != len(loaded.base):
+                    loaded.after_call()  # (a plain script that bound nothing new has nothing to undo)
             if Clock.expired:
                 raise Timeout()
         except (Timeout, Exception) as exc:
