@@ -290,7 +290,6 @@ _UNSET = object()
 _PARAM_TYPES = (str, int, float)  # route parameters plugins get as they are; others (uuid) as text
 _MAX_HEADER_KEYS = 1024  # clients choose header names: remember a bounded number
 _HEADER_NAMES: dict = {}  # environ key -> header name as werkzeug's EnvironHeaders spells it, or ""
-_LOWER_NAMES: dict = {}  # the same keys -> that name in lower case
 
 
 def _header_name(key: str) -> str:
@@ -319,7 +318,6 @@ def _learn_names(environ: dict) -> bool:
         if len(names) >= _MAX_HEADER_KEYS:
             return False
         names[key] = _header_name(key)
-        _LOWER_NAMES[key] = names[key].lower()
     return True
 
 
@@ -336,18 +334,12 @@ def declares_body(environ: dict) -> bool:
 
 def environ_headers(environ: dict) -> dict:
     """The request headers of a WSGI environ as {lower-case name: value}, repeated names joined with ", "."""
-    lower = _LOWER_NAMES
-    if lower.keys() >= environ.keys() or _learn_names(environ):
-        # Built in C (map, zip, compress over the cached names): it runs for every plugin phase.
-        names = list(map(lower.__getitem__, environ))
-        headers = dict(compress(zip(names, environ.values(), strict=True), names))
-        if len(headers) == sum(map(bool, names)):  # else two keys named one header: joined below
-            for framing in ("content-type", "content-length"):  # only CONTENT_TYPE/_LENGTH give these: empty
-                if headers.get(framing) == "":  # is absent, as werkzeug reads it
-                    del headers[framing]
-            return headers
-    headers = {}  # a key the bounded cache cannot hold, or a gateway's own spelling: as werkzeug does
-    for name, value in environ_header_items(environ):
+    items = environ_header_items(environ)
+    headers = {name.lower(): value for name, value in items}
+    if len(headers) == len(items):
+        return headers
+    headers = {}  # two environ keys named one header (a gateway's own spelling): join them as werkzeug does
+    for name, value in items:
         name = name.lower()
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
     return headers
