@@ -16,8 +16,9 @@ def after_response(request, response):
 BROKEN_SCRIPT = "def after_response(request, response:\n    return None\n"
 FAILING_ON_LOAD = SCRIPT + "\n\ndef on_load(settings):\n    raise ValueError('refuse this version')\n"
 # Half a second of polling plus the load (a sandbox child to start under gthread): about 0.6 s on a quiet
-# machine; the quarter second on top absorbs a 2-core machine running other suites alongside.
-VISIBLE_WITHIN_S = 1.0
+# machine; seen at 1.04-1.2 s on a 2-core machine running other suites alongside (docs: "about a second,
+# up to 1.5 s on a busy machine").
+VISIBLE_WITHIN_S = 1.5
 THREADS = 4
 
 
