@@ -6,8 +6,6 @@ import logging
 import marshal
 import re
 import sys
-from itertools import compress
-from operator import ne
 from typing import Iterable
 
 from werkzeug.datastructures import Headers, MultiDict
@@ -249,7 +247,7 @@ class RequestData:
         new.__dict__.update(self.__dict__)
         new._headers = None  # built again on demand: never one Headers object for two requests
         get = original.get
-        changed = set(compress(data, map(ne, data.values(), map(get, data))))  # in C: once per plugin phase
+        changed = {name for name, value in data.items() if value != get(name)}
         params = data.get("path_params") if "path_params" in changed else self.path_params
         new.path_params = dict(params or {})
         if "method" in changed:

@@ -4,8 +4,6 @@ from __future__ import annotations
 import logging
 import marshal
 import re
-from itertools import compress, repeat
-from operator import ne
 
 logger = logging.getLogger(__name__)
 
@@ -182,9 +180,10 @@ def _request_headers(value, current: dict, budget: list, path: str = "request.he
         raise InvalidValue(f"{path}: must be a dict of name -> value")
     if len(value) > MAX_HEADERS:
         raise InvalidValue(f"{path}: more than {MAX_HEADERS} headers")
-    # Pairs equal to the server's are valid already (names lower-case, values text): found in C, as this
-    # runs for every hook that changes a header. Only the others are checked, one by one.
-    changed = list(compress(value, map(ne, value.values(), map(current.get, value, repeat(_MISSING)))))
+    # Pairs equal to the server's are valid already (names lower-case, values text): only the others are
+    # checked, one by one.
+    get = current.get
+    changed = [name for name, item in value.items() if item != get(name, _MISSING)]
     for name in changed:
         _check_header(name, value[name], path)
     if all(name == name.lower() for name in changed):
@@ -294,8 +293,8 @@ def request(value, current: dict) -> dict:
         unknown = next(key for key in value if key not in _REQUEST_FIELD_SET)
         raise InvalidValue(f"request: unknown field {shown(unknown)} (fields: {', '.join(REQUEST_FIELDS)})")
     get = current.get
-    # The fields that differ, compared in C (map and compress): this runs once per hook of every request.
-    changed = list(compress(value, map(ne, value.values(), map(get, value, repeat(_MISSING)))))
+    # The fields that differ (one comprehension: counted in a worker, cheaper than map/compress in C).
+    changed = [name for name, item in value.items() if item != get(name, _MISSING)]
     if current.get("path_params") or current.get("json") is not None:
         for name in _INEXACT:  # equal is not the same there (1 == 1.0 == True): checked unless None or {}
             if name in value and name not in changed and get(name) not in (None, {}):
