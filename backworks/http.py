@@ -260,18 +260,15 @@ class RequestData:
                 for item in value if isinstance(value, list) else [value]:
                     query.add(str(key), str(item))
             new._query = query
-        headers = None
-        if "headers" in changed:  # validated (values.request): lower-case names, text values
-            headers = dict(data.get("headers") or {})
+        # validated (values.request): lower-case names, text values; a new body also needs its own framing
+        headers = dict(data.get("headers") or {}) if "headers" in changed or not keep_body else None
         if keep_body:
             new._body, new._json = self._body, self._json
         else:
-            if headers is None:
-                headers = dict(data.get("headers") or {})
             new_json = data.get("json")
             if new_json is not None and ("json" in changed or not same_json(new_json, original.get("json"))):
-                new._json = data["json"]
-                new._body = json.dumps(data["json"]).encode()
+                new._json = new_json
+                new._body = json.dumps(new_json).encode()
                 headers["content-type"] = JSON_TYPE
             else:
                 body = data.get("body")

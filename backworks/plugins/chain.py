@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 
-from backworks.breaker import CLOSED
 from backworks.http import Reply, RequestData, error_reply
 from backworks.plugins.contract import AFTER_RESPONSE, BEFORE_REQUEST
 from backworks.plugins.data import apply_request, apply_response, reply_from_response, request_data, response_data
@@ -156,9 +155,7 @@ def run_group(hook: str, run: tuple, request: dict, response: dict | None, notes
         kind = outcome.kind
         if kind == "ok" and not outcome.logs:
             quiet.append((plugin.stats, kind, outcome.duration_ms))
-            breaker = plugin.breaker
-            if breaker.failures or breaker.state != CLOSED:  # a closed breaker without failures has nothing to note
-                breaker.record(True)
+            plugin.breaker.record(True)
         else:
             plugin.record(hook, kind, outcome.duration_ms, outcome)
         notes.append((plugin.name, hook, kind))

@@ -132,10 +132,6 @@ def _run_steps(runner, phase, steps, request, response, emit) -> PhaseResult:
     return result
 
 
-_FIELD_TYPES = frozenset({str, type(None), dict})
-_TEXT = frozenset({str})
-
-
 def _own_copy(value: dict, request: dict) -> bool:
     """Tell whether a hook's own request dict, equal to the valid `request`, can be the next hook's copy of it.
 
@@ -146,11 +142,10 @@ def _own_copy(value: dict, request: dict) -> bool:
     nothing (module state is reset, validation builds its own containers), so the next hook then gets this
     dict instead of a thaw of a new freeze.
     """
-    params, query, headers = value.get("path_params"), value.get("query"), value.get("headers")
-    return ({*map(type, value.values())} <= _FIELD_TYPES and type(params) is dict and type(query) is dict
-            and type(headers) is dict and len({id(value), id(params), id(query), id(headers)}) == 4
-            and {*map(type, params.values()), *map(type, query.values()), *map(type, headers.values())} <= _TEXT
-            and request.get("json") is None and value == request)
+    kinds = values.container_kinds(value)
+    return (kinds is not None and kinds <= values.TEXT
+            and len({id(value), id(value["path_params"]), id(value["query"]), id(value["headers"])}) == 4
+            and value == request)
 
 
 def _name(runner: Runner, key: str) -> str:

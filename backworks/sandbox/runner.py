@@ -29,7 +29,6 @@ from backworks.sandbox.state_facade import StateFacade
 
 logger = logging.getLogger(__name__)
 
-MAX_REPR_STRING = 200
 # The call never ran: its sandbox process was killed by another script's call and is being replaced. Not
 # the script's failure: it never counts against its breaker.
 SKIPPED = "skipped"
@@ -657,7 +656,6 @@ class Runner:
 
 
 _ATOMS = (str, int, float, bool, bytes, type(None))
-_SIZED = (list, tuple, dict, set, frozenset, bytearray, collections.deque, range)
 _IMMUTABLE_TYPES = frozenset({complex, range, type(Ellipsis), types.ModuleType})
 _IMMUTABLE_CLASSES = (datetime.date, datetime.time, datetime.timedelta, datetime.tzinfo, uuid.UUID,
                       time.struct_time, re2._Regexp)
@@ -691,30 +689,12 @@ def _describe(exc: BaseException) -> str:
     elif len(args) == 1 and type(args[0]) is str:
         text = args[0][:MAX_DESCRIPTION + 1]
     else:
-        text = ", ".join(bounded_repr(a) for a in args[:8]) + (", ..." if len(args) > 8 else "")
+        text = ", ".join(values.bounded_repr(a) for a in args[:8]) + (", ..." if len(args) > 8 else "")
     text = text.replace("\n", " ")
     return text[:MAX_DESCRIPTION] + ("..." if len(text) > MAX_DESCRIPTION else "")
 
 
 MAX_DESCRIPTION = 300
-_SMALL_REPR = (bool, float, complex, type(None))
-
-
-def bounded_repr(value) -> str:
-    """A repr in O(1) host work: atoms cut short, anything else its type name (and length): no recursion."""
-    kind = type(value)
-    if kind is str or kind is bytes:
-        return repr(value[:MAX_REPR_STRING]) + ("..." if len(value) > MAX_REPR_STRING else "")
-    if kind is int:
-        return repr(value) if value.bit_length() <= 256 else f"<int of {value.bit_length()} bits>"
-    if kind in _SMALL_REPR:
-        return repr(value)
-    try:
-        size = len(value) if isinstance(value, _SIZED) else None
-    except Exception:  # a length that cannot be read is simply not shown
-        size = None
-    name = kind.__name__ if isinstance(kind.__name__, str) else "object"
-    return f"<{name[:60]}>" if size is None else f"<{name[:60]} of {size} items>"
 
 
 def _short(filename: str) -> str:

@@ -1,6 +1,7 @@
 """Plain data in and out of scripts: fast copies for hooks, strict validation of what they return."""
 from __future__ import annotations
 
+import collections
 import logging
 import marshal
 import re
@@ -24,7 +25,7 @@ RESPONSE_FIELDS = ("status", "headers", "body", "json")
 _REQUEST_FIELD_SET = frozenset(REQUEST_FIELDS)
 _SHAPE_FIELDS = frozenset({str, type(None), dict})  # a request's field kinds copy_request copies by shape
 _ATOMS = frozenset({str, int, float, bool})  # immutable values a copy may share
-_TEXT = frozenset({str})
+TEXT = frozenset({str})  # container kinds where == is exact
 
 
 class InvalidValue(ValueError):
@@ -47,24 +48,34 @@ def freeze(value) -> bytes:
 thaw = marshal.loads  # thaw(frozen) -> a new deep copy of what freeze() serialised
 
 
-def copy_request(request: dict) -> tuple[dict, tuple | None]:
-    """A deep copy of a request dict, and its containers when they hold only text (else None).
+def container_kinds(request: dict) -> set | None:
+    """The kinds of value in a request's path_params, query and headers, when it has the server's shape.
 
-    By its known shape when it has it: text and None fields, and path_params, query and headers as dicts
-    of text or numbers. Strings and numbers are shared (immutable): a copy then costs three small dict
-    copies instead of rebuilding every string of a serialised form. Anything else (a JSON body, a list in
-    the query, a field of another kind) is copied whole by marshal. The containers are returned only when
-    every value in them is text, where == is exact (1 == 1.0 == True): phases uses them to tell an
-    untouched copy.
+    That shape: only known fields, holding text or None, except path_params, query and headers, which are
+    plain dicts; no JSON body. None for anything else (then only a whole copy is exact).
     """
     params, query, headers = request.get("path_params"), request.get("query"), request.get("headers")
     if type(params) is dict and type(query) is dict and type(headers) is dict and request.keys() <= _REQUEST_FIELD_SET \
             and {*map(type, request.values())} <= _SHAPE_FIELDS and request.get("json") is None:
-        kinds = {*map(type, params.values()), *map(type, query.values()), *map(type, headers.values())}
-        if kinds <= _ATOMS:
-            new = dict(request)
-            parts = new["path_params"], new["query"], new["headers"] = dict(params), dict(query), dict(headers)
-            return new, (parts if kinds <= _TEXT else None)
+        return {*map(type, params.values()), *map(type, query.values()), *map(type, headers.values())}
+    return None
+
+
+def copy_request(request: dict) -> tuple[dict, tuple | None]:
+    """A deep copy of a request dict, and its containers when they hold only text (else None).
+
+    By its known shape when it has it (container_kinds, with text or numbers inside): strings and numbers
+    are shared (immutable), so a copy costs three small dict copies instead of rebuilding every string of a
+    serialised form. Anything else (a JSON body, a list in the query, a field of another kind) is copied
+    whole by marshal. The containers are returned only when every value in them is text, where == is exact
+    (1 == 1.0 == True): phases uses them to tell an untouched copy.
+    """
+    kinds = container_kinds(request)
+    if kinds is not None and kinds <= _ATOMS:
+        new = dict(request)
+        parts = new["path_params"], new["query"], new["headers"] = \
+            dict(request["path_params"]), dict(request["query"]), dict(request["headers"])
+        return new, (parts if kinds <= TEXT else None)
     return marshal.loads(marshal.dumps(request, 2)), None
 
 
@@ -136,19 +147,31 @@ def _plain(value, depth, budget):
     return value
 
 
-def shown(value) -> str:
-    """A script's value as an error message may show it: short text and small numbers, else only its type.
+MAX_REPR_STRING = 200
+_SMALL_REPR = (bool, float, complex, type(None))
+_SIZED = (list, tuple, dict, set, frozenset, bytearray, collections.deque, range)
 
-    Never str() or repr() of what a script built: those run in C outside any budget (a tuple of 10,000
-    4,000-digit ints takes seconds to print, and int-to-str past sys.int_max_str_digits raises).
+
+def bounded_repr(value) -> str:
+    """A repr in O(1) host work: atoms cut short, anything else its type name (and length): no recursion.
+
+    What error messages show of a script's value: never str() or repr() of what a script built, which run
+    in C outside any budget (a tuple of 10,000 4,000-digit ints takes seconds to print, and int-to-str
+    past sys.int_max_str_digits raises).
     """
     kind = type(value)
-    if kind is str:
-        return repr(value[:60])
-    if kind is bool or value is None or kind is float or (kind is int and value.bit_length() <= 64):
+    if kind is str or kind is bytes:
+        return repr(value[:MAX_REPR_STRING]) + ("..." if len(value) > MAX_REPR_STRING else "")
+    if kind is int:
+        return repr(value) if value.bit_length() <= 256 else f"<int of {value.bit_length()} bits>"
+    if kind in _SMALL_REPR:
         return repr(value)
-    size = f" of {len(value)} items" if kind in (list, tuple, dict, set, frozenset) else ""
-    return f"a {kind.__name__}{size}"
+    try:
+        size = len(value) if isinstance(value, _SIZED) else None
+    except Exception:  # a length that cannot be read is simply not shown
+        size = None
+    name = kind.__name__ if isinstance(kind.__name__, str) else "object"
+    return f"<{name[:60]}>" if size is None else f"<{name[:60]} of {size} items>"
 
 
 def header_items(headers):
@@ -158,7 +181,7 @@ def header_items(headers):
 
 def _check_header(name, value, path: str) -> None:
     if type(name) is not str or not _TOKEN_RE.match(name):
-        raise InvalidValue(f"{path}: invalid header name {shown(name)}")
+        raise InvalidValue(f"{path}: invalid header name {bounded_repr(name)}")
     if type(value) is not str:
         raise InvalidValue(f"{path}.{name}: header values must be strings, not {type(value).__name__}")
     if not (value.isascii() and value.isprintable()) and _BAD_VALUE.search(value):
@@ -291,7 +314,7 @@ def request(value, current: dict) -> dict:
         raise InvalidValue(f"request: must be a dict, not {type(value).__name__}")
     if not value.keys() <= _REQUEST_FIELD_SET:
         unknown = next(key for key in value if key not in _REQUEST_FIELD_SET)
-        raise InvalidValue(f"request: unknown field {shown(unknown)} (fields: {', '.join(REQUEST_FIELDS)})")
+        raise InvalidValue(f"request: unknown field {bounded_repr(unknown)} (fields: {', '.join(REQUEST_FIELDS)})")
     get = current.get
     # The fields that differ (one comprehension: counted in a worker, cheaper than map/compress in C).
     changed = [name for name, item in value.items() if item != get(name, _MISSING)]
@@ -328,7 +351,7 @@ def _check_request_line(name: str):
         if any(c in value for c in _BAD_HEADER_CHARS + (" ",)):
             raise InvalidValue("request: method and path cannot contain spaces, CR, LF or NUL")
         if name == "path" and (value[0] != "/" or value.startswith("//")):  # origin-form: no other host
-            raise InvalidValue(f"request.path: must start with a single '/', not {shown(value)}")
+            raise InvalidValue(f"request.path: must start with a single '/', not {bounded_repr(value)}")
         if name == "method" and not _TOKEN_RE.match(value):
             raise InvalidValue(f"request.method: must be a token, e.g. GET, not {value[:40]!r}")
     return check
@@ -361,7 +384,7 @@ def response(value, current: dict | None) -> dict:
     result = {**base, **data}
     status = result.get("status")
     if type(status) is not int or not 200 <= status <= 599:  # 1xx are the server's (101 would switch protocols)
-        raise InvalidValue(f"response.status: must be an integer from 200 to 599, not {shown(status)}")
+        raise InvalidValue(f"response.status: must be an integer from 200 to 599, not {bounded_repr(status)}")
     if "headers" in data or current is None:
         result["headers"] = _response_headers(result.get("headers", {}), (current or {}).get("headers"))
     if "body" in result and type(result["body"]) is not str:

@@ -6,7 +6,8 @@ import tracemalloc
 import pytest
 
 from backworks.sandbox import Budget, Sandbox, ScriptError, Step, compile_script, guards, module_state
-from backworks.sandbox.runner import Runner, _describe, bounded_repr
+from backworks.sandbox.runner import Runner, _describe
+from backworks.sandbox.values import bounded_repr
 
 REQUEST = {"method": "GET", "path": "/", "path_params": {}, "query": {}, "headers": {}, "body": None, "json": None,
            "client_ip": "127.0.0.1", "endpoint": "e"}
