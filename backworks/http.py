@@ -227,7 +227,7 @@ class RequestData:
             "method": self.method,
             "path": self.path,
             "path_params": {key: value if type(value) in _PARAM_TYPES else str(value)  # a uuid route's UUID: text
-                            for key, value in self.path_params.items()},
+                            for key, value in self.path_params.items()} if self.path_params else {},
             "query": query,
             "headers": headers,
             "body": body.decode("utf-8", "replace") if body else None,
@@ -236,18 +236,21 @@ class RequestData:
             "endpoint": self.endpoint,
         }
 
-    def replaced(self, data: dict, original: dict, keep_body: bool = False) -> "RequestData":
+    def replaced(self, data: dict, original: dict, keep_body: bool = False,
+                 changed: set | None = None) -> "RequestData":
         """Return a copy of this request with a plugin's request dict applied.
 
         `original` is the dict this request gave (to_dict): fields equal to it keep this request's own
         values (unread body, query, headers as the client spelled them), so a plugin that sets one header
         costs one dict, not a rebuilt request. keep_body: keep this request's body and ignore the dict's.
+        changed: the names of the fields that differ from `original`, when the caller knows them.
         """
         new = object.__new__(RequestData)
         new.__dict__.update(self.__dict__)
         new._headers = None  # built again on demand: never one Headers object for two requests
-        get = original.get
-        changed = {name for name, value in data.items() if value != get(name)}
+        if changed is None:
+            get = original.get
+            changed = {name for name, value in data.items() if value != get(name)}
         params = data.get("path_params") if "path_params" in changed else self.path_params
         new.path_params = dict(params or {})
         if "method" in changed:
@@ -284,7 +287,9 @@ class RequestData:
 _UNSET = object()
 _PARAM_TYPES = (str, int, float)  # route parameters plugins get as they are; others (uuid) as text
 _MAX_HEADER_KEYS = 1024  # clients choose header names: remember a bounded number
-_HEADER_NAMES: dict = {}  # environ key -> header name as werkzeug's EnvironHeaders spells it, or ""
+# environ key -> (header name as werkzeug's EnvironHeaders spells it, its lower-case form), or ("", "")
+_HEADER_NAMES: dict = {}
+_SHARED_NAMES: set = set()  # environ keys whose lower-case header name another known key has too
 
 
 def _header_name(key: str) -> str:
@@ -303,7 +308,7 @@ def environ_header_items(environ: dict) -> list[tuple[str, str]]:
                 if (name := _header_name(key)) and (value or key.startswith("HTTP_"))]
     # An empty Content-Type/-Length is absent; the walk is one comprehension: it runs for every plugin phase.
     return [(name, value) for key, value in environ.items()
-            if (name := names[key]) and (value or key.startswith("HTTP_"))]
+            if (name := names[key][0]) and (value or key.startswith("HTTP_"))]
 
 
 def _learn_names(environ: dict) -> bool:
@@ -312,7 +317,12 @@ def _learn_names(environ: dict) -> bool:
     for key in environ.keys() - names.keys():
         if len(names) >= _MAX_HEADER_KEYS:
             return False
-        names[key] = _header_name(key)
+        name = _header_name(key)
+        lower = name.lower()
+        same = [known for known, (_, other) in names.items() if lower and other == lower]
+        if same:
+            _SHARED_NAMES.update(same, (key,))
+        names[key] = (name, lower)
     return True
 
 
@@ -329,12 +339,17 @@ def declares_body(environ: dict) -> bool:
 
 def environ_headers(environ: dict) -> dict:
     """The request headers of a WSGI environ as {lower-case name: value}, repeated names joined with ", "."""
-    items = environ_header_items(environ)
-    headers = {name.lower(): value for name, value in items}
-    if len(headers) == len(items):
-        return headers
-    headers = {}  # two environ keys named one header (a gateway's own spelling): join them as werkzeug does
-    for name, value in items:
+    names = _HEADER_NAMES
+    if not _SHARED_NAMES or _SHARED_NAMES.isdisjoint(environ):
+        # Every key has a header name of its own: one comprehension (it runs for every plugin phase).
+        try:
+            return {lower: value for key, value in environ.items()
+                    if (lower := names[key][1]) and (value or key.startswith("HTTP_"))}
+        except KeyError:  # a key not seen before
+            if _learn_names(environ) and _SHARED_NAMES.isdisjoint(environ):
+                return environ_headers(environ)
+    headers: dict = {}  # two environ keys name one header (a gateway's own spelling): join them as werkzeug does
+    for name, value in environ_header_items(environ):
         name = name.lower()
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
     return headers

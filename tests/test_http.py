@@ -17,3 +17,22 @@ def test_the_received_path_is_werkzeugs_request_path(path_info):
     assert request.received_path == request.path == Request(environ).path
     if path_info == "/caf\u00c3\u00a9":
         assert request.received_path == "/caf\u00e9"
+
+
+def test_environ_headers_are_werkzeugs_lower_cased_and_keys_naming_one_header_are_joined():
+    from werkzeug.datastructures import EnvironHeaders
+
+    from backworks.http import environ_headers
+
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "HTTP_X_ONE": "1", "HTTP_ACCEPT": "*/*",
+               "CONTENT_TYPE": "", "CONTENT_LENGTH": "3", "HTTP_X_EMPTY": "", "wsgi.url_scheme": "http"}
+    expected = {name.lower(): value for name, value in EnvironHeaders(environ).items()}
+    assert environ_headers(environ) == expected == {"x-one": "1", "accept": "*/*", "content-length": "3",
+                                                     "x-empty": ""}
+    # A gateway's own spelling of a known header (HTTP_x_one names x-one too): both values, joined.
+    twice = {**environ, "HTTP_x_one": "2"}
+    assert environ_headers(twice)["x-one"] == "1, 2"
+    assert environ_headers(environ) == expected  # the environ without it still takes the one-pass path
+    # Keys seen for the first time, in an environ whose other keys are known.
+    fresh = {**environ, "HTTP_X_FIRST_SEEN_NOW": "yes"}
+    assert environ_headers(fresh)["x-first-seen-now"] == "yes"

@@ -141,7 +141,8 @@ def run_group(hook: str, run: tuple, request: dict, response: dict | None, notes
             for plugin in plugins:
                 if plugin.pending_load is not None:
                     plugin.finish_load()
-        result = sandbox.run_checked_phase(hook, steps, request, response)  # each plugin defines `hook`
+        # each plugin defines `hook`; the request is to_dict's or values.request's: the server's shape
+        result = sandbox.run_checked_phase(hook, steps, request, response, shaped=True)
     except Exception:
         logger.exception("plugin sandbox failed to run %s for %s", hook, ", ".join(p.name for p in plugins))
         for plugin in plugins:

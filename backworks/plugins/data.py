@@ -23,14 +23,20 @@ def request_data(request: RequestData, with_body: bool) -> dict:
 
 def apply_request(request: RequestData, original: dict, final: dict, with_body: bool) -> RequestData:
     """Return `request` when hooks changed nothing, else a request rebuilt from their dict."""
-    if final is original or (final == original and same_json(final.get("json"), original.get("json"))):
+    if final is original:
         return request
-    merged = {**original, **final}
-    same_body = merged.get("body") == original["body"] and same_json(merged.get("json"), original["json"])
-    keep_body = not with_body or same_body
-    if not keep_body and "transfer-encoding" in (merged.get("headers") or {}):  # the new body has a length
-        merged["headers"] = {k: v for k, v in merged["headers"].items() if k != "transfer-encoding"}
-    return request.replaced(merged, original, keep_body=keep_body)
+    if len(final) != len(original):  # (a request of the server's shape has every field: no merge)
+        final = {**original, **final}
+    get = original.get
+    changed = {name for name, value in final.items() if value != get(name)}
+    if "json" not in changed and not same_json(final.get("json"), get("json")):  # 1 == 1.0 == True
+        changed.add("json")
+    if not changed:
+        return request
+    keep_body = not with_body or not ("body" in changed or "json" in changed)
+    if not keep_body and "transfer-encoding" in (final.get("headers") or {}):  # the new body has a length
+        final = {**final, "headers": {k: v for k, v in final["headers"].items() if k != "transfer-encoding"}}
+    return request.replaced(final, original, keep_body=keep_body, changed=changed)
 
 
 def response_data(reply: Reply) -> dict:

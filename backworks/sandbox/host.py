@@ -38,7 +38,7 @@ class Sandbox:
         self._generation = -1  # the quarantine generation self._quarantined was computed for
         self._quarantined: frozenset = frozenset()  # keys whose script must run in the child
         if self.runner is not None:
-            self.runner.call_step = _watched(self.runner.call_step, self.runner)
+            self.runner.watched = True  # each inline call is marked in this worker's backstop slot
 
     @property
     def child(self) -> ChildProcess:
@@ -109,11 +109,15 @@ class Sandbox:
             return PhaseResult(request=request, response=response)
         return self.run_checked_phase(phase, steps, request, response)
 
-    def run_checked_phase(self, phase: str, steps: list, request: dict, response: dict | None = None) -> PhaseResult:
-        """run_phase for a known phase and a non-empty list of Step whose scripts all define it."""
+    def run_checked_phase(self, phase: str, steps: list, request: dict, response: dict | None = None,
+                          shaped: bool = False) -> PhaseResult:
+        """run_phase for a known phase and a non-empty list of Step whose scripts all define it.
+
+        shaped: the request has the server's shape (values.copy_shaped), as the plugin chain's requests do.
+        """
         if self._inline_here() and not (self._quarantine() and any(s.key in self._quarantined for s in steps)):
             self._load_pending()
-            return run_steps(self.runner, phase, steps, request, response)
+            return run_steps(self.runner, phase, steps, request, response, shaped=shaped)
         if self.runner is not None:
             for step in steps:
                 self._ensure_child_loaded(step.key)
@@ -216,23 +220,6 @@ class _marked:
     def __exit__(self, *exc_info):
         if self.slot is not None:
             self.slot.leave()
-
-
-def _watched(call_step, runner):
-    """Wrap Runner.call_step so that each inline step is marked in this worker's backstop slot."""
-
-    def watched_step(key, hook, args, budget, loaded):
-        slot = backstop.slot
-        target = loaded or runner.loaded.get(key)
-        if slot is None or target is None:
-            return call_step(key, hook, args, budget, loaded)
-        slot.enter(target.script.digest, target.script.filename, budget.timeout_ms)
-        try:
-            return call_step(key, hook, args, budget, loaded)
-        finally:
-            slot.leave()
-
-    return watched_step
 
 
 __all__ = ["Sandbox", "is_vetted", "vetting_sandbox"]

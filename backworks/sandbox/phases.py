@@ -63,20 +63,24 @@ def run_phase(runner: Runner, phase: str, steps: list, request: dict, response: 
 
 
 def run_steps(runner: Runner, phase: str, steps: list, request: dict, response: dict | None = None,
-              emit: Callable | None = None) -> PhaseResult:
-    """run_phase for a checked phase and a non-empty list of Step."""
+              emit: Callable | None = None, shaped: bool = False) -> PhaseResult:
+    """run_phase for a checked phase and a non-empty list of Step.
+
+    shaped: the request has the server's shape (see values.copy_shaped), as the plugin chain's requests do.
+    """
     memory = max([step.budget.memory_mb for step in steps]) if runner.memory else None
     try:
         limits.begin_session(memory, min([step.budget.timeout_ms for step in steps]) / 1000.0)
-        return _run_steps(runner, phase, steps, request, response, emit)
+        return _run_steps(runner, phase, steps, request, response, emit, shaped)
     finally:
         limits.end_session()
 
 
-def _run_steps(runner, phase, steps, request, response, emit) -> PhaseResult:
+def _run_steps(runner, phase, steps, request, response, emit, shaped) -> PhaseResult:
     result = PhaseResult(request, response)
     outcomes = result.outcomes
     loaded_scripts, call, thaw = runner.loaded, runner.call_step, values.thaw
+    copy_request = values.copy_shaped if shaped else values.copy_request
     before = phase == BEFORE_REQUEST
     frozen = None  # after_response's input, serialised once per change: each hook thaws its own deep copy
     args = None  # a copy of the input nothing else holds, for the next hook (see _own_copy)
@@ -87,7 +91,7 @@ def _run_steps(runner, phase, steps, request, response, emit) -> PhaseResult:
             continue
         if args is None:
             if before:  # a request is valid (built by the server or validated): copied by its known shape
-                copied, parts = values.copy_request(result.request)
+                copied, parts = copy_request(result.request)
                 args = (copied,)
             else:
                 if frozen is None:

@@ -20,6 +20,7 @@ from typing import Callable, NamedTuple
 import re2
 from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
 
+from backworks import backstop
 from backworks.sandbox import env, guards, limits, module_state, rules, values
 from backworks.sandbox.limits import Budget, Clock, Timeout
 from backworks.sandbox.logs import ScriptLog
@@ -467,6 +468,7 @@ class Runner:
         self.garbage: list[BaseException] = []
         self.defer_cleanup = False
         self.extras: dict[str, dict] = {}  # key -> host facades its script gets as globals (runtime `db`)
+        self.watched = False  # mark inline calls in this worker's backstop slot (an inline sandbox's runner)
 
     def make_state(self, key: str):
         """Build the `state` facade of the script loaded under `key` (lazily imports backworks.state)."""
@@ -561,10 +563,19 @@ class Runner:
     def call_step(self, key: str, hook: str, args: tuple, budget: Budget, loaded: Loaded | None) -> Outcome:
         """call_with for one step of a phase (its timer already ticks): the common case in one frame.
 
-        A script called from within itself goes through call_with.
+        An inline sandbox's runner (`watched`) marks each call in this worker's backstop slot, for the
+        master's watchdog. A script called from within itself goes through call_with.
         """
+        slot = backstop.slot if self.watched else None
         if loaded is None or loaded.busy or not Clock.session:
-            return self.call_with(key, hook, args, budget, loaded)
+            target = loaded or self.loaded.get(key)
+            if slot is None or target is None:
+                return self.call_with(key, hook, args, budget, loaded)
+            slot.enter(target.script.digest, target.script.filename, budget.timeout_ms)
+            try:
+                return self.call_with(key, hook, args, budget, loaded)
+            finally:
+                slot.leave()
         log, loaded.idle_log = loaded.idle_log or ScriptLog(loaded.name), None
         if limits.FLAGGED:  # a call timed out before: its loop flags go down
             limits.clear_flags()
@@ -572,6 +583,8 @@ class Runner:
         started = perf_counter()
         try:
             try:
+                if slot is not None:
+                    slot.enter(loaded.script.digest, loaded.script.filename, budget.timeout_ms)
                 Clock.expired = False
                 Clock.deadline = started + budget.timeout_ms / 1000.0
                 Clock.active = True
@@ -587,6 +600,8 @@ class Runner:
                 value = scope[hook](*args)
             finally:
                 Clock.active = False  # first: from here on the alarm handler never raises
+                if slot is not None:
+                    slot.leave()
                 loaded.busy = False
                 if loaded.rebinds or not loaded.plain or len(loaded.scope) != len(loaded.base):
                     loaded.after_call()  # (a plain script that bound nothing new has nothing to undo)

@@ -165,9 +165,9 @@ def test_plugins_sharing_a_sandbox_run_in_one_call_per_phase(tmp_path, monkeypat
     phases = []
     original = Sandbox.run_checked_phase
 
-    def counted(self, phase, steps, request, response=None):
+    def counted(self, phase, steps, request, response=None, shaped=False):
         phases.append((self.isolation, phase, [step.key for step in steps]))
-        return original(self, phase, steps, request, response)
+        return original(self, phase, steps, request, response, shaped)
 
     monkeypatch.setattr(Sandbox, "run_checked_phase", counted)
     trail = """

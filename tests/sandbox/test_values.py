@@ -1,6 +1,8 @@
 """Validation of what hooks return: plain data only, right shapes, no header injection."""
 from __future__ import annotations
 
+import marshal
+
 import pytest
 
 from backworks.sandbox import values
@@ -109,3 +111,47 @@ def test_too_many_headers_are_refused_before_any_is_checked():
 def test_c1_control_characters_are_refused_in_header_values(value):
     with pytest.raises(values.InvalidValue, match="visible latin-1"):
         values.request({**REQUEST, "headers": {"x-c1": value}}, REQUEST)
+
+
+SHAPED = [REQUEST,
+          {**REQUEST, "path_params": {"id": 7, "slug": "a"}, "query": {"tag": ["a", "b"], "q": "x"}},
+          {**REQUEST, "json": {"items": [1, 2.5, True, None, {"deep": ["x"]}]}, "body": '{"items": []}'},
+          {**REQUEST, "path_params": {"name": "n"}, "query": {"q": "x"}, "headers": {"a": "1", "b": "2"}}]
+
+
+@pytest.mark.parametrize("request_", SHAPED)
+def test_a_shaped_copy_is_deep_and_equal_and_reports_text_only_containers_as_its_generic_twin_does(request_):
+    copied, parts = values.copy_shaped(request_)
+    generic, generic_parts = values.copy_request(request_)
+    assert copied == request_ == generic and marshal.dumps(copied, 2) == marshal.dumps(request_, 2)
+    assert (parts is None) == (generic_parts is None)
+    # Nothing mutable is shared with the original: change every container of the copy, the original stays.
+    before = values.copy(request_)
+    for name in ("path_params", "query", "headers"):
+        copied[name]["added"] = "x"
+        for item in copied[name].values():
+            if type(item) is list:
+                item.append("x")
+    if type(copied["json"]) is dict:
+        copied["json"]["items"][4]["deep"].append("x")
+    assert request_ == before
+    if parts is not None:
+        assert parts == (copied["path_params"], copied["query"], copied["headers"])
+
+
+def test_changed_headers_count_against_the_size_cap_and_unchanged_ones_are_not_checked_again():
+    big = "v" * (values.MAX_BYTES // 2)
+    current = values.request({**REQUEST, "headers": {"a": "1", "x-big": big}}, REQUEST)
+    assert values.request({**current, "headers": {**current["headers"], "x-new": "1"}}, current)["headers"][
+        "x-new"] == "1"
+    with pytest.raises(values.InvalidValue, match="request.headers: larger than"):
+        values.request({**current, "headers": {**current["headers"], "x-more": big, "x-most": big}}, current)
+
+
+def test_a_request_equal_to_the_current_one_is_the_current_one_unless_numbers_make_equal_inexact():
+    same = values.copy(REQUEST)
+    assert values.request(same, REQUEST) is REQUEST
+    current = {**REQUEST, "json": {"n": 1}}
+    assert values.request({**current, "json": {"n": 1}}, current) == current  # checked again: equal is inexact
+    assert values.request({**current, "json": {"n": True}}, current)["json"] == {"n": True}
+    assert type(values.request({**current, "json": {"n": 1.0}}, current)["json"]["n"]) is float
