@@ -24,6 +24,7 @@ class Breaker:
         self.failures = 0
         self.opened_at = 0.0
         self.trial_started = 0.0
+        self.clean = True  # closed with no failure counted: a success changes nothing (callers may skip record)
         self._lock = threading.Lock()
 
     def allow(self) -> bool:
@@ -55,15 +56,17 @@ class Breaker:
 
     def record(self, ok: bool) -> None:
         """Report the outcome of an allowed call."""
-        if ok and self.state == CLOSED and not self.failures:
+        if ok and self.clean:
             return
         with self._lock:
             if ok:
                 self.failures = 0
                 if self.state != CLOSED:
                     self._set(CLOSED)
+                self.clean = self.state == CLOSED
                 return
             self.failures += 1
+            self.clean = False
             if self.state == HALF_OPEN or (self.state == CLOSED and self.failures >= self.failure_threshold):
                 self.opened_at = self.clock()
                 self._set(OPEN)
@@ -74,6 +77,7 @@ class Breaker:
             self.failures = 0
             if self.state != CLOSED:
                 self._set(CLOSED)
+            self.clean = self.state == CLOSED
 
     def retry_in(self) -> float | None:
         """Seconds until the next trial while open, else None."""
@@ -83,5 +87,6 @@ class Breaker:
 
     def _set(self, state: str) -> None:
         self.state = state
+        self.clean = state == CLOSED and not self.failures
         if self.on_change is not None:
             self.on_change(state)

@@ -157,3 +157,26 @@ def test_upstream_target_releases_a_trial_that_never_reported_back():
     assert upstream.pick() is None  # the trial's caller died without reporting
     clock.now += 1.0
     assert upstream.pick() is target  # released after max(recovery_s, 1 s)
+
+
+def test_clean_is_true_exactly_when_closed_with_no_failure_counted():
+    breaker, clock, _ = make(threshold=2, recovery=10.0)
+
+    def clean_matches():
+        return breaker.clean == (breaker.state == CLOSED and breaker.failures == 0)
+
+    assert breaker.clean and clean_matches()
+    breaker.record(False)
+    assert not breaker.clean and clean_matches()  # closed, one failure: a success must reset the count
+    breaker.record(True)
+    assert breaker.clean and breaker.failures == 0
+    breaker.record(False)
+    breaker.record(False)
+    assert breaker.state == OPEN and clean_matches()
+    clock.now += 11
+    assert breaker.allow() and breaker.state == HALF_OPEN and clean_matches()
+    breaker.record(True)
+    assert breaker.state == CLOSED and breaker.clean
+    breaker.record(False)
+    breaker.reset()
+    assert breaker.clean and clean_matches()

@@ -6,7 +6,7 @@ import logging
 from backworks.http import Reply, RequestData, error_reply
 from backworks.plugins.contract import AFTER_RESPONSE, BEFORE_REQUEST
 from backworks.plugins.data import apply_request, apply_response, reply_from_response, request_data, response_data
-from backworks.plugins.stats import record_all
+from backworks.plugins.stats import WINDOW
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ class PluginChain:
             return request
         original = current = request_data(request, self.with_body)
         notes: list = []
+        changed: set | None = set()  # the fields hooks may have changed (None: unknown, compare them all)
         for run in runs:
             result, closed = run_group(BEFORE, run, current, None, notes)
             if closed is not None:
@@ -91,8 +92,9 @@ class PluginChain:
                 reply.meta = {"plugins": notes}
                 return reply
             current = result.request
+            changed = None if changed is None or result.changed is None else changed | result.changed
         try:
-            new = apply_request(request, original, current, self.with_body)
+            new = apply_request(request, original, current, self.with_body, changed)
         except Exception as exc:  # values.request validated it: a bug here must still fail open
             _invalid(notes, "plugin request change ignored", exc)
             new = request
@@ -150,18 +152,19 @@ def run_group(hook: str, run: tuple, request: dict, response: dict | None, notes
             notes.append((plugin.name, hook, "crash"))
         closed = next((p for p in plugins if p.on_error == "closed"), None)
         return None, ((closed, "crash") if closed else None)
-    quiet = []  # calls that went fine and logged nothing: counted together, without record()'s checks
     for key, outcome in result.outcomes:
         plugin = by_key[key]
         kind = outcome.kind
-        if kind == "ok" and not outcome.logs:
-            quiet.append((plugin.stats, kind, outcome.duration_ms))
-            plugin.breaker.record(True)
+        if kind == "ok" and not outcome.logs:  # went fine, logged nothing: counted without record()'s checks
+            durations = plugin.ok_ms[hook]
+            durations.append(outcome.duration_ms)
+            if len(durations) >= WINDOW:
+                plugin.stats.record_ok(durations)
+            if not plugin.breaker.clean:
+                plugin.breaker.record(True)
         else:
             plugin.record(hook, kind, outcome.duration_ms, outcome)
         notes.append((plugin.name, hook, kind))
-    if quiet:
-        record_all(hook, quiet)
     if result.failed_closed is not None:
         key, outcome = result.failed_closed
         return result, (by_key[key], outcome.kind)

@@ -21,14 +21,20 @@ def request_data(request: RequestData, with_body: bool) -> dict:
     return request.to_dict(include_body=with_body)
 
 
-def apply_request(request: RequestData, original: dict, final: dict, with_body: bool) -> RequestData:
-    """Return `request` when hooks changed nothing, else a request rebuilt from their dict."""
-    if final is original:
+def apply_request(request: RequestData, original: dict, final: dict, with_body: bool,
+                  changed: set | None = None) -> RequestData:
+    """Return `request` when hooks changed nothing, else a request rebuilt from their dict.
+
+    changed: the fields hooks may have changed (the others are `original`'s), when the phase knows them.
+    """
+    if final is original or changed is not None and not changed:
         return request
     if len(final) != len(original):  # (a request of the server's shape has every field: no merge)
         final = {**original, **final}
     get = original.get
-    changed = {name for name, value in final.items() if value != get(name)}
+    if changed is None:
+        changed = final.keys()
+    changed = {name for name in changed if final[name] != get(name)}
     if "json" not in changed and not same_json(final.get("json"), get("json")):  # 1 == 1.0 == True
         changed.add("json")
     if not changed:

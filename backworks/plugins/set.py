@@ -50,6 +50,7 @@ class Plugin:
         breaker = settings["circuit_breaker"]
         self.breaker = Breaker(breaker["failure_threshold"], breaker["recovery_s"], on_change=self._breaker_changed)
         self.stats = PluginStats(name)
+        self.ok_ms = {hook: self.stats.ok_list(hook) for hook in (BEFORE, AFTER)}  # see PluginStats.ok_list
         self.pending_load: tuple | None = None
         self.flags = flags or SetFlags()
         PLUGIN_BREAKER_OPEN.labels(name).set(0)

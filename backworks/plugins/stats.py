@@ -35,15 +35,46 @@ class PluginStats:
 
     def __init__(self, name: str, window: int = WINDOW):
         self.name = name
+        self.window = window
         self.latencies_ms: deque = deque(maxlen=window)
         self._pending: dict = {}  # (hook, kind) -> [calls, total ms, count per latency bucket...]
         self._written: dict = {}  # (hook, kind) -> calls already written to Prometheus
+        # hook -> durations of "ok" calls not yet counted: a request appends (list.append is atomic, no lock),
+        # the counts take them in batches (fold) when they are read or written, or at `window` entries.
+        self.ok_ms: dict = {}
         TALLY.add_source(self)
 
     def record(self, hook: str, kind: str, duration_ms: float) -> None:
         """Count one call of `hook` that ended as `kind` after `duration_ms`."""
         with _LOCK:
             self._add(hook, kind, duration_ms)
+
+    def ok_list(self, hook: str) -> list:
+        """The list to append the duration of each "ok" call of `hook` to (see record_ok)."""
+        with _LOCK:
+            return self.ok_ms.setdefault(hook, [])
+
+    def record_ok(self, durations: list) -> None:
+        """After appending to an ok_list: count its calls now once it holds `window` of them."""
+        if len(durations) >= self.window:
+            with _LOCK:
+                self._fold()
+
+    def _fold(self) -> None:  # under _LOCK
+        for hook, durations in self.ok_ms.items():
+            count = len(durations)  # entries appended from here on stay for the next fold
+            if not count:
+                continue
+            batch = durations[:count]
+            del durations[:count]
+            pending = self._pending.get((hook, "ok"))
+            if pending is None:
+                pending = self._pending[(hook, "ok")] = [0, 0.0] + [0] * len(_BOUNDS_MS)
+            pending[0] += count
+            pending[1] += sum(batch)
+            for duration_ms in batch:
+                pending[bisect_left(_BOUNDS_MS, duration_ms) + 2] += 1
+            self.latencies_ms.extend(batch)
 
     def _add(self, hook: str, kind: str, duration_ms: float) -> None:  # under _LOCK
         pending = self._pending.get((hook, kind))
@@ -57,6 +88,7 @@ class PluginStats:
     def flush(self) -> None:
         """Write the calls and latencies counted since the last flush to Prometheus."""
         with _LOCK:
+            self._fold()
             pending, self._pending = self._pending, {}
             for key, (calls, *_rest) in pending.items():
                 self._written[key] = self._written.get(key, 0) + calls
@@ -67,6 +99,7 @@ class PluginStats:
     def counts(self) -> dict:
         """{(hook, kind): calls} since this process loaded the plugin."""
         with _LOCK:
+            self._fold()
             totals = dict(self._written)
             for key, pending in self._pending.items():
                 totals[key] = totals.get(key, 0) + pending[0]
@@ -81,6 +114,7 @@ class PluginStats:
             if kind != "ok":
                 failures[kind] = failures.get(kind, 0) + calls
         with _LOCK:
+            self._fold()
             window = sorted(self.latencies_ms)
         return {"calls": sum(by_hook.values()), "calls_by_hook": by_hook, "failures": failures,
                 "latency_ms": {name: percentile(window, q) for name, q in (("p50", 50), ("p95", 95), ("p99", 99))}}
@@ -92,10 +126,3 @@ def percentile(ordered: list, q: float) -> float | None:
         return None
     rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
     return round(ordered[rank - 1], 3)
-
-
-def record_all(hook: str, calls: list) -> None:
-    """PluginStats.record for the calls of one phase, [(stats, kind, duration_ms)], under one lock."""
-    with _LOCK:
-        for stats, kind, duration_ms in calls:
-            stats._add(hook, kind, duration_ms)

@@ -261,9 +261,9 @@ special("sort", (list,), _sort_method)
 special("obj", (), None)  # exceptions' `obj` (see guarded_getattr)
 
 
-def guarded_getitem(obj, key):
-    """obj[key], refusing string keys with a leading underscore on non-mappings."""
-    return obj[key]
+# obj[key] as it is: scripts reach no object whose item access is unsafe (attributes are what _getattr_ guards),
+# and the C function adds no Python frame to every subscript a script makes.
+guarded_getitem = operator.getitem
 
 
 def guarded_iter(obj):
@@ -304,7 +304,7 @@ class _AttributeWriter:
 def guarded_write(obj):
     """Return what a script may write through: plain containers as they are, namespaces via a proxy."""
     kind = type(obj)
-    if isinstance(obj, (dict, list, bytearray, collections.deque)):
+    if kind is dict or isinstance(obj, (dict, list, bytearray, collections.deque)):
         return obj  # scripts cannot define classes: these are builtins or collections' own subclasses
     if kind is types.SimpleNamespace:
         return _AttributeWriter(obj)

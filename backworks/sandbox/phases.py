@@ -68,9 +68,15 @@ def run_steps(runner: Runner, phase: str, steps: list, request: dict, response: 
 
     shaped: the request has the server's shape (see values.copy_shaped), as the plugin chain's requests do.
     """
-    memory = max([step.budget.memory_mb for step in steps]) if runner.memory else None
+    budget = steps[0].budget
+    memory, first_ms = budget.memory_mb, budget.timeout_ms
+    for _, budget, _ in steps:  # the largest memory budget, the shortest time budget
+        if budget.memory_mb > memory:
+            memory = budget.memory_mb
+        if budget.timeout_ms < first_ms:
+            first_ms = budget.timeout_ms
     try:
-        limits.begin_session(memory, min([step.budget.timeout_ms for step in steps]) / 1000.0)
+        limits.begin_session(memory if runner.memory else None, first_ms / 1000.0)
         return _run_steps(runner, phase, steps, request, response, emit, shaped)
     finally:
         limits.end_session()
@@ -79,9 +85,10 @@ def run_steps(runner: Runner, phase: str, steps: list, request: dict, response: 
 def _run_steps(runner, phase, steps, request, response, emit, shaped) -> PhaseResult:
     result = PhaseResult(request, response)
     outcomes = result.outcomes
+    before = phase == BEFORE_REQUEST
+    changed = result.changed = set() if before else None  # (see PhaseResult.changed; None after an apply())
     loaded_scripts, call, thaw = runner.loaded, runner.call_step, values.thaw
     copy_request = values.copy_shaped if shaped else values.copy_request
-    before = phase == BEFORE_REQUEST
     frozen = None  # after_response's input, serialised once per change: each hook thaws its own deep copy
     args = None  # a copy of the input nothing else holds, for the next hook (see _own_copy)
     parts = None  # that copy's containers, when only text is in them (see values.copy_request)
@@ -97,13 +104,15 @@ def _run_steps(runner, phase, steps, request, response, emit, shaped) -> PhaseRe
                 if frozen is None:
                     frozen = values.freeze((result.request, result.response))
                 args = thaw(frozen)
-        given, args = args, None
+        given, args, previous = args, None, result.request
         outcome = call(key, phase, given, budget, loaded)
         ok = outcome.kind == "ok"
         value = outcome.value if ok else None
         if value is not None and before and type(value) is dict and "response" not in value:
             try:  # the common case, apply() inlined: a before_request hook returned the request
-                result.request = values.request(value, result.request)
+                result.request, names = values.request_changes(value, result.request)
+                if names and changed is not None:
+                    changed.update(names)
                 outcome.value = None  # the validated copy travels in the PhaseResult, not twice
             except Exception as exc:
                 outcome, ok = invalid(outcome, phase, partial(_name, runner, key), exc), False
@@ -115,13 +124,16 @@ def _run_steps(runner, phase, steps, request, response, emit, shaped) -> PhaseRe
             result.short_circuit = short
             if result.request is not current[0] or result.response is not current[1]:
                 frozen = None  # the next hook sees the new value
+                changed = result.changed = None
         # The hook's copy, left as it was given or returned and valid, serves the next hook when it is exact:
         # its containers are still the ones handed over (held in `parts`, so `is` is exact) and it is equal,
         # or a full check (_own_copy) finds it exact.
         if before and ok and not result.short_circuit and (value is None or value is given[0]):
             mine = given[0]
             if parts is not None and mine.get("headers") is parts[2] and mine.get("query") is parts[1] \
-                    and mine.get("path_params") is parts[0] and mine == result.request:
+                    and mine.get("path_params") is parts[0] \
+                    and (value is not None and result.request is previous and len(mine) == len(previous)
+                         or mine == result.request):  # (request_changes found every field it has equal)
                 args = given
             elif _own_copy(mine, result.request):
                 args, parts = given, (mine["path_params"], mine["query"], mine["headers"])

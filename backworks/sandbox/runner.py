@@ -79,6 +79,7 @@ class PhaseResult:
     short_circuit: bool = False
     outcomes: list = field(default_factory=list)
     failed_closed: tuple | None = None
+    changed: set | None = None  # before_request: names of the request fields hooks may have changed (None: unknown)
 
 
 class Loaded:

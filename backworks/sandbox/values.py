@@ -336,20 +336,28 @@ def request(value, current: dict) -> dict:
     `current` is valid already: only the fields a hook changed are checked, so a hook that sets one header
     pays for the headers, not for the whole request.
     """
+    return request_changes(value, current)[0]
+
+
+_NOTHING: tuple = ()
+
+
+def request_changes(value, current: dict) -> tuple[dict, list | tuple]:
+    """request(), and the names of the fields that may differ from `current` (none when it is `current`)."""
     if type(value) is not dict:
         plain(value, "request")  # the reason it is not plain data, if it is not
         raise InvalidValue(f"request: must be a dict, not {type(value).__name__}")
     get = current.get
     inexact = get("path_params") or get("json") is not None
     if not inexact and value == current:  # unchanged (equal is the same on text)
-        return current
+        return current, _NOTHING
     changed = [name for name, item in value.items() if item != get(name, _MISSING)]  # unknown fields too
     if inexact:
         for name in _INEXACT:  # equal is not the same there (1 == 1.0 == True): checked unless None or {}
             if name in value and name not in changed and get(name) not in (None, {}):
                 changed.append(name)
     if not changed:
-        return current
+        return current, _NOTHING
     for name in changed:
         if name not in _REQUEST_FIELD_SET:
             raise InvalidValue(f"request: unknown field {bounded_repr(name)} (fields: {', '.join(REQUEST_FIELDS)})")
@@ -366,7 +374,7 @@ def request(value, current: dict) -> dict:
         except _Bad as bad:
             raise InvalidValue(f"request.{name}{''.join(reversed(bad.where))}: {bad.reason}") from None
         _REQUEST_CHECKS.get(name, _no_check)(result[name])
-    return result
+    return result, changed
 
 
 def _no_check(value) -> None:

@@ -33,3 +33,43 @@ def test_counts_failures_and_percentiles_before_and_after_a_flush():
     stats.flush()
     assert REGISTRY.get_sample_value("backworks_plugin_calls_total", {**labels, "kind": "ok"}) == 5
     assert stats.snapshot()["calls"] == 7
+
+
+def test_ok_calls_appended_to_the_ok_list_count_as_recorded_ones_do():
+    appended, recorded = PluginStats("stats-ok-list"), PluginStats("stats-ok-record")
+    durations = appended.ok_list("before_request")
+    for duration in (1.0, 2.0, 3.0, 4.0, 7.5):
+        durations.append(duration)
+        appended.record_ok(durations)
+        recorded.record("before_request", "ok", duration)
+    appended.record("before_request", "timeout", 100.0)
+    recorded.record("before_request", "timeout", 100.0)
+    assert appended.snapshot() == recorded.snapshot()
+    appended.flush()
+    recorded.flush()
+    for name in ("stats-ok-list", "stats-ok-record"):
+        labels = {"plugin": name, "hook": "before_request"}
+        assert REGISTRY.get_sample_value("backworks_plugin_calls_total", {**labels, "kind": "ok"}) == 5
+        assert REGISTRY.get_sample_value("backworks_plugin_duration_seconds_bucket", {**labels, "le": "0.005"}) == 4
+
+
+def test_the_ok_list_is_folded_at_the_window_and_loses_nothing_appended_while_folding():
+    import threading
+
+    stats = PluginStats("stats-ok-window", window=50)
+    durations = stats.ok_list("before_request")
+
+    def append(count):
+        for _ in range(count):
+            durations.append(1.0)
+            stats.record_ok(durations)
+
+    threads = [threading.Thread(target=append, args=(5000,)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for _ in range(200):
+        stats.snapshot()  # folds concurrently with the appends
+    for thread in threads:
+        thread.join()
+    assert len(durations) < 50  # never more than a window waits
+    assert stats.snapshot()["calls"] == 20000
