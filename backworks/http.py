@@ -287,8 +287,8 @@ class RequestData:
 _UNSET = object()
 _PARAM_TYPES = (str, int, float)  # route parameters plugins get as they are; others (uuid) as text
 _MAX_HEADER_KEYS = 1024  # clients choose header names: remember a bounded number
-# environ key -> (header name as werkzeug's EnvironHeaders spells it, its lower-case form), or ("", "")
-_HEADER_NAMES: dict = {}
+_HEADER_NAMES: dict = {}  # environ key -> header name as werkzeug's EnvironHeaders spells it, or ""
+_LOWER_NAMES: dict = {}  # environ key -> that name in lower case
 _SHARED_NAMES: set = set()  # environ keys whose lower-case header name another known key has too
 
 
@@ -308,7 +308,7 @@ def environ_header_items(environ: dict) -> list[tuple[str, str]]:
                 if (name := _header_name(key)) and (value or key.startswith("HTTP_"))]
     # An empty Content-Type/-Length is absent; the walk is one comprehension: it runs for every plugin phase.
     return [(name, value) for key, value in environ.items()
-            if (name := names[key][0]) and (value or key.startswith("HTTP_"))]
+            if (name := names[key]) and (value or key.startswith("HTTP_"))]
 
 
 def _learn_names(environ: dict) -> bool:
@@ -319,10 +319,11 @@ def _learn_names(environ: dict) -> bool:
             return False
         name = _header_name(key)
         lower = name.lower()
-        same = [known for known, (_, other) in names.items() if lower and other == lower]
+        same = [known for known, other in _LOWER_NAMES.items() if lower and other == lower]
         if same:
             _SHARED_NAMES.update(same, (key,))
-        names[key] = (name, lower)
+        _LOWER_NAMES[key] = lower
+        names[key] = name
     return True
 
 
@@ -339,12 +340,12 @@ def declares_body(environ: dict) -> bool:
 
 def environ_headers(environ: dict) -> dict:
     """The request headers of a WSGI environ as {lower-case name: value}, repeated names joined with ", "."""
-    names = _HEADER_NAMES
+    names = _LOWER_NAMES
     if not _SHARED_NAMES or _SHARED_NAMES.isdisjoint(environ):
         # Every key has a header name of its own: one comprehension (it runs for every plugin phase).
         try:
             return {lower: value for key, value in environ.items()
-                    if (lower := names[key][1]) and (value or key.startswith("HTTP_"))}
+                    if (lower := names[key]) and (value or key.startswith("HTTP_"))}
         except KeyError:  # a key not seen before
             if _learn_names(environ) and _SHARED_NAMES.isdisjoint(environ):
                 return environ_headers(environ)
