@@ -74,7 +74,7 @@ class Reply:
         headers = self.headers
         body = self.body
         if isinstance(body, (bytes, bytearray)):
-            if not any(k.lower() == "content-length" for k, _ in headers) and self.status not in (204, 304):
+            if self.status not in (204, 304) and not _has_length(headers):
                 headers = headers + [("Content-Length", str(len(body)))]
             start_response(status_line(self.status), headers)
             return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
@@ -85,6 +85,13 @@ class Reply:
                 close()
             return []
         return body
+
+
+def _has_length(headers: list) -> bool:
+    for name, _ in headers:  # (a loop, not any() over a generator: this runs for every answer)
+        if len(name) == 14 and name.lower() == "content-length":
+            return True
+    return False
 
 
 def same_json(a, b) -> bool:
@@ -289,6 +296,7 @@ _PARAM_TYPES = (str, int, float)  # route parameters plugins get as they are; ot
 _MAX_HEADER_KEYS = 1024  # clients choose header names: remember a bounded number
 _HEADER_NAMES: dict = {}  # environ key -> header name as werkzeug's EnvironHeaders spells it, or ""
 _LOWER_NAMES: dict = {}  # environ key -> that name in lower case
+_KEY_OF_LOWER: dict = {}  # lower-case header name -> the first environ key seen naming it
 _SHARED_NAMES: set = set()  # environ keys whose lower-case header name another known key has too
 
 
@@ -319,9 +327,10 @@ def _learn_names(environ: dict) -> bool:
             return False
         name = _header_name(key)
         lower = name.lower()
-        same = [known for known, other in _LOWER_NAMES.items() if lower and other == lower]
-        if same:
-            _SHARED_NAMES.update(same, (key,))
+        if lower:  # (no walk of the caches: another thread may be adding to them)
+            first = _KEY_OF_LOWER.setdefault(lower, key)
+            if first != key:
+                _SHARED_NAMES.update((first, key))
         _LOWER_NAMES[key] = lower
         names[key] = name
     return True

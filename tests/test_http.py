@@ -36,3 +36,34 @@ def test_environ_headers_are_werkzeugs_lower_cased_and_keys_naming_one_header_ar
     # Keys seen for the first time, in an environ whose other keys are known.
     fresh = {**environ, "HTTP_X_FIRST_SEEN_NOW": "yes"}
     assert environ_headers(fresh)["x-first-seen-now"] == "yes"
+
+
+def test_header_names_learnt_by_many_threads_at_once_never_fail_a_request():
+    import sys
+    import threading
+
+    from backworks.http import environ_headers
+
+    failures = []
+
+    def learn(thread):
+        for batch in range(20):
+            environ = {f"HTTP_X_T{thread}_B{batch}_{n}": str(n) for n in range(8)}
+            environ["REQUEST_METHOD"] = "GET"
+            try:
+                headers = environ_headers(environ)
+                assert headers == {f"x-t{thread}-b{batch}-{n}": str(n) for n in range(8)}, headers
+            except Exception as exc:  # noqa: BLE001 - the test reports every failure
+                failures.append(repr(exc))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=learn, args=(n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert failures == []

@@ -72,3 +72,33 @@ def test_parameterless_routes_are_matched_without_the_matcher_and_get_their_own_
     first = _answer(router, "GET", "/items")
     first[1]["changed"] = True  # a plugin may change the params of its request
     assert _answer(router, "GET", "/items") == ("list", {})
+
+
+PARAM_ROUTES = ROUTES + (("files", "/files/{rest:path}", ("GET",)), ("num", "/n/{id:int}", ("GET",)))
+
+
+@pytest.mark.parametrize("method,path", [
+    ("GET", "/users/7"), ("DELETE", "/users/7"), ("POST", "/users/7"), ("GET", "/files/a/b.txt"),
+    ("GET", "/files/"), ("GET", "/n/12"), ("GET", "/n/x"), ("GET", "/files/caf\xc3\xa9"), ("HEAD", "/n/3"),
+])
+def test_a_route_with_parameters_answers_the_same_the_second_time_and_as_the_matcher_does(method, path):
+    router = _router(*PARAM_ROUTES)
+    fresh = _router(*PARAM_ROUTES)
+    first, again = _answer(router, method, path), _answer(router, method, path)
+    assert first == again == _answer(fresh, method, path)
+    if type(first[1]) is dict:
+        first[1]["changed"] = True  # a plugin may change the params of its request: the next one is not
+        assert _answer(router, method, path) == again
+
+
+def test_the_paths_remembered_are_bounded(monkeypatch):
+    import backworks.routing as routing
+
+    monkeypatch.setattr(routing, "RECENT_PATHS", 10)
+    router = _router(*PARAM_ROUTES)
+    for n in range(35):
+        assert _answer(router, "GET", f"/users/{n}") == ("user", {"id": str(n)})
+    assert 0 < len(router.recent) <= 10
+    long_path = "/files/" + "x" * routing.RECENT_PATH_CHARS
+    assert _answer(router, "GET", long_path)[0] == "files"
+    assert all(len(path) <= routing.RECENT_PATH_CHARS for path, _ in router.recent)

@@ -64,8 +64,9 @@ class Handoff:
         if not is_offer(offer) or request.method != environ.get("REQUEST_METHOD"):
             return None  # not offered, or a plugin changed the method (nginx sends the client's)
         upstream = self.upstream
-        if any(target.breaker.state != CLOSED for target in upstream.targets):
-            return None  # a breaker's trial (and what follows it) is Backworks' own to see
+        for target in upstream.targets:
+            if target.breaker.state != CLOSED:
+                return None  # a breaker's trial (and what follows it) is Backworks' own to see
         path = mode.upstream_path(request)
         headers = mode.request_headers(request, None)
         target = upstream.pick()
@@ -91,15 +92,17 @@ class Handoff:
         """
         out = []
         wanted = {}
+        host = False
         for key, value in headers.items():
             lkey = key.lower()
             if lkey in CARRIED:
                 if not value:
                     return None  # an empty value is no header at all to nginx
                 out.append((CARRIED[lkey], value))
-            elif value != self.skip:
+                host = host or lkey == "host"
+            elif not same and value != self.skip:
                 wanted[lkey] = value
-        if not any(name == "X-Backworks-Host" for name, _ in out):
+        if not host:
             out.append(("X-Backworks-Host", self.host[target]))  # what urllib3 would send
         if same:
             return out

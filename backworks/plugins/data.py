@@ -35,8 +35,9 @@ def apply_request(request: RequestData, original: dict, final: dict, with_body: 
     if changed is None:
         changed = final.keys()
     changed = {name for name in changed if final[name] != get(name)}
-    if "json" not in changed and not same_json(final.get("json"), get("json")):  # 1 == 1.0 == True
-        changed.add("json")
+    for name in ("json", "path_params"):  # equal is not the same there: 1 == 1.0 == True
+        if name not in changed and not same_json(final.get(name), get(name)):
+            changed.add(name)
     if not changed:
         return request
     keep_body = not with_body or not ("body" in changed or "json" in changed)

@@ -12,6 +12,8 @@ from backworks.sandbox.runner import Outcome, PhaseResult, Runner, Step
 logger = logging.getLogger(__name__)
 
 PHASES = REQUEST_HOOKS
+# Request fields that hold text (or None) once valid: a change to them keeps a text-only request text-only.
+TEXT_FIELDS = frozenset(("method", "path", "headers", "body", "client_ip", "endpoint"))
 
 
 def check_phase(phase: str) -> None:
@@ -111,8 +113,11 @@ def _run_steps(runner, phase, steps, request, response, emit, shaped) -> PhaseRe
         if value is not None and before and type(value) is dict and "response" not in value:
             try:  # the common case, apply() inlined: a before_request hook returned the request
                 result.request, names = values.request_changes(value, result.request)
-                if names and changed is not None:
-                    changed.update(names)
+                if names:
+                    if changed is not None:
+                        changed.update(names)
+                    if parts is not None and not TEXT_FIELDS.issuperset(names):
+                        parts = None  # numbers, lists or JSON may be in it now: == is no longer exact
                 outcome.value = None  # the validated copy travels in the PhaseResult, not twice
             except Exception as exc:
                 outcome, ok = invalid(outcome, phase, partial(_name, runner, key), exc), False

@@ -226,20 +226,22 @@ def _request_headers(value, current: dict, budget: list, path: str = "request.he
         raise InvalidValue(f"{path}: more than {MAX_HEADERS} headers")
     # Pairs equal to the server's are valid already (names lower-case, values text): only the others are
     # checked, one by one.
+    # The whole dict counts against the size cap, before any value is looked at: every hook's result stays
+    # within it (headers do not add up across hooks), and no check walks more text than the cap.
+    try:
+        budget[0] -= 2 + 5 * len(value) + sum(map(len, value)) + sum(map(len, value.values()))
+    except TypeError:  # a name or value that is not text: the loop below names it
+        pass
+    if budget[0] < 0:
+        raise InvalidValue(f"{path}: larger than {MAX_BYTES} bytes")
     get = current.get
     lowered = True
-    size = 2 + 5 * len(value)
     for name, item in value.items():
         if item != get(name, _MISSING):
             _check_header(name, item, path)
             if lowered and name != name.lower():
                 lowered = False
-            size += len(name) + len(item)
     result = value.copy() if lowered else _lowered(value)  # (a later spelling of one name wins)
-    # What the server had is within its own limits (or a check like this one passed it): the new pairs count.
-    budget[0] -= size
-    if budget[0] < 0:
-        raise InvalidValue(f"{path}: larger than {MAX_BYTES} bytes")
     if not IGNORED_HEADERS.isdisjoint(result) or not IGNORED_HEADERS.isdisjoint(current):
         return _keep_ignored(result, current)
     return result

@@ -83,3 +83,13 @@ def test_route_parameters_hooks_cannot_hold_are_given_as_text():
     key = uuid.UUID("12345678-1234-5678-1234-567812345678")
     data = request_data(RequestData(Request(environ), "x", {"id": key, "n": 3, "f": 1.5}, "rid", 1024, ""), False)
     assert data["path_params"] == {"id": str(key), "n": 3, "f": 1.5}
+
+
+@pytest.mark.parametrize("before, after", [(7, 7.0), (1, True), (2.0, 2)])
+def test_a_route_parameter_changed_to_an_equal_number_of_another_type_reaches_the_handler(before, after):
+    environ = EnvironBuilder(path="/r/7").get_environ()
+    request = RequestData(Request(environ), "r", {"id": before}, "rid", 1024, "127.0.0.1")
+    original = request_data(request, True)
+    for changed in (None, {"path_params"}):  # the phase may name the field, or not
+        rebuilt = apply_request(request, original, {**original, "path_params": {"id": after}}, True, changed)
+        assert rebuilt.path_params == {"id": after} and type(rebuilt.path_params["id"]) is type(after)

@@ -155,3 +155,21 @@ def test_a_request_equal_to_the_current_one_is_the_current_one_unless_numbers_ma
     assert values.request({**current, "json": {"n": 1}}, current) == current  # checked again: equal is inexact
     assert values.request({**current, "json": {"n": True}}, current)["json"] == {"n": True}
     assert type(values.request({**current, "json": {"n": 1.0}}, current)["json"]["n"]) is float
+
+
+def test_headers_do_not_add_up_across_hooks_past_the_size_cap():
+    part = "v" * (values.MAX_BYTES * 2 // 5)
+    current = REQUEST
+    for n in range(2):  # two hooks, each adding 0.4 MB: 0.8 MB in all
+        current = values.request({**current, "headers": {**current["headers"], f"x-{n}": part}}, current)
+    with pytest.raises(values.InvalidValue, match="request.headers: larger than"):
+        values.request({**current, "headers": {**current["headers"], "x-2": part}}, current)  # a third: 1.2 MB
+
+
+def test_oversized_headers_are_refused_before_any_value_is_looked_at(monkeypatch):
+    looked = []
+    monkeypatch.setattr(values, "_check_header", lambda *args: looked.append(args))
+    shared = "a" * 1_000_000  # one string under 990 names: nothing for the hook, 990 MB to scan
+    with pytest.raises(values.InvalidValue, match="larger than"):
+        values.request({**REQUEST, "headers": {f"x-{n}": shared for n in range(990)}}, REQUEST)
+    assert looked == []
