@@ -16,7 +16,7 @@ def before_request(request: dict) -> dict | None:
 
     request: {"method", "path", "path_params", "query" (str -> str, repeated keys -> list),
     "headers" (lower-case names), "body" (str or None), "json" (parsed body or None),
-    "client_ip", "endpoint"}.
+    "client_ip", "endpoint" (both read-only)}.
     Return None to keep the request, a request dict to replace it, or {"response": {...}} to answer
     now with that response ({"status", "headers", "body" or "json"}) and skip the handler.
     """

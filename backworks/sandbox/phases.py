@@ -138,8 +138,8 @@ def _run_steps(runner, phase, steps, request, response, emit, shaped) -> PhaseRe
             if parts is not None and mine.get("headers") is parts[2] and mine.get("query") is parts[1] \
                     and mine.get("path_params") is parts[0] \
                     and (value is not None and result.request is previous and len(mine) == len(previous)
-                         or mine == result.request):  # (request_changes found every field it has equal)
-                args = given
+                         or mine == result.request and _same_order(mine, result.request)):
+                args = given  # (request_changes found every field it has equal; a returned dict sets the order)
             elif _own_copy(mine, result.request):
                 args, parts = given, (mine["path_params"], mine["query"], mine["headers"])
         outcomes.append((key, outcome))
@@ -151,6 +151,11 @@ def _run_steps(runner, phase, steps, request, response, emit, shaped) -> PhaseRe
         if result.short_circuit:
             break
     return result
+
+
+def _same_order(mine: dict, request: dict) -> bool:
+    """Equal containers in the same key order (a hook that reordered its copy and returned None changed nothing)."""
+    return all(list(mine[name]) == list(request[name]) for name in ("headers", "query", "path_params"))
 
 
 def _own_copy(value: dict, request: dict) -> bool:
@@ -166,7 +171,7 @@ def _own_copy(value: dict, request: dict) -> bool:
     kinds = values.container_kinds(value)
     return (kinds is not None and kinds <= values.TEXT
             and len({id(value), id(value["path_params"]), id(value["query"]), id(value["headers"])}) == 4
-            and value == request)
+            and value == request and _same_order(value, request))
 
 
 def _name(runner: Runner, key: str) -> str:

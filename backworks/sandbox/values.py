@@ -146,6 +146,8 @@ def _plain(value, depth, budget):
             for key, item in value.items():
                 if type(key) is not str:
                     raise _Bad(f"keys must be strings, not {type(key).__name__}")
+                if not key.isascii() and _SURROGATE.search(key):
+                    raise _Bad("a key with a lone surrogate cannot be sent (it is not valid Unicode)")
                 budget[0] -= len(key)
                 try:
                     result[key] = _plain(item, depth + 1, budget)
@@ -230,8 +232,11 @@ def _request_headers(value, current: dict, budget: list, path: str = "request.he
     # within it (headers do not add up across hooks), and no check walks more text than the cap.
     try:
         budget[0] -= 2 + 5 * len(value) + sum(map(len, value)) + sum(map(len, value.values()))
-    except TypeError:  # a name or value that is not text: the loop below names it
-        pass
+    except TypeError:  # a name or value without a length: refused before any text is scanned
+        for name, item in value.items():
+            if type(name) is not str or type(item) is not str:
+                _check_header(name, item, path)  # raises InvalidValue for it
+        raise InvalidValue(f"{path}: header names and values must be strings") from None
     if budget[0] < 0:
         raise InvalidValue(f"{path}: larger than {MAX_BYTES} bytes")
     get = current.get
@@ -396,12 +401,19 @@ def _check_request_line(name: str):
     return check
 
 
+def _read_only(name: str):
+    def check(value) -> None:
+        raise InvalidValue(f"request.{name} is read-only (hooks may read it, not change it)")
+    return check
+
+
 _REQUEST_CHECKS = {
     "method": _check_request_line("method"),
     "path": _check_request_line("path"),
     "path_params": _path_params,
     "query": lambda value: _str_map(value, "request.query", lists=True),
-    **{name: _optional_str_check(f"request.{name}") for name in ("body", "client_ip", "endpoint")},
+    "body": _optional_str_check("request.body"),
+    **{name: _read_only(name) for name in ("client_ip", "endpoint")},
 }
 
 

@@ -93,3 +93,17 @@ def test_a_route_parameter_changed_to_an_equal_number_of_another_type_reaches_th
     for changed in (None, {"path_params"}):  # the phase may name the field, or not
         rebuilt = apply_request(request, original, {**original, "path_params": {"id": after}}, True, changed)
         assert rebuilt.path_params == {"id": after} and type(rebuilt.path_params["id"]) is type(after)
+
+
+def test_an_unchanged_json_body_is_the_same_however_its_strings_are_held():
+    from backworks.http import same_json
+
+    made = "".join(["x", "y"])  # equal to an interned "xy", held differently
+    assert same_json({"k": made, "n": [made, made]}, {"k": "xy", "n": ["xy", "xy"]})
+    assert not same_json({"n": 1}, {"n": True}) and not same_json([0.0], [-0.0]) and not same_json(1, 1.0)
+    environ = EnvironBuilder(path="/x", method="POST", data='{"n":"x"}',
+                             content_type="application/json; charset=utf-8").get_environ()
+    request = RequestData(Request(environ), "x", {}, "rid", 1024, "127.0.0.1")
+    original = request_data(request, True)
+    rebuilt = apply_request(request, original, {**original, "json": {"n": "".join(["", "x"])}}, True, {"json"})
+    assert rebuilt is request  # nothing changed: the client's body and Content-Type go on as sent

@@ -244,3 +244,17 @@ def test_a_json_body_made_of_the_headers_dict_does_not_take_later_header_changes
                                    shaped=shaped)
     assert result.request["headers"]["authorization"] == "Bearer upstream-only"
     assert result.request["json"] == REQUEST["headers"]  # as the first hook set it: the later change is not in it
+
+
+@pytest.mark.parametrize("shaped", [False, True])
+def test_a_hook_that_reorders_its_copy_and_returns_none_leaves_the_order_for_the_next(box, shaped):
+    reorder = ("def before_request(request):\n    h = request['headers']\n"
+               "    first = list(h)[0]\n    h[first] = h.pop(first)\n    return None\n")  # a,b,c -> b,c,a
+    report = ("def before_request(request):\n    request['headers']['x-order'] = ','.join(request['headers'])\n"
+              "    return request\n")
+    assert box.load("reorder", compile_script(reorder, "reorder.py"), {}).ok
+    assert box.load("report", compile_script(report, "report.py"), {}).ok
+    request = {**REQUEST, "headers": {"a": "1", "b": "2", "c": "3"}}
+    steps = [Step(key, Budget(timeout_ms=500), "open") for key in ("reorder", "report")]
+    result = box.run_checked_phase("before_request", steps, request, shaped=shaped)
+    assert result.request["headers"]["x-order"] == "a,b,c"

@@ -173,3 +173,33 @@ def test_oversized_headers_are_refused_before_any_value_is_looked_at(monkeypatch
     with pytest.raises(values.InvalidValue, match="larger than"):
         values.request({**REQUEST, "headers": {f"x-{n}": shared for n in range(990)}}, REQUEST)
     assert looked == []
+
+
+@pytest.mark.parametrize("odd", [1, None, 2.5, True])
+def test_a_header_without_a_length_is_refused_before_any_text_is_scanned(monkeypatch, odd):
+    scanned = []
+    real = values._check_header
+    monkeypatch.setattr(values, "_check_header", lambda name, item, path: (scanned.append(name),
+                                                                           real(name, item, path)))
+    shared = "\xe9" * 100_000
+    headers = {**{f"x-{n}": shared for n in range(9)}, "x-odd": odd}
+    with pytest.raises(values.InvalidValue, match="header values must be strings"):
+        values.request({**REQUEST, "headers": headers}, REQUEST)
+    assert scanned == ["x-odd"]  # straight to the bad pair: none of the long values was looked at
+
+
+@pytest.mark.parametrize("field, value", [
+    ("query", {"\ud800": "v"}), ("path_params", {"a\udfff": "v"}), ("json", {"k": {"\ud83d": 1}}),
+])
+def test_a_key_with_a_lone_surrogate_is_invalid_like_such_a_value(field, value):
+    with pytest.raises(values.InvalidValue, match="lone surrogate"):
+        values.request({**REQUEST, field: value}, REQUEST)
+    with pytest.raises(values.InvalidValue, match="lone surrogate"):
+        values.response({"status": 200, "json": value}, None)
+
+
+@pytest.mark.parametrize("field", ["client_ip", "endpoint"])
+def test_client_ip_and_endpoint_are_read_only(field):
+    assert values.request({**REQUEST, field: REQUEST[field]}, REQUEST) is REQUEST  # the same value: fine
+    with pytest.raises(values.InvalidValue, match=f"request.{field} is read-only"):
+        values.request({**REQUEST, field: "10.9.9.9"}, REQUEST)
