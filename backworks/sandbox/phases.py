@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 from functools import partial
+from operator import eq
 from typing import Callable
 
 from backworks.plugins.contract import BEFORE_REQUEST, REQUEST_HOOKS
@@ -106,7 +107,7 @@ def _run_steps(runner, phase, steps, request, response, emit, shaped) -> PhaseRe
                 if frozen is None:
                     frozen = values.freeze((result.request, result.response))
                 args = thaw(frozen)
-        given, args, previous = args, None, result.request
+        given, args = args, None
         outcome = call(key, phase, given, budget, loaded)
         ok = outcome.kind == "ok"
         value = outcome.value if ok else None
@@ -130,16 +131,17 @@ def _run_steps(runner, phase, steps, request, response, emit, shaped) -> PhaseRe
             if result.request is not current[0] or result.response is not current[1]:
                 frozen = None  # the next hook sees the new value
                 changed = result.changed = None
-        # The hook's copy, left as it was given or returned and valid, serves the next hook when it is exact:
-        # its containers are still the ones handed over (held in `parts`, so `is` is exact) and it is equal,
-        # or a full check (_own_copy) finds it exact.
-        if before and ok and not result.short_circuit and (value is None or value is given[0]):
+        # A request of the server's shape is copied afresh for every hook (four dicts: cheaper than proving
+        # the last hook's copy exact). Otherwise the hook's copy, left as it was given or returned and valid,
+        # serves the next hook when it is exact: its containers are still the ones handed over (held in
+        # `parts`, so `is` is exact), equal, and in the same order, or a full check (_own_copy) finds it so.
+        if not shaped and before and ok and not result.short_circuit and (value is None or value is given[0]) \
+                and index + 1 < len(steps):
             mine = given[0]
             if parts is not None and mine.get("headers") is parts[2] and mine.get("query") is parts[1] \
-                    and mine.get("path_params") is parts[0] \
-                    and (value is not None and result.request is previous and len(mine) == len(previous)
-                         or mine == result.request and _same_order(mine, result.request)):
-                args = given  # (request_changes found every field it has equal; a returned dict sets the order)
+                    and mine.get("path_params") is parts[0] and mine == result.request \
+                    and _same_order(mine, result.request):
+                args = given
             elif _own_copy(mine, result.request):
                 args, parts = given, (mine["path_params"], mine["query"], mine["headers"])
         outcomes.append((key, outcome))
@@ -155,7 +157,8 @@ def _run_steps(runner, phase, steps, request, response, emit, shaped) -> PhaseRe
 
 def _same_order(mine: dict, request: dict) -> bool:
     """Equal containers in the same key order (a hook that reordered its copy and returned None changed nothing)."""
-    return all(list(mine[name]) == list(request[name]) for name in ("headers", "query", "path_params"))
+    return (all(map(eq, mine["headers"], request["headers"])) and all(map(eq, mine["query"], request["query"]))
+            and all(map(eq, mine["path_params"], request["path_params"])))  # (equal dicts: equal lengths)
 
 
 def _own_copy(value: dict, request: dict) -> bool:
