@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 from functools import partial
-from operator import eq
 from typing import Callable
 
 from backworks.plugins.contract import BEFORE_REQUEST, REQUEST_HOOKS
@@ -91,24 +90,28 @@ def _run_steps(runner, phase, steps, request, response, emit, shaped) -> PhaseRe
     before = phase == BEFORE_REQUEST
     changed = result.changed = set() if before else None  # (see PhaseResult.changed; None after an apply())
     loaded_scripts, call, thaw = runner.loaded, runner.call_step, values.thaw
-    copy_request = values.copy_shaped if shaped else values.copy_request
     frozen = None  # after_response's input, serialised once per change: each hook thaws its own deep copy
-    args = None  # a copy of the input nothing else holds, for the next hook (see _own_copy)
-    parts = None  # that copy's containers, when only text is in them (see values.copy_request)
+    text_only = shaped  # the request's containers hold text only, or it has the server's shape: cheap copies
     for index, (key, budget, on_error) in enumerate(steps):
         loaded = loaded_scripts.get(key)
         if loaded is not None and phase not in loaded.script.hooks:
             continue
-        if args is None:
-            if before:  # a request is valid (built by the server or validated): copied by its known shape
-                copied, parts = copy_request(result.request)
-                args = (copied,)
+        # Every hook gets a fresh deep copy of the current valid request: nothing one hook did to its copy
+        # (in place, returned or not) reaches the next, by construction.
+        if before:
+            if shaped:
+                args = (values.copy_shaped(result.request)[0],)
+            elif text_only:
+                args = (values.copy_text_only(result.request),)
             else:
-                if frozen is None:
-                    frozen = values.freeze((result.request, result.response))
-                args = thaw(frozen)
-        given, args = args, None
-        outcome = call(key, phase, given, budget, loaded)
+                copied, parts = values.copy_request(result.request)
+                text_only = parts is not None
+                args = (copied,)
+        else:
+            if frozen is None:
+                frozen = values.freeze((result.request, result.response))
+            args = thaw(frozen)
+        outcome = call(key, phase, args, budget, loaded)
         ok = outcome.kind == "ok"
         value = outcome.value if ok else None
         if value is not None and before and type(value) is dict and "response" not in value:
@@ -117,8 +120,8 @@ def _run_steps(runner, phase, steps, request, response, emit, shaped) -> PhaseRe
                 if names:
                     if changed is not None:
                         changed.update(names)
-                    if parts is not None and not TEXT_FIELDS.issuperset(names):
-                        parts = None  # numbers, lists or JSON may be in it now: == is no longer exact
+                    if text_only and not shaped and not TEXT_FIELDS.issuperset(names):
+                        text_only = False  # numbers, lists or JSON may be in it now: copied whole
                 outcome.value = None  # the validated copy travels in the PhaseResult, not twice
             except Exception as exc:
                 outcome, ok = invalid(outcome, phase, partial(_name, runner, key), exc), False
@@ -131,19 +134,6 @@ def _run_steps(runner, phase, steps, request, response, emit, shaped) -> PhaseRe
             if result.request is not current[0] or result.response is not current[1]:
                 frozen = None  # the next hook sees the new value
                 changed = result.changed = None
-        # A request of the server's shape is copied afresh for every hook (four dicts: cheaper than proving
-        # the last hook's copy exact). Otherwise the hook's copy, left as it was given or returned and valid,
-        # serves the next hook when it is exact: its containers are still the ones handed over (held in
-        # `parts`, so `is` is exact), equal, and in the same order, or a full check (_own_copy) finds it so.
-        if not shaped and before and ok and not result.short_circuit and (value is None or value is given[0]) \
-                and index + 1 < len(steps):
-            mine = given[0]
-            if parts is not None and mine.get("headers") is parts[2] and mine.get("query") is parts[1] \
-                    and mine.get("path_params") is parts[0] and mine == result.request \
-                    and _same_order(mine, result.request):
-                args = given
-            elif _own_copy(mine, result.request):
-                args, parts = given, (mine["path_params"], mine["query"], mine["headers"])
         outcomes.append((key, outcome))
         if emit is not None:
             emit(index, key, outcome, result)
@@ -153,28 +143,6 @@ def _run_steps(runner, phase, steps, request, response, emit, shaped) -> PhaseRe
         if result.short_circuit:
             break
     return result
-
-
-def _same_order(mine: dict, request: dict) -> bool:
-    """Equal containers in the same key order (a hook that reordered its copy and returned None changed nothing)."""
-    return (all(map(eq, mine["headers"], request["headers"])) and all(map(eq, mine["query"], request["query"]))
-            and all(map(eq, mine["path_params"], request["path_params"])))  # (equal dicts: equal lengths)
-
-
-def _own_copy(value: dict, request: dict) -> bool:
-    """Tell whether a hook's own request dict, equal to the valid `request`, can be the next hook's copy of it.
-
-    Only when it is an exact copy: plain dicts holding only text (no JSON body, no list in the query: == is
-    exact on text but not on numbers, 1 == 1.0 == True), no dict in two places (a hook may put one dict in
-    two fields; a thawed copy would have two), and equal. The types are checked first, not only ==: an
-    equal defaultdict would carry one script's function into the next script's call. A finished call keeps
-    nothing (module state is reset, validation builds its own containers), so the next hook then gets this
-    dict instead of a thaw of a new freeze.
-    """
-    kinds = values.container_kinds(value)
-    return (kinds is not None and kinds <= values.TEXT
-            and len({id(value), id(value["path_params"]), id(value["query"]), id(value["headers"])}) == 4
-            and value == request and _same_order(value, request))
 
 
 def _name(runner: Runner, key: str) -> str:

@@ -68,7 +68,7 @@ def copy_request(request: dict) -> tuple[dict, tuple | None]:
     are shared (immutable), so a copy costs three small dict copies instead of rebuilding every string of a
     serialised form. Anything else (a JSON body, a list in the query, a field of another kind) is copied
     whole by marshal. The containers are returned only when every value in them is text, where == is exact
-    (1 == 1.0 == True): phases uses them to tell an untouched copy.
+    (1 == 1.0 == True): phases then copies that request with copy_text_only.
     """
     kinds = container_kinds(request)
     if kinds is not None and kinds <= _ATOMS:
@@ -77,6 +77,16 @@ def copy_request(request: dict) -> tuple[dict, tuple | None]:
             dict(request["path_params"]), dict(request["query"]), dict(request["headers"])
         return new, (parts if kinds <= TEXT else None)
     return marshal.loads(marshal.dumps(request, 2)), None
+
+
+def copy_text_only(request: dict) -> dict:
+    """copy_request for a request whose path_params, query and headers hold text only and that has no JSON
+    body (copy_request returned their containers): the dict and each of those containers copied."""
+    new = request.copy()
+    for name in ("path_params", "query", "headers"):
+        if name in new:
+            new[name] = new[name].copy()
+    return new
 
 
 def copy_shaped(request: dict) -> tuple[dict, tuple | None]:

@@ -203,3 +203,13 @@ def test_client_ip_and_endpoint_are_read_only(field):
     assert values.request({**REQUEST, field: REQUEST[field]}, REQUEST) is REQUEST  # the same value: fine
     with pytest.raises(values.InvalidValue, match=f"request.{field} is read-only"):
         values.request({**REQUEST, field: "10.9.9.9"}, REQUEST)
+
+
+@pytest.mark.parametrize("request_", [REQUEST, {"headers": {"a": "1"}, "path": "/x"}, {"method": "GET"}])
+def test_a_text_only_copy_shares_no_container_with_the_request(request_):
+    assert values.copy_request(request_)[1] is not None  # text only: the copy phases makes is this one
+    copied = values.copy_text_only(request_)
+    assert copied == request_ and copied is not request_
+    for name in ("path_params", "query", "headers"):
+        if name in request_:
+            assert copied[name] is not request_[name]
