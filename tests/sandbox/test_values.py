@@ -205,7 +205,8 @@ def test_client_ip_and_endpoint_are_read_only(field):
         values.request({**REQUEST, field: "10.9.9.9"}, REQUEST)
 
 
-@pytest.mark.parametrize("request_", [REQUEST, {"headers": {"a": "1"}, "path": "/x"}, {"method": "GET"}])
+@pytest.mark.parametrize("request_", [REQUEST, {"path_params": {}, "query": {"q": "1"}, "headers": {"a": "1"}},
+                                      {**REQUEST, "path_params": {"id": "7"}, "body": "text"}])
 def test_a_text_only_copy_shares_no_container_with_the_request(request_):
     assert values.copy_request(request_)[1] is not None  # text only: the copy phases makes is this one
     copied = values.copy_text_only(request_)
