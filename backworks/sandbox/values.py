@@ -258,8 +258,10 @@ def _request_headers(value, current: dict, budget: list, path: str = "request.he
                 lowered = False
     result = value.copy() if lowered else _lowered(value)  # (a later spelling of one name wins)
     if not IGNORED_HEADERS.isdisjoint(result) or not IGNORED_HEADERS.isdisjoint(current):
-        return _keep_ignored(result, current)
-    return result
+        result = _keep_ignored(result, current)
+    # The same headers once lower-cased and with the server's own framing: the server's dict, in its order (a
+    # sandbox child and this process then agree on the order, whatever the hook did to it).
+    return current if result == current else result
 
 
 def _lowered(value: dict) -> dict:

@@ -258,3 +258,28 @@ def test_a_hook_that_reorders_its_copy_and_returns_none_leaves_the_order_for_the
     steps = [Step(key, Budget(timeout_ms=500), "open") for key in ("reorder", "report")]
     result = box.run_checked_phase("before_request", steps, request, shaped=shaped)
     assert result.request["headers"]["x-order"] == "a,b,c"
+
+
+# What a hook did to the order of the headers alone (a name spelled in capitals, a framing header deleted and
+# set again) leaves the server's order: the next hook and the handler see the same, inline or in a child.
+SAME_HEADERS_OTHER_ORDER = {
+    "capitals": "del request['headers']['accept']\n    request['headers']['Accept'] = '*/*'",
+    "framing": "del request['headers']['content-length']\n    request['headers']['content-length'] = '999'",
+}
+
+
+@pytest.mark.parametrize("shaped", [False, True])
+@pytest.mark.parametrize("how", sorted(SAME_HEADERS_OTHER_ORDER))
+def test_the_next_hook_and_the_handler_see_one_header_order(box, how, shaped):
+    first = f"def before_request(request):\n    {SAME_HEADERS_OTHER_ORDER[how]}\n    return request\n"
+    report = ("def before_request(request):\n"
+              "    return {'response': {'status': 200, 'json': list(request['headers'])}}\n")
+    assert box.load("first", compile_script(first, "first.py"), {}).ok
+    assert box.load("report", compile_script(report, "report.py"), {}).ok
+    request = {**REQUEST, "headers": {"accept": "*/*", "content-length": "5", "x-last": "1"}}
+    alone = box.run_checked_phase("before_request", [Step("first", Budget(timeout_ms=1000), "open")],
+                                  {**request, "headers": dict(request["headers"])}, shaped=shaped)
+    seen = box.run_checked_phase("before_request", [Step(key, Budget(timeout_ms=1000), "open")
+                                                    for key in ("first", "report")],
+                                 {**request, "headers": dict(request["headers"])}, shaped=shaped)
+    assert list(alone.request["headers"]) == seen.response["json"] == ["accept", "content-length", "x-last"]
