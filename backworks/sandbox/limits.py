@@ -201,9 +201,7 @@ SIZE_MAX_AGE_S = 0.01  # a phase reuses a reading of the mapped size taken at mo
 
 
 def _lower_address_space(memory_mb: int, max_age_s: float = 0.0) -> None:
-    space = AddressSpace
-    size = space.size if time.monotonic() - space.read_at < max_age_s else space.current()
-    ceiling = size + memory_mb * 1024 * 1024
+    ceiling = AddressSpace.current(max_age_s) + memory_mb * 1024 * 1024
     hard = Clock.hard_limit
     if hard is None:
         hard = Clock.hard_limit = resource.getrlimit(resource.RLIMIT_AS)[1]
@@ -289,10 +287,8 @@ def begin_session(memory_mb: int | None, first_s: float = REFIRE_S) -> None:
     once the running step's deadline has passed. Call it inside the `try` whose `finally` calls
     end_session().
     """
-    if _raw_handler(signal.SIGALRM) is not _on_alarm:  # ensure_handler() inlined (as below: this runs per phase)
-        signal.signal(signal.SIGALRM, _on_alarm)
-    if not Clock.host_froze:
-        _freeze_host()
+    ensure_handler()
+    _freeze_host()
     Clock.session = True
     if memory_mb is not None:
         # Under load a worker starts a phase every few hundred microseconds and reading /proc costs a few
@@ -308,12 +304,8 @@ def end_session() -> None:
     if not Clock.keep_ticking:
         signal.setitimer(signal.ITIMER_REAL, 0)
     Clock.session = False
-    old_limit, Clock.old_limit = Clock.old_limit, None
-    if old_limit is not None:
-        resource.setrlimit(resource.RLIMIT_AS, old_limit)
-    if Clock.froze_host:
-        Clock.froze_host = False
-        gc.unfreeze()
+    _restore_address_space()
+    _thaw_host()
 
 
 def keep_timer_between_phases() -> None:

@@ -100,12 +100,11 @@ def _run_steps(runner, phase, steps, request, response, emit, shaped) -> PhaseRe
         # (in place, returned or not) reaches the next, by construction.
         if before:
             if shaped:
-                args = (values.copy_shaped(result.request)[0],)
+                args = (values.copy_shaped(result.request),)
             elif text_only:
                 args = (values.copy_text_only(result.request),)
             else:
-                copied, parts = values.copy_request(result.request)
-                text_only = parts is not None
+                copied, text_only = values.copy_request(result.request)
                 args = (copied,)
         else:
             if frozen is None:

@@ -61,27 +61,23 @@ def container_kinds(request: dict) -> set | None:
     return None
 
 
-def copy_request(request: dict) -> tuple[dict, tuple | None]:
-    """A deep copy of a request dict, and its containers when they hold only text (else None).
+def copy_request(request: dict) -> tuple[dict, bool]:
+    """A deep copy of a request dict, and whether its containers hold only text (no JSON body).
 
     By its known shape when it has it (container_kinds, with text or numbers inside): strings and numbers
     are shared (immutable), so a copy costs three small dict copies instead of rebuilding every string of a
     serialised form. Anything else (a JSON body, a list in the query, a field of another kind) is copied
-    whole by marshal. The containers are returned only when every value in them is text, where == is exact
-    (1 == 1.0 == True): phases then copies that request with copy_text_only.
+    whole by marshal. A request whose containers hold only text is copied by copy_text_only while it stays so.
     """
     kinds = container_kinds(request)
     if kinds is not None and kinds <= _ATOMS:
-        new = dict(request)
-        parts = new["path_params"], new["query"], new["headers"] = \
-            dict(request["path_params"]), dict(request["query"]), dict(request["headers"])
-        return new, (parts if kinds <= TEXT else None)
-    return marshal.loads(marshal.dumps(request, 2)), None
+        return copy_text_only(request), kinds <= TEXT
+    return marshal.loads(marshal.dumps(request, 2)), False
 
 
 def copy_text_only(request: dict) -> dict:
-    """copy_request for a request whose path_params, query and headers hold text only and that has no JSON
-    body (copy_request returned their containers): the dict and each of those containers copied."""
+    """A deep copy of a request whose path_params, query and headers hold only atoms (text or numbers) and that
+    has no JSON body: the dict and each of those containers copied."""
     new = request.copy()
     for name in ("path_params", "query", "headers"):
         if name in new:
@@ -89,25 +85,22 @@ def copy_text_only(request: dict) -> dict:
     return new
 
 
-def copy_shaped(request: dict) -> tuple[dict, tuple | None]:
+def copy_shaped(request: dict) -> dict:
     """copy_request for a request known to have the server's shape (to_dict's, or request()'s result from one).
 
     Every field is there, path_params and headers are dicts of text or numbers, the query a dict of text or
-    lists of text: nothing needs looking at but the query's lists, the JSON body and numbers in path_params.
+    lists of text: only the query's lists and the JSON body need more than a dict copy.
     """
     new = request.copy()
-    params, query, body_json = request["path_params"], request["query"], request["json"]
-    parts = new["path_params"], new["query"], new["headers"] = params.copy(), query.copy(), request["headers"].copy()
-    exact = True
+    query, body_json = request["query"], request["json"]
+    new["path_params"], new["headers"] = request["path_params"].copy(), request["headers"].copy()
     if query and list in map(type, query.values()):
         new["query"] = {key: item.copy() if type(item) is list else item for key, item in query.items()}
-        exact = False
+    else:
+        new["query"] = query.copy()
     if body_json is not None:
         new["json"] = marshal.loads(marshal.dumps(body_json, 2))
-        exact = False
-    if params and not {*map(type, params.values())} <= TEXT:
-        exact = False
-    return new, (parts if exact else None)
+    return new
 
 
 def plain(value, path: str = "value"):
