@@ -67,19 +67,21 @@ class PluginStats:
                 continue
             batch = durations[:count]
             del durations[:count]
-            pending = self._pending.get((hook, "ok"))
-            if pending is None:
-                pending = self._pending[(hook, "ok")] = [0, 0.0] + [0] * len(_BOUNDS_MS)
+            pending = self._pending_for(hook, "ok")
             pending[0] += count
             pending[1] += sum(batch)
             for duration_ms in batch:
                 pending[bisect_left(_BOUNDS_MS, duration_ms) + 2] += 1
             self.latencies_ms.extend(batch)
 
-    def _add(self, hook: str, kind: str, duration_ms: float) -> None:  # under _LOCK
+    def _pending_for(self, hook: str, kind: str) -> list:  # under _LOCK
         pending = self._pending.get((hook, kind))
         if pending is None:
             pending = self._pending[(hook, kind)] = [0, 0.0] + [0] * len(_BOUNDS_MS)
+        return pending
+
+    def _add(self, hook: str, kind: str, duration_ms: float) -> None:  # under _LOCK
+        pending = self._pending_for(hook, kind)
         pending[0] += 1
         pending[1] += duration_ms
         pending[bisect_left(_BOUNDS_MS, duration_ms) + 2] += 1
