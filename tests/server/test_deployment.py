@@ -126,6 +126,14 @@ class SystemdService:
                                      env={**os.environ, **env}, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
 
+    def wait_until_healthy(self, url: str, seconds: float = 20) -> None:
+        """Wait for /healthz through `url` (the proxy in front) to answer 200; fail with the service's log."""
+        deadline = time.monotonic() + seconds
+        while requests.get(url + "/healthz", timeout=5).status_code != 200:
+            assert self.proc.poll() is None, self.output()
+            assert time.monotonic() < deadline, self.output()
+            time.sleep(0.1)
+
     def output(self) -> str:
         """What the service logged."""
         self.log.flush()
@@ -155,11 +163,7 @@ def stack(nginx_binary, tmp_path_factory):
     service = SystemdService(tmp, write_config(tmp, CONFIG))
     proxy = Nginx(nginx_binary, tmp / "nginx", service.socket_path)
     try:
-        deadline = time.monotonic() + 20
-        while requests.get(proxy.url + "/healthz", timeout=5).status_code != 200:
-            assert service.proc.poll() is None, service.output()
-            assert time.monotonic() < deadline, service.output()
-            time.sleep(0.1)
+        service.wait_until_healthy(proxy.url)
         yield proxy, service
     finally:
         proxy.stop()

@@ -60,11 +60,7 @@ def site(nginx_binary, tmp_path_factory, kept_up):  # noqa: F811
     service = SystemdService(tmp, write_config(tmp, config(up.url, f"http://127.0.0.1:{free_port()}", kept_up.url)))
     proxy = Nginx(nginx_binary, tmp / "nginx", service.socket_path)  # without the generated file
     try:
-        deadline = time.monotonic() + 20
-        while requests.get(proxy.url + "/healthz", timeout=5).status_code != 200:
-            assert service.proc.poll() is None, service.output()
-            assert time.monotonic() < deadline, service.output()
-            time.sleep(0.1)
+        service.wait_until_healthy(proxy.url)
         yield proxy, up, service
     finally:
         proxy.stop()
