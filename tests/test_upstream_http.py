@@ -13,7 +13,7 @@ from urllib3.exceptions import ProtocolError
 
 from backworks.app import create_app
 from tests.helpers.basics import free_port, write_config
-from tests.helpers.fake_upstream import FakeUpstream
+from tests.helpers.fake_upstream import FakeUpstream, listening_socket
 
 pytestmark = pytest.mark.timeout(120, method="thread")
 
@@ -28,10 +28,7 @@ class RawUpstream:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.requests = 0
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", self.port))
-        self.sock.listen(16)
+        self.sock = listening_socket(self.port)
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:

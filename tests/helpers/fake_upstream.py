@@ -103,6 +103,15 @@ class FakeUpstream:
         self.server.server_close()
 
 
+def listening_socket(port: int) -> socket.socket:
+    """A TCP socket listening on 127.0.0.1:`port`, for the raw test servers that write their own bytes."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(16)
+    return sock
+
+
 class DyingUpstream:
     """A raw TCP server that breaks every exchange: closes at once, or after part of a promised body."""
 
@@ -110,10 +119,7 @@ class DyingUpstream:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.mode = mode
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", self.port))
-        self.sock.listen(16)
+        self.sock = listening_socket(self.port)
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
