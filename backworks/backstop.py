@@ -113,15 +113,21 @@ class Slot:
     def enter(self, digest: str, name: str, timeout_ms: float) -> None:
         """Mark the start of an inline call of a script allowed `timeout_ms`."""
         if digest != self.current:
-            self.current = digest
-            IDENTITY.pack_into(self.buffer, self.offset + DEADLINE.size, bytes.fromhex(digest_key(digest)),
-                               os.path.basename(name).encode("utf-8", "replace")[:NAME_BYTES])
-        DEADLINE.pack_into(self.buffer, self.offset,
-                           time.monotonic_ns() + int(timeout_ms * 1_000_000) + self.margin_ns)
+            self.identify(digest, name)
+        mark(self.buffer, self.offset, time.monotonic_ns() + int(timeout_ms * 1_000_000) + self.margin_ns)
+
+    def identify(self, digest: str, name: str) -> None:
+        """Name the script the next deadlines are for (written only when it changes)."""
+        self.current = digest
+        IDENTITY.pack_into(self.buffer, self.offset + DEADLINE.size, bytes.fromhex(digest_key(digest)),
+                           os.path.basename(name).encode("utf-8", "replace")[:NAME_BYTES])
 
     def leave(self) -> None:
         """Mark the end of the call."""
-        DEADLINE.pack_into(self.buffer, self.offset, 0)
+        mark(self.buffer, self.offset, 0)
+
+
+mark = DEADLINE.pack_into  # mark(slot.buffer, slot.offset, deadline ns, or 0 when idle): what enter/leave write
 
 
 slot: Slot | None = None  # this worker's, set after fork by the gunicorn hooks

@@ -255,7 +255,7 @@ class RequestData:
         changed: the names of the fields that differ from `original`, when the caller knows them.
         """
         new = object.__new__(RequestData)
-        new.__dict__.update(self.__dict__)
+        new.__dict__ = self.__dict__.copy()  # (half the cost of update() on the new object's own dict)
         new._headers = None  # built again on demand: never one Headers object for two requests
         if changed is None:
             get = original.get
@@ -297,9 +297,11 @@ _UNSET = object()
 _PARAM_TYPES = (str, int, float)  # route parameters plugins get as they are; others (uuid) as text
 _MAX_HEADER_KEYS = 1024  # clients choose header names: remember a bounded number
 _HEADER_NAMES: dict = {}  # environ key -> header name as werkzeug's EnvironHeaders spells it, or ""
-_LOWER_NAMES: dict = {}  # environ key -> that name in lower case
-_KEY_OF_LOWER: dict = {}  # lower-case header name -> the first environ key seen naming it
-_SHARED_NAMES: set = set()  # environ keys whose lower-case header name another known key has too
+# The header keys of each environ layout seen (its keys in order: one client sends the same headers in the
+# same order), so a request's headers are read in one pass over its headers, not over every environ key:
+# tuple of keys -> (((environ key, name, lower-case name), ...), two keys name one header).
+_LAYOUTS: dict = {}
+MAX_LAYOUTS = 512
 
 
 def _header_name(key: str) -> str:
@@ -310,32 +312,31 @@ def _header_name(key: str) -> str:
     return ""
 
 
+def _layout(environ: dict) -> tuple:
+    """(header keys, shared) of an environ: see _LAYOUTS."""
+    keys = tuple(environ)
+    layout = _LAYOUTS.get(keys)
+    if layout is None:
+        names = _HEADER_NAMES
+        found = []
+        for key in keys:
+            name = names.get(key)
+            if name is None:
+                name = _header_name(key)
+                if len(names) < _MAX_HEADER_KEYS:
+                    names[key] = name
+            if name:
+                found.append((key, name, name.lower()))
+        layout = (tuple(found), len({lower for _, _, lower in found}) < len(found))
+        if len(_LAYOUTS) < MAX_LAYOUTS:  # (a complete value, set at once: safe for other threads)
+            _LAYOUTS[keys] = layout
+    return layout
+
+
 def environ_header_items(environ: dict) -> list[tuple[str, str]]:
     """The request headers of a WSGI environ as (name, value) pairs, named and ordered as werkzeug does."""
-    names = _HEADER_NAMES
-    if not names.keys() >= environ.keys() and not _learn_names(environ):  # a key the bounded cache cannot hold
-        return [(name, value) for key, value in environ.items()
-                if (name := _header_name(key)) and (value or key.startswith("HTTP_"))]
-    # An empty Content-Type/-Length is absent; the walk is one comprehension: it runs for every plugin phase.
-    return [(name, value) for key, value in environ.items()
-            if (name := names[key]) and (value or key.startswith("HTTP_"))]
-
-
-def _learn_names(environ: dict) -> bool:
-    """Cache the header names of the environ's keys; False when the cache is full before all are in."""
-    names = _HEADER_NAMES
-    for key in environ.keys() - names.keys():
-        if len(names) >= _MAX_HEADER_KEYS:
-            return False
-        name = _header_name(key)
-        lower = name.lower()
-        if lower:  # (no walk of the caches: another thread may be adding to them)
-            first = _KEY_OF_LOWER.setdefault(lower, key)
-            if first != key:
-                _SHARED_NAMES.update((first, key))
-        _LOWER_NAMES[key] = lower
-        names[key] = name
-    return True
+    # An empty Content-Type/-Length is absent (header keys are HTTP_* or CONTENT_*).
+    return [(name, value) for key, name, _ in _layout(environ)[0] if (value := environ[key]) or key[0] == "H"]
 
 
 def declares_body(environ: dict) -> bool:
@@ -351,15 +352,9 @@ def declares_body(environ: dict) -> bool:
 
 def environ_headers(environ: dict) -> dict:
     """The request headers of a WSGI environ as {lower-case name: value}, repeated names joined with ", "."""
-    names = _LOWER_NAMES
-    if not _SHARED_NAMES or _SHARED_NAMES.isdisjoint(environ):
-        # Every key has a header name of its own: one comprehension (it runs for every plugin phase).
-        try:
-            return {lower: value for key, value in environ.items()
-                    if (lower := names[key]) and (value or key.startswith("HTTP_"))}
-        except KeyError:  # a key not seen before
-            if _learn_names(environ) and _SHARED_NAMES.isdisjoint(environ):
-                return environ_headers(environ)
+    keys, shared = _layout(environ)
+    if not shared:  # every key has a header name of its own: one comprehension (it runs for every plugin phase)
+        return {lower: value for key, _, lower in keys if (value := environ[key]) or key[0] == "H"}
     headers: dict = {}  # two environ keys name one header (a gateway's own spelling): join them as werkzeug does
     for name, value in environ_header_items(environ):
         name = name.lower()

@@ -5,7 +5,7 @@ import json
 import logging
 
 from backworks.http import JSON_TYPE, Reply, RequestData, is_json_type, same_json
-from backworks.sandbox.values import IGNORED_HEADERS, header_items
+from backworks.sandbox.values import IGNORED_HEADERS, equal_is_same, header_items
 
 logger = logging.getLogger(__name__)
 
@@ -32,12 +32,14 @@ def apply_request(request: RequestData, original: dict, final: dict, with_body: 
     if len(final) != len(original):  # (a request of the server's shape has every field: no merge)
         final = {**original, **final}
     get = original.get
-    if changed is None:
-        changed = final.keys()
-    changed = {name for name in changed if final[name] != get(name)}
-    for name in ("json", "path_params"):  # equal is not the same there: 1 == 1.0 == True
-        if name not in changed and not same_json(final.get(name), get(name)):
+    names, changed = final.keys() if changed is None else changed, set()
+    for name in names:
+        if final[name] != get(name):
             changed.add(name)
+    if not equal_is_same(original):  # route parameters or JSON, where equal is not the same: 1 == 1.0 == True
+        for name in ("json", "path_params"):
+            if name not in changed and not same_json(final.get(name), get(name)):
+                changed.add(name)
     if not changed:
         return request
     keep_body = not with_body or not ("body" in changed or "json" in changed)

@@ -92,6 +92,7 @@ def _run_steps(runner, phase, steps, request, response, emit, shaped) -> PhaseRe
     loaded_scripts, call, thaw = runner.loaded, runner.call_step, values.thaw
     frozen = None  # after_response's input, serialised once per change: each hook thaws its own deep copy
     text_only = shaped  # the request's containers hold text only, or it has the server's shape: cheap copies
+    exact = before and values.equal_is_same(request)  # a returned request equal to the current one is it
     for index, (key, budget, on_error) in enumerate(steps):
         loaded = loaded_scripts.get(key)
         if loaded is not None and phase not in loaded.script.hooks:
@@ -115,12 +116,14 @@ def _run_steps(runner, phase, steps, request, response, emit, shaped) -> PhaseRe
         value = outcome.value if ok else None
         if value is not None and before and type(value) is dict and "response" not in value:
             try:  # the common case, apply() inlined: a before_request hook returned the request
-                result.request, names = values.request_changes(value, result.request)
-                if names:
-                    if changed is not None:
-                        changed.update(names)
-                    if text_only and not shaped and not TEXT_FIELDS.issuperset(names):
-                        text_only = False  # numbers, lists or JSON may be in it now: copied whole
+                if not (exact and value == result.request):  # (unchanged: request_changes' first test)
+                    result.request, names = values.request_changes(value, result.request)
+                    if names:
+                        exact = values.equal_is_same(result.request)
+                        if changed is not None:
+                            changed.update(names)
+                        if text_only and not shaped and not TEXT_FIELDS.issuperset(names):
+                            text_only = False  # numbers, lists or JSON may be in it now: copied whole
                 outcome.value = None  # the validated copy travels in the PhaseResult, not twice
             except Exception as exc:
                 outcome, ok = invalid(outcome, phase, partial(_name, runner, key), exc), False

@@ -14,13 +14,14 @@ import traceback
 import types
 import uuid
 from dataclasses import dataclass, field
-from time import perf_counter
+from time import monotonic_ns, perf_counter
 from typing import Callable, NamedTuple
 
 import re2
 from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
 
 from backworks import backstop
+from backworks.backstop import mark
 from backworks.sandbox import env, guards, limits, module_state, rules, values
 from backworks.sandbox.limits import Budget, Clock, Timeout
 from backworks.sandbox.logs import ScriptLog
@@ -584,8 +585,11 @@ class Runner:
         started = perf_counter()
         try:
             try:
-                if slot is not None:
-                    slot.enter(loaded.script.digest, loaded.script.filename, budget.timeout_ms)
+                if slot is not None:  # slot.enter(), inlined: the hot path
+                    if slot.current != loaded.script.digest:
+                        slot.identify(loaded.script.digest, loaded.script.filename)
+                    deadline = monotonic_ns() + int(budget.timeout_ms * 1_000_000) + slot.margin_ns
+                    mark(slot.buffer, slot.offset, deadline)
                 Clock.expired = False
                 Clock.deadline = started + budget.timeout_ms / 1000.0
                 Clock.active = True
@@ -602,7 +606,7 @@ class Runner:
             finally:
                 Clock.active = False  # first: from here on the alarm handler never raises
                 if slot is not None:
-                    slot.leave()
+                    mark(slot.buffer, slot.offset, 0)  # slot.leave()
                 loaded.busy = False
                 if loaded.rebinds or not loaded.plain or len(loaded.scope) != len(loaded.base):
                     loaded.after_call()  # (a plain script that bound nothing new has nothing to undo)

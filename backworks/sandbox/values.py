@@ -16,6 +16,10 @@ _BAD_HEADER_CHARS = ("\r", "\n", "\0")
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")  # RFC 9110 token: header names, methods
 _BAD_VALUE = re.compile(r"[^\t\x20-\x7e\xa0-\xff]")  # header values: visible latin-1, space, tab
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# Header names that passed _TOKEN_RE (text only: no other kind equals a str): a name hooks set on every
+# request is matched once. Bounded: hooks and clients choose names.
+_VALID_NAMES: set = set()
+MAX_VALID_NAMES = 4096
 # Framing (recomputed from the body) and hop-by-hop headers (RFC 9110 7.6.1): a hook's values are ignored.
 IGNORED_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "proxy-connection",
                              "proxy-authenticate", "proxy-authorization", "te", "trailer", "upgrade"})
@@ -206,8 +210,11 @@ def header_items(headers):
 
 
 def _check_header(name, value, path: str) -> None:
-    if type(name) is not str or not _TOKEN_RE.match(name):
-        raise InvalidValue(f"{path}: invalid header name {bounded_repr(name)}")
+    if name not in _VALID_NAMES:
+        if type(name) is not str or not _TOKEN_RE.match(name):
+            raise InvalidValue(f"{path}: invalid header name {bounded_repr(name)}")
+        if len(_VALID_NAMES) < MAX_VALID_NAMES:
+            _VALID_NAMES.add(name)
     if type(value) is not str:
         raise InvalidValue(f"{path}.{name}: header values must be strings, not {type(value).__name__}")
     if not (value.isascii() and value.isprintable()) and _BAD_VALUE.search(value):
@@ -229,28 +236,36 @@ def _request_headers(value, current: dict, budget: list, path: str = "request.he
         raise InvalidValue(f"{path}: must be a dict of name -> value")
     if len(value) > MAX_HEADERS:
         raise InvalidValue(f"{path}: more than {MAX_HEADERS} headers")
-    # Pairs equal to the server's are valid already (names lower-case, values text): only the others are
-    # checked, one by one.
-    # The whole dict counts against the size cap, before any value is looked at: every hook's result stays
-    # within it (headers do not add up across hooks), and no check walks more text than the cap.
+    # The whole dict counts against the size cap, before any value is checked: every hook's result stays
+    # within it (headers do not add up across hooks), and no check walks more text than the cap. The walk
+    # that sizes it also finds the pairs that differ from the server's (pairs equal to them are valid
+    # already: names lower-case, values text); comparing to them reads at most the server's own text.
+    get = current.get
+    size = 2
+    new = []
     try:
-        budget[0] -= 2 + 5 * len(value) + sum(map(len, value)) + sum(map(len, value.values()))
+        for name, item in value.items():
+            size += len(name) + len(item) + 5
+            if item != get(name, _MISSING):
+                new.append(name)
     except TypeError:  # a name or value without a length: refused before any text is scanned
         for name, item in value.items():
             if type(name) is not str or type(item) is not str:
                 _check_header(name, item, path)  # raises InvalidValue for it
         raise InvalidValue(f"{path}: header names and values must be strings") from None
+    budget[0] -= size
     if budget[0] < 0:
         raise InvalidValue(f"{path}: larger than {MAX_BYTES} bytes")
-    get = current.get
     lowered = True
-    for name, item in value.items():
-        if item != get(name, _MISSING):
-            _check_header(name, item, path)
-            if lowered and name != name.lower():
-                lowered = False
+    for name in new:
+        _check_header(name, value[name], path)
+        if lowered and name != name.lower():
+            lowered = False
     result = value.copy() if lowered else _lowered(value)  # (a later spelling of one name wins)
-    if not IGNORED_HEADERS.isdisjoint(result) or not IGNORED_HEADERS.isdisjoint(current):
+    # Framing and hop-by-hop headers keep the server's values: nothing to do when the hook only added or
+    # changed other headers (every server header kept, none of the new names ignored).
+    if not (lowered and IGNORED_HEADERS.isdisjoint(new) and len(value) - len(new) == len(current)) and (
+            not IGNORED_HEADERS.isdisjoint(result) or not IGNORED_HEADERS.isdisjoint(current)):
         result = _keep_ignored(result, current)
     # The same headers once lower-cased and with the server's own framing: the server's dict, in its order (a
     # sandbox child and this process then agree on the order, whatever the hook did to it).
@@ -354,25 +369,34 @@ def request(value, current: dict) -> dict:
 _NOTHING: tuple = ()
 
 
+def equal_is_same(request: dict) -> bool:
+    """True when a value equal to `request` is the same request (no route parameters, no JSON body: text
+    only, where == is exact); else request_changes must look at the value (1 == 1.0 == True)."""
+    return not request.get("path_params") and request.get("json") is None
+
+
 def request_changes(value, current: dict) -> tuple[dict, list | tuple]:
     """request(), and the names of the fields that may differ from `current` (none when it is `current`)."""
     if type(value) is not dict:
         plain(value, "request")  # the reason it is not plain data, if it is not
         raise InvalidValue(f"request: must be a dict, not {type(value).__name__}")
     get = current.get
-    inexact = get("path_params") or get("json") is not None
+    inexact = not equal_is_same(current)
     if not inexact and value == current:  # unchanged (equal is the same on text)
         return current, _NOTHING
-    changed = [name for name, item in value.items() if item != get(name, _MISSING)]  # unknown fields too
+    changed = []  # (a loop: a comprehension would be a function call more)
+    for name, item in value.items():
+        if item != get(name, _MISSING):  # unknown fields too
+            changed.append(name)
     if inexact:
         for name in _INEXACT:  # equal is not the same there (1 == 1.0 == True): checked unless None or {}
             if name in value and name not in changed and get(name) not in (None, {}):
                 changed.append(name)
     if not changed:
         return current, _NOTHING
-    for name in changed:
-        if name not in _REQUEST_FIELD_SET:
-            raise InvalidValue(f"request: unknown field {bounded_repr(name)} (fields: {', '.join(REQUEST_FIELDS)})")
+    if not _REQUEST_FIELD_SET.issuperset(changed):
+        name = next(name for name in changed if name not in _REQUEST_FIELD_SET)
+        raise InvalidValue(f"request: unknown field {bounded_repr(name)} (fields: {', '.join(REQUEST_FIELDS)})")
     result = dict(current)
     budget = [MAX_BYTES]
     for name in changed:
