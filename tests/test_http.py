@@ -67,3 +67,51 @@ def test_header_names_learnt_by_many_threads_at_once_never_fail_a_request():
     finally:
         sys.setswitchinterval(interval)
     assert failures == []
+
+
+ENVIRON_KEYS = ["HTTP_HOST", "HTTP_ACCEPT", "HTTP_X_ONE", "HTTP_x_one", "CONTENT_TYPE", "CONTENT_LENGTH",
+                "HTTP_CONTENT_TYPE", "HTTP_TRANSFER_ENCODING", "REQUEST_METHOD", "PATH_INFO", "wsgi.input",
+                "SERVER_NAME"]  # (not "HTTP_": werkzeug names it "", servers refuse an empty header name)
+
+
+def _environs():
+    from hypothesis import strategies as st
+
+    return st.lists(st.tuples(st.sampled_from(ENVIRON_KEYS), st.sampled_from(["", "1", "a, b", "*/*"])),
+                    max_size=10).map(dict)
+
+
+def test_environ_headers_read_through_the_layout_cache_are_werkzeugs():
+    """Whatever the keys, their order, repeats of one layout with other values, or a full layout cache: the
+    headers are werkzeug's, lower-cased, keys naming one header joined."""
+    from hypothesis import given, settings
+    from werkzeug.datastructures import EnvironHeaders
+
+    from backworks import http
+
+    def werkzeug_headers(environ):
+        joined: dict = {}
+        for name, value in EnvironHeaders(environ).items():
+            name = name.lower()
+            joined[name] = f"{joined[name]}, {value}" if name in joined else value
+        return joined
+
+    @settings(max_examples=300, deadline=None)
+    @given(_environs(), _environs())
+    def check(environ, other):
+        for sample in (environ, {key: other.get(key, "z") for key in environ}, other):  # one layout twice
+            assert http.environ_headers(sample) == werkzeug_headers(sample)
+            assert list(http.environ_headers(sample)) == list(werkzeug_headers(sample))
+            assert http.environ_header_items(sample) == list(EnvironHeaders(sample).items())
+
+    check()
+    full = dict.fromkeys(range(http.MAX_LAYOUTS))
+    saved = dict(http._LAYOUTS)
+    http._LAYOUTS.clear()
+    http._LAYOUTS.update(full)
+    try:
+        check()  # nothing more is remembered, every answer is still right
+        assert len(http._LAYOUTS) == http.MAX_LAYOUTS
+    finally:
+        http._LAYOUTS.clear()
+        http._LAYOUTS.update(saved)

@@ -211,3 +211,20 @@ def test_a_text_only_copy_shares_no_container_with_the_request(request_):
     for name in ("path_params", "query", "headers"):
         if name in request_:
             assert copied[name] is not request_[name]
+
+
+def test_header_names_known_valid_are_bounded_and_an_invalid_one_is_never_remembered(monkeypatch):
+    from backworks.sandbox import values
+
+    monkeypatch.setattr(values, "_VALID_NAMES", set())
+    monkeypatch.setattr(values, "MAX_VALID_NAMES", 8)
+    current = {"headers": {}}
+    for n in range(20):
+        assert values.request({"headers": {f"x-{n}": "1"}}, current)["headers"] == {f"x-{n}": "1"}
+    assert len(values._VALID_NAMES) == 8
+    for bad in ("bad name", "x\r\n", "é"):
+        with pytest.raises(values.InvalidValue, match="invalid header name"):
+            values.request({"headers": {bad: "1"}}, current)
+        with pytest.raises(values.InvalidValue, match="invalid header name"):  # refused again, not remembered
+            values.request({"headers": {bad: "1"}}, current)
+    assert not {"bad name", "x\r\n", "é"} & values._VALID_NAMES

@@ -124,3 +124,75 @@ def test_the_validator_never_raises_anything_but_invalid(value):
             check()
         except values.InvalidValue:
             pass
+
+
+def _reference_request(value, current: dict) -> dict:
+    """values.request as its contract reads, with none of its shortcuts: every field and every header checked."""
+    if type(value) is not dict:
+        raise values.InvalidValue("not a dict")
+    for name in value:
+        if name not in values.REQUEST_FIELDS:
+            raise values.InvalidValue("unknown field")
+    result = dict(current)
+    for name, item in value.items():
+        if name != "headers":
+            result[name] = values.plain(item)
+            continue
+        if type(item) is not dict or len(item) > values.MAX_HEADERS:
+            raise values.InvalidValue("headers")
+        headers = {}
+        for key, text in item.items():
+            values._check_header(key, text, "request.headers")
+            headers[key.lower()] = text
+        for key in values.IGNORED_HEADERS:  # framing and hop-by-hop: the server's, whatever the hook did
+            if key in current["headers"]:
+                headers[key] = current["headers"][key]  # (in the hook's place for it, else at the end)
+            else:
+                headers.pop(key, None)
+        result["headers"] = current["headers"] if headers == current["headers"] else headers
+    checks = {"method", "path", "query", "body", "client_ip", "endpoint"} & set(value)
+    for name in checks:  # the field rules themselves: the validator's, tried on the changed fields
+        if value[name] != current.get(name):
+            values._REQUEST_CHECKS[name](result[name])
+    return result
+
+
+SERVER_HEADERS = st.dictionaries(st.sampled_from(["host", "accept", "connection", "content-length", "x-a",
+                                                  "user-agent", "te"]), st.sampled_from(["1", "*/*", "close", "x"]),
+                                 max_size=5)
+HEADER_EDITS = st.lists(st.tuples(st.sampled_from(["set", "delete"]),
+                                  st.sampled_from(["x-p", "X-P", "host", "Host", "connection", "Content-Length",
+                                                   "content-length", "keep-alive", "x-a", "bad name", "te"]),
+                                  st.sampled_from(["1", "x", "close", "", "a\r\nb", "\x85"])), max_size=4)
+FIELD_EDITS = st.dictionaries(st.sampled_from(["method", "path", "body", "query", "endpoint", "extra"]),
+                              st.sampled_from(["POST", "/y", "text", {"q": "1"}, None, "a b"]), max_size=2)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(SERVER_HEADERS, HEADER_EDITS, FIELD_EDITS)
+def test_a_hook_result_is_validated_as_the_plain_reading_of_the_contract(server, edits, fields):
+    """The validator's shortcuts (one walk, known names, the headers-only compare, the server's framing kept)
+    give what checking every field and header would: the same request, the same header order, or invalid."""
+    current = {"method": "GET", "path": "/x", "path_params": {}, "query": {}, "headers": server, "body": None,
+               "json": None, "client_ip": "127.0.0.1", "endpoint": "x"}
+    value = values.copy_shaped(current)
+    for action, name, text in edits:
+        if action == "set":
+            value["headers"][name] = text
+        else:
+            value["headers"].pop(name, None)
+    value.update(fields)
+    try:
+        expected = _reference_request(value, current)
+    except values.InvalidValue:
+        expected = None
+    try:
+        got, changed = values.request_changes(value, current)
+    except values.InvalidValue:
+        got = None
+    assert (got is None) == (expected is None), (value, got, expected)
+    if got is not None:
+        assert got == expected
+        assert list(got["headers"]) == list(expected["headers"])  # one order, whatever path was taken
+        assert (got["headers"] is current["headers"]) == (expected["headers"] is current["headers"])
+        assert {name for name in expected if expected[name] != current[name]} <= set(changed)
