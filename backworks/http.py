@@ -230,7 +230,9 @@ class RequestData:
             for key, value in self._headers.items():
                 lkey = key.lower()
                 headers[lkey] = f"{headers[lkey]}, {value}" if lkey in headers else value
-        has_body = self._body is not None or declares_body(self.environ)
+        environ = self.environ
+        has_body = self._body is not None or (("CONTENT_LENGTH" in environ or "HTTP_TRANSFER_ENCODING" in environ)
+                                              and declares_body(environ))
         body = self.body if include_body and has_body else b""
         return {
             "method": self.method,

@@ -7,6 +7,7 @@ from backworks.http import Reply, RequestData, error_reply
 from backworks.plugins.contract import AFTER_RESPONSE, BEFORE_REQUEST
 from backworks.plugins.data import apply_request, apply_response, reply_from_response, request_data, response_data
 from backworks.plugins.stats import WINDOW
+from backworks.sandbox.phases import Steps
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ class Phase:
     def __init__(self, hook: str, plugins: list):
         self.hook = hook
         self.plugins = plugins
-        self.groups = groups(plugins)
+        self.groups = groups(plugins, hook)
         self.flags = plugins[0].flags if plugins else None  # shared by every plugin of one load
 
     def active_groups(self) -> list:
@@ -32,7 +33,7 @@ class Phase:
         for plugin, ok in zip(self.plugins, allowed, strict=True):
             if not ok and plugin.on_error == "closed":  # an auth check's open breaker is no free pass
                 raise BreakerOpen(plugin)
-        return groups([p for p, ok in zip(self.plugins, allowed, strict=True) if ok])
+        return groups([p for p, ok in zip(self.plugins, allowed, strict=True) if ok], self.hook)
 
 
 class BreakerOpen(Exception):
@@ -43,16 +44,19 @@ class BreakerOpen(Exception):
         self.plugin = plugin
 
 
-def groups(plugins: list) -> list:
-    """Split plugins into consecutive runs sharing a sandbox: [(sandbox, plugins, steps, by_key)]."""
+def groups(plugins: list, hook: str) -> list:
+    """Split plugins into consecutive runs sharing a sandbox: [(sandbox, plugins, steps, by_key)].
+
+    steps: a phases.Steps; by_key: step key -> (plugin, the list its ok calls of `hook` go to, its note for one).
+    """
     runs: list = []
     for plugin in plugins:
         if not runs or plugin.sandbox is not runs[-1][0]:
             runs.append((plugin.sandbox, [], [], {}))
         runs[-1][1].append(plugin)
         runs[-1][2].append(plugin.step)
-        runs[-1][3][plugin.key] = plugin
-    return runs
+        runs[-1][3][plugin.key] = (plugin, plugin.ok_ms[hook], (plugin.name, hook, "ok"))
+    return [(sandbox, members, Steps(steps), by_key) for sandbox, members, steps, by_key in runs]
 
 
 class PluginChain:
@@ -153,21 +157,20 @@ def run_group(hook: str, run: tuple, request: dict, response: dict | None, notes
         closed = next((p for p in plugins if p.on_error == "closed"), None)
         return None, ((closed, "crash") if closed else None)
     for key, outcome in result.outcomes:
-        plugin = by_key[key]
-        kind = outcome.kind
-        if kind == "ok" and not outcome.logs:  # went fine, logged nothing: counted without record()'s checks
-            durations = plugin.ok_ms[hook]
+        plugin, durations, ok_note = by_key[key]
+        if outcome.kind == "ok" and not outcome.logs:  # went fine, logged nothing: counted without record()'s checks
             durations.append(outcome.duration_ms)
             if len(durations) >= WINDOW:
                 plugin.stats.record_ok(durations)
             if not plugin.breaker.clean:
                 plugin.breaker.record(True)
+            notes.append(ok_note)
         else:
-            plugin.record(hook, kind, outcome.duration_ms, outcome)
-        notes.append((plugin.name, hook, kind))
+            plugin.record(hook, outcome.kind, outcome.duration_ms, outcome)
+            notes.append((plugin.name, hook, outcome.kind))
     if result.failed_closed is not None:
         key, outcome = result.failed_closed
-        return result, (by_key[key], outcome.kind)
+        return result, (by_key[key][0], outcome.kind)
     return result, None
 
 

@@ -116,7 +116,8 @@ class Sandbox:
         shaped: the request has the server's shape (values.copy_shaped), as the plugin chain's requests do.
         """
         if self._inline_here() and not (self._quarantine() and any(s.key in self._quarantined for s in steps)):
-            self._load_pending()
+            if self.runner.garbage or self._pending:
+                self._load_pending()
             return run_steps(self.runner, phase, steps, request, response, shaped=shaped)
         if self.runner is not None:
             for step in steps:

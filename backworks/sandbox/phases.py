@@ -64,19 +64,34 @@ def run_phase(runner: Runner, phase: str, steps: list, request: dict, response: 
     return run_steps(runner, phase, steps, request, response, emit)
 
 
-def run_steps(runner: Runner, phase: str, steps: list, request: dict, response: dict | None = None,
-              emit: Callable | None = None, shaped: bool = False) -> PhaseResult:
-    """run_phase for a checked phase and a non-empty list of Step.
+class Steps(tuple):
+    """A fixed, non-empty sequence of Step with its session's bounds worked out once (see session_bounds)."""
 
-    shaped: the request has the server's shape (see values.copy_shaped), as the plugin chain's requests do.
-    """
+    def __new__(cls, steps):
+        self = super().__new__(cls, steps)
+        self.bounds = session_bounds(self)
+        return self
+
+
+def session_bounds(steps) -> tuple[int, int]:
+    """(the largest memory budget, the shortest time budget) of a non-empty sequence of Step."""
     budget = steps[0].budget
     memory, first_ms = budget.memory_mb, budget.timeout_ms
-    for _, budget, _ in steps:  # the largest memory budget, the shortest time budget
+    for _, budget, _ in steps:
         if budget.memory_mb > memory:
             memory = budget.memory_mb
         if budget.timeout_ms < first_ms:
             first_ms = budget.timeout_ms
+    return memory, first_ms
+
+
+def run_steps(runner: Runner, phase: str, steps: list, request: dict, response: dict | None = None,
+              emit: Callable | None = None, shaped: bool = False) -> PhaseResult:
+    """run_phase for a checked phase and a non-empty list (or Steps) of Step.
+
+    shaped: the request has the server's shape (see values.copy_shaped), as the plugin chain's requests do.
+    """
+    memory, first_ms = steps.bounds if type(steps) is Steps else session_bounds(steps)
     try:
         limits.begin_session(memory if runner.memory else None, first_ms / 1000.0)
         return _run_steps(runner, phase, steps, request, response, emit, shaped)
