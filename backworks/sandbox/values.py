@@ -258,7 +258,9 @@ def _request_headers(value, current: dict, budget: list, path: str = "request.he
         raise InvalidValue(f"{path}: larger than {MAX_BYTES} bytes")
     lowered = True
     for name in new:
-        _check_header(name, value[name], path)
+        item = value[name]
+        if name not in _VALID_NAMES or type(item) is not str or not (item.isascii() and item.isprintable()):
+            _check_header(name, item, path)  # (a known name with plain text needs no more: the common case)
         if lowered and name != name.lower():
             lowered = False
     result = value.copy() if lowered else _lowered(value)  # (a later spelling of one name wins)
@@ -384,8 +386,11 @@ def request_changes(value, current: dict) -> tuple[dict, list | tuple]:
     inexact = not equal_is_same(current)
     if not inexact and value == current:  # unchanged (equal is the same on text)
         return current, _NOTHING
-    if len(value) == len(current) and _only_headers_differ(value, current):  # the common change: one dict
-        changed = ["headers"]                                                # compare instead of a walk
+    rest = value.copy() if len(value) == len(current) else None
+    if rest is not None:  # the common change, the headers alone: one dict compare instead of a walk
+        rest["headers"] = current.get("headers", _MISSING)
+    if rest == current:
+        changed = ["headers"]
     else:
         changed = []  # (a loop: a comprehension would be a function call more)
         for name, item in value.items():
@@ -414,13 +419,6 @@ def request_changes(value, current: dict) -> tuple[dict, list | tuple]:
             raise InvalidValue(f"request.{name}{''.join(reversed(bad.where))}: {bad.reason}") from None
         _REQUEST_CHECKS.get(name, _no_check)(result[name])
     return result, changed
-
-
-def _only_headers_differ(value: dict, current: dict) -> bool:
-    """True when `value` (as many fields as `current`) equals `current` but for its headers."""
-    rest = value.copy()
-    rest["headers"] = current.get("headers", _MISSING)
-    return rest == current
 
 
 def _no_check(value) -> None:
