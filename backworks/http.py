@@ -301,7 +301,7 @@ _MAX_HEADER_KEYS = 1024  # clients choose header names: remember a bounded numbe
 _HEADER_NAMES: dict = {}  # environ key -> header name as werkzeug's EnvironHeaders spells it, or ""
 # The header keys of each environ layout seen (its keys in order: one client sends the same headers in the
 # same order), so a request's headers are read in one pass over its headers, not over every environ key:
-# tuple of keys -> (((environ key, name, lower-case name), ...), two keys name one header).
+# tuple of keys -> (((environ key, name, lower-case name), ...), two keys name one header, the HTTP_* keys).
 _LAYOUTS: dict = {}
 MAX_LAYOUTS = 512
 
@@ -315,7 +315,7 @@ def _header_name(key: str) -> str:
 
 
 def _layout(environ: dict) -> tuple:
-    """(header keys, shared) of an environ: see _LAYOUTS."""
+    """(header keys, shared, HTTP_* keys) of an environ: see _LAYOUTS."""
     keys = tuple(environ)
     layout = _LAYOUTS.get(keys)
     if layout is None:
@@ -329,7 +329,8 @@ def _layout(environ: dict) -> tuple:
                     names[key] = name
             if name:
                 found.append((key, name, name.lower()))
-        layout = (tuple(found), len({lower for _, _, lower in found}) < len(found))
+        layout = (tuple(found), len({lower for _, _, lower in found}) < len(found),
+                  tuple(key for key in keys if key[:5] == "HTTP_"))
         if len(_LAYOUTS) < MAX_LAYOUTS:  # (a complete value, set at once: safe for other threads)
             _LAYOUTS[keys] = layout
     return layout
@@ -352,9 +353,14 @@ def declares_body(environ: dict) -> bool:
     return length.isascii() and length.isdigit() and int(length) > 0
 
 
+def environ_http_items(environ: dict) -> list[tuple[str, str]]:
+    """The environ's HTTP_* (key, value) pairs, in its order: the raw request headers as the server gave them."""
+    return [(key, environ[key]) for key in _layout(environ)[2]]
+
+
 def environ_headers(environ: dict) -> dict:
     """The request headers of a WSGI environ as {lower-case name: value}, repeated names joined with ", "."""
-    keys, shared = _layout(environ)
+    keys, shared, _ = _layout(environ)
     if not shared:  # every key has a header name of its own: one comprehension (it runs for every plugin phase)
         return {lower: value for key, _, lower in keys if (value := environ[key]) or key[0] == "H"}
     headers: dict = {}  # two environ keys name one header (a gateway's own spelling): join them as werkzeug does

@@ -83,7 +83,7 @@ def _environs():
 
 def test_environ_headers_read_through_the_layout_cache_are_werkzeugs():
     """Whatever the keys, their order, repeats of one layout with other values, or a full layout cache: the
-    headers are werkzeug's, lower-cased, keys naming one header joined."""
+    headers are werkzeug's, lower-cased, keys naming one header joined; the raw HTTP_* pairs are the environ's."""
     from hypothesis import given, settings
     from werkzeug.datastructures import EnvironHeaders
 
@@ -103,6 +103,8 @@ def test_environ_headers_read_through_the_layout_cache_are_werkzeugs():
             assert http.environ_headers(sample) == werkzeug_headers(sample)
             assert list(http.environ_headers(sample)) == list(werkzeug_headers(sample))
             assert http.environ_header_items(sample) == list(EnvironHeaders(sample).items())
+            raw = {"HTTP_": "x", "HTTPS": "on", **sample}  # the admin ring's raw HTTP_* pairs, odd keys too
+            assert http.environ_http_items(raw) == [(k, v) for k, v in raw.items() if k[:5] == "HTTP_"]
 
     check()
     full = dict.fromkeys(range(http.MAX_LAYOUTS))

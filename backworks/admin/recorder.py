@@ -9,6 +9,7 @@ import logging
 import time
 from collections import deque
 
+from backworks.http import environ_http_items
 from backworks.metrics import REQUEST_LATENCY, REQUESTS, TALLY
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class RequestRecorder:
             self.recent.append((time.time(), environ.get("REQUEST_METHOD"), environ.get("PATH_INFO") or "/",
                                 environ.get("QUERY_STRING", ""), status, duration, name, mode, request_id,
                                 environ.get("REMOTE_ADDR", ""), environ.get("wsgi.url_scheme", "http"),
-                                [(k, v) for k, v in environ.items() if k[:5] == "HTTP_"]))
+                                environ_http_items(environ)))
 
     def snapshot(self, runtime, limit: int | None = None) -> list[dict]:
         """Return recent requests, newest first, with secrets redacted."""
