@@ -331,8 +331,9 @@ def _layout(environ: dict) -> tuple:
                 found.append((key, name, name.lower()))
         layout = (tuple(found), len({lower for _, _, lower in found}) < len(found),
                   tuple(key for key in keys if key[:5] == "HTTP_"))
-        if len(_LAYOUTS) < MAX_LAYOUTS:  # (a complete value, set at once: safe for other threads)
-            _LAYOUTS[keys] = layout
+        if len(_LAYOUTS) >= MAX_LAYOUTS:  # clients choose their headers: emptied when full, as the router's memo
+            _LAYOUTS.clear()
+        _LAYOUTS[keys] = layout  # (a complete value, set at once: safe for other threads)
     return layout
 
 
