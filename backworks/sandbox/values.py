@@ -210,7 +210,7 @@ def header_items(headers):
 
 
 def _check_header(name, value, path: str) -> None:
-    if name not in _VALID_NAMES:
+    if type(name) is not str or name not in _VALID_NAMES:  # (a pair's name may be anything, unhashable too)
         if type(name) is not str or not _TOKEN_RE.match(name):
             raise InvalidValue(f"{path}: invalid header name {bounded_repr(name)}")
         if len(_VALID_NAMES) < MAX_VALID_NAMES:

@@ -228,3 +228,11 @@ def test_header_names_known_valid_are_bounded_and_an_invalid_one_is_never_rememb
         with pytest.raises(values.InvalidValue, match="invalid header name"):  # refused again, not remembered
             values.request({"headers": {bad: "1"}}, current)
     assert not {"bad name", "x\r\n", "é"} & values._VALID_NAMES
+
+
+@pytest.mark.parametrize("name", [["x-a"], {}, {"x"}, bytearray(b"x-a"), 7, None])
+def test_a_header_pair_whose_name_is_no_text_is_invalid_whatever_its_kind(name):
+    from backworks.sandbox import values
+
+    with pytest.raises(values.InvalidValue, match="invalid header name"):
+        values.response({"headers": [[name, "1"]]}, None)
