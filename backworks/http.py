@@ -297,7 +297,9 @@ class RequestData:
 
 _UNSET = object()
 _PARAM_TYPES = (str, int, float)  # route parameters plugins get as they are; others (uuid) as text
-_MAX_HEADER_KEYS = 1024  # clients choose header names: remember a bounded number
+_MAX_HEADER_KEYS = 1024  # clients choose header names: remember a bounded number of short ones
+_MAX_CACHED_KEY = 128  # characters of an environ key whose header name is remembered
+_MAX_LAYOUT_CHARS = 2048  # characters of all the keys of a layout that is remembered (typically 400-800)
 _HEADER_NAMES: dict = {}  # environ key -> header name as werkzeug's EnvironHeaders spells it, or ""
 # The header keys of each environ layout seen (its keys in order: one client sends the same headers in the
 # same order), so a request's headers are read in one pass over its headers, not over every environ key:
@@ -325,15 +327,18 @@ def _layout(environ: dict) -> tuple:
             name = names.get(key)
             if name is None:
                 name = _header_name(key)
-                if len(names) < _MAX_HEADER_KEYS:
+                if len(names) < _MAX_HEADER_KEYS and len(key) <= _MAX_CACHED_KEY:
                     names[key] = name
             if name:
                 found.append((key, name, name.lower()))
         layout = (tuple(found), len({lower for _, _, lower in found}) < len(found),
                   tuple(key for key in keys if key[:5] == "HTTP_"))
-        if len(_LAYOUTS) >= MAX_LAYOUTS:  # clients choose their headers: emptied when full, as the router's memo
-            _LAYOUTS.clear()
-        _LAYOUTS[keys] = layout  # (a complete value, set at once: safe for other threads)
+        # Clients choose their headers: bounded in count (emptied when full, as the router's memo) and in size
+        # (a layout of long or many keys is worked out again each time: ~2.5 MB each at gunicorn's limits).
+        if sum(map(len, keys)) <= _MAX_LAYOUT_CHARS:
+            if len(_LAYOUTS) >= MAX_LAYOUTS:
+                _LAYOUTS.clear()
+            _LAYOUTS[keys] = layout  # (a complete value, set at once: safe for other threads)
     return layout
 
 

@@ -117,3 +117,17 @@ def test_environ_headers_read_through_the_layout_cache_are_werkzeugs():
     finally:
         http._LAYOUTS.clear()
         http._LAYOUTS.update(saved)
+
+
+def test_the_header_caches_keep_no_long_client_chosen_names():
+    """A client sending 8 KB header names (gunicorn's limit) leaves nothing of them in the caches: each such
+    request is read as it comes, and gets werkzeug's headers."""
+    from backworks import http
+
+    for n in range(20):
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "HTTP_HOST": "x",
+                   **{f"HTTP_R{n}_H{h}_" + "A" * 8000: "v" for h in range(5)}}
+        headers = http.environ_headers(environ)
+        assert len(headers) == 6 and headers["host"] == "x"
+    assert all(len(key) <= http._MAX_CACHED_KEY for key in http._HEADER_NAMES)
+    assert all(sum(map(len, keys)) <= http._MAX_LAYOUT_CHARS for keys in http._LAYOUTS)

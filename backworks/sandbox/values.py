@@ -20,6 +20,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 # request is matched once. Bounded: hooks and clients choose names.
 _VALID_NAMES: set = set()
 MAX_VALID_NAMES = 4096
+MAX_VALID_NAME_CHARS = 64  # longer names are matched each time: a script's 1 MB name is not kept past its call
 # Framing (recomputed from the body) and hop-by-hop headers (RFC 9110 7.6.1): a hook's values are ignored.
 IGNORED_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "proxy-connection",
                              "proxy-authenticate", "proxy-authorization", "te", "trailer", "upgrade"})
@@ -213,7 +214,7 @@ def _check_header(name, value, path: str) -> None:
     if type(name) is not str or name not in _VALID_NAMES:  # (a pair's name may be anything, unhashable too)
         if type(name) is not str or not _TOKEN_RE.match(name):
             raise InvalidValue(f"{path}: invalid header name {bounded_repr(name)}")
-        if len(_VALID_NAMES) < MAX_VALID_NAMES:
+        if len(_VALID_NAMES) < MAX_VALID_NAMES and len(name) <= MAX_VALID_NAME_CHARS:
             _VALID_NAMES.add(name)
     if type(value) is not str:
         raise InvalidValue(f"{path}.{name}: header values must be strings, not {type(value).__name__}")
@@ -386,8 +387,10 @@ def request_changes(value, current: dict) -> tuple[dict, list | tuple]:
     inexact = not equal_is_same(current)
     if not inexact and value == current:  # unchanged (equal is the same on text)
         return current, _NOTHING
-    rest = value.copy() if len(value) == len(current) else None
-    if rest is not None:  # the common change, the headers alone: one dict compare instead of a walk
+    # The common change, the headers alone: one dict compare instead of a walk (where equal is the same only:
+    # else equal headers of another kind, an OrderedDict say, would be taken for changed ones and refused).
+    rest = value.copy() if not inexact and len(value) == len(current) else None
+    if rest is not None:
         rest["headers"] = current.get("headers", _MISSING)
     if rest == current:
         changed = ["headers"]

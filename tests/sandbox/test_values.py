@@ -236,3 +236,27 @@ def test_a_header_pair_whose_name_is_no_text_is_invalid_whatever_its_kind(name):
 
     with pytest.raises(values.InvalidValue, match="invalid header name|not plain data"):
         values.response({"headers": [[name, "1"]]}, None)
+
+
+def test_a_long_header_name_a_hook_sets_is_checked_but_not_kept(monkeypatch):
+    from backworks.sandbox import values
+
+    monkeypatch.setattr(values, "_VALID_NAMES", set())
+    name = "x-" + "a" * 100_000
+    assert name in values.request({"headers": {name: "1"}}, {"headers": {}})["headers"]
+    assert values._VALID_NAMES == set()
+
+
+@pytest.mark.parametrize("extra", [{"path_params": {"id": 7}}, {"json": {"a": 1}}, {}])
+def test_headers_returned_unchanged_in_another_mapping_kind_are_unchanged_not_invalid(extra):
+    """Equal headers in an OrderedDict (what a hook can build) change nothing, route parameters or JSON or not."""
+    import collections
+
+    from backworks.sandbox import values
+
+    current = {"method": "GET", "path": "/x", "path_params": {}, "query": {}, "headers": {"a": "1", "b": "2"},
+               "body": None, "json": None, "client_ip": "127.0.0.1", "endpoint": "x", **extra}
+    value = values.copy_shaped(current)
+    value["headers"] = collections.OrderedDict(value["headers"])
+    result, changed = values.request_changes(value, current)
+    assert result["headers"] is current["headers"] and "headers" not in changed
