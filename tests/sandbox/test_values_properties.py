@@ -45,8 +45,10 @@ def nested(leaves):
         st.dictionaries(st.one_of(st.text(max_size=6), st.integers()), inner, max_size=4)), max_leaves=12)
 
 
+UNHASHABLE = st.one_of(st.lists(st.text(max_size=2), max_size=2), st.dictionaries(st.text(max_size=2), st.none(),
+                                                                                 max_size=1))
 HEADERS = st.one_of(st.dictionaries(HEADER_NAMES, HEADER_VALUES, max_size=4),
-                    st.lists(st.one_of(st.lists(st.one_of(HEADER_NAMES, HEADER_VALUES), max_size=3),
+                    st.lists(st.one_of(st.lists(st.one_of(HEADER_NAMES, HEADER_VALUES, UNHASHABLE), max_size=3),
                                        st.tuples(HEADER_NAMES, HEADER_VALUES)), max_size=4),
                     nested(SCALARS))
 RESPONSES = st.fixed_dictionaries({}, optional={
@@ -196,3 +198,15 @@ def test_a_hook_result_is_validated_as_the_plain_reading_of_the_contract(server,
         assert list(got["headers"]) == list(expected["headers"])  # one order, whatever path was taken
         assert (got["headers"] is current["headers"]) == (expected["headers"] is current["headers"])
         assert {name for name in expected if expected[name] != current[name]} <= set(changed)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.one_of(HEADER_NAMES, UNHASHABLE, st.integers(), st.none()), HEADER_VALUES).map(list),
+                max_size=4))
+def test_response_header_pairs_of_any_kind_are_valid_or_invalid(pairs):
+    """A pair's name can be anything a script builds (a list, a dict): the answer is a value or `invalid`."""
+    for current in (None, RESPONSE):
+        try:
+            values.response({"headers": pairs}, current)
+        except values.InvalidValue:
+            pass
