@@ -418,12 +418,38 @@ def read_input(stream, size: int) -> bytes:
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
+class NotJson(ValueError):
+    """Text Python's json module reads that is not JSON (RFC 8259): NaN, Infinity, a number too large for a
+    float, a \\u escape of a lone surrogate. Such a value could not be sent on: a plugin hook handed it would
+    have it refused as its own (and its breaker counted) even when it changed nothing."""
+
+
+def _no_constant(name: str):
+    raise NotJson(f"{name} is not JSON")
+
+
+# A number that may have overflowed to an infinite float: a three-digit exponent, or 309 digits in a row.
+_LARGE_NUMBER = re.compile(rb"[eE]\+?0*[1-9][0-9]{2}|[0-9]{309}")
+
+
+def loads_json(raw: bytes) -> object:
+    """json.loads of JSON only (see NotJson); the json module's own errors otherwise."""
+    value = json.loads(raw, parse_constant=_no_constant)
+    if _LARGE_NUMBER.search(raw) and not _finite(value):
+        raise NotJson("a number is too large for a float (it would be Infinity)")
+    if b"\\u" in raw and _SURROGATE_ESCAPE.search(raw) and not _encodable(value):
+        raise NotJson("a \\u escape encodes a lone surrogate (not a Unicode character)")
+    return value
+
+
 def parse_json_body(content_type: str | None, body: bytes) -> object:
     """Parse a body declared JSON; 400 with the parser's position when it does not parse."""
     if not body or not is_json_type(content_type):
         return None
     try:
-        value = json.loads(body)
+        return loads_json(body)
+    except NotJson as exc:
+        raise HTTPError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
     except UnicodeDecodeError:
         raise HTTPError(400, "invalid_json", "request body is declared JSON but is not valid UTF-8") from None
     except json.JSONDecodeError as exc:
@@ -434,10 +460,21 @@ def parse_json_body(content_type: str | None, body: bytes) -> object:
     except ValueError:  # an integer past Python's digit limit (sys.get_int_max_str_digits())
         raise HTTPError(400, "invalid_json", f"request body has a number over {sys.get_int_max_str_digits()} "
                         f"digits long") from None
-    if b"\\u" in body and _SURROGATE_ESCAPE.search(body) and not _encodable(value):
-        raise HTTPError(400, "invalid_json", "request body is not valid JSON: a \\u escape encodes a lone "
-                        "surrogate (not a Unicode character)")
-    return value
+
+
+def _finite(value) -> bool:
+    """True when every float in a parsed JSON value is finite."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if type(item) is float:
+            if item - item != 0.0:
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def _encodable(value) -> bool:

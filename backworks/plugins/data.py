@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import logging
 
-from backworks.http import JSON_TYPE, Reply, RequestData, is_json_type, same_json
+from backworks.http import JSON_TYPE, Reply, RequestData, is_json_type, loads_json, same_json
 from backworks.sandbox.values import IGNORED_HEADERS, equal_is_same, header_items
 
 logger = logging.getLogger(__name__)
@@ -67,9 +67,9 @@ def response_data(reply: Reply) -> dict:
         return data
     if text and is_json_type(headers.get("content-type")):
         try:
-            data["json"] = json.loads(text)
+            data["json"] = loads_json(raw)
             return data
-        except (ValueError, RecursionError):  # not JSON, or nested past the parser
+        except (ValueError, RecursionError):  # not JSON (NaN, say: given as text), or nested past the parser
             pass
     data["body"] = text
     return data

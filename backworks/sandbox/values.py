@@ -5,12 +5,17 @@ import collections
 import logging
 import marshal
 import re
+import sys
 
 logger = logging.getLogger(__name__)
 
 MAX_DEPTH = 32
 MAX_BYTES = 1024 * 1024     # approximate serialised size of one returned value
-MAX_INT_BITS = 4096          # JSON needs decimal text; bigger ints would be refused by int->str anyway
+# JSON needs decimal text: integers of at most the interpreter's int-to-text digits (what json.loads reads too,
+# so a request's own JSON always passes). Only integers over _SAFE_INT_BITS are compared with the limit.
+MAX_INT_DIGITS = sys.get_int_max_str_digits() or 4300
+_INT_LIMIT = 10 ** MAX_INT_DIGITS
+_SAFE_INT_BITS = int(MAX_INT_DIGITS * 3.3219) - 1  # log2(10) = 3.32193: below 10 ** MAX_INT_DIGITS
 MAX_HEADERS = 1000           # headers a hook may return (servers take about 100): checked before any is looked at
 _BAD_HEADER_CHARS = ("\r", "\n", "\0")
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")  # RFC 9110 token: header names, methods
@@ -140,9 +145,10 @@ def _plain(value, depth, budget):
     elif kind is bool or value is None:
         budget[0] -= 8
     elif kind is int:
-        if value.bit_length() > MAX_INT_BITS:
-            raise _Bad("integer too large")
-        budget[0] -= 8
+        bits = value.bit_length()
+        if bits > _SAFE_INT_BITS and not -_INT_LIMIT < value < _INT_LIMIT:
+            raise _Bad(f"integer too large (more than {MAX_INT_DIGITS} digits)")
+        budget[0] -= 8 if bits <= 64 else bits // 3  # its digits, roughly (bits * log10(2), rounded up)
     elif kind in (dict, list, tuple):
         if depth >= MAX_DEPTH:
             raise _Bad(f"nested deeper than {MAX_DEPTH} levels (or cyclic)")
