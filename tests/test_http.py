@@ -104,7 +104,8 @@ def test_environ_headers_read_through_the_layout_cache_are_werkzeugs():
             assert list(http.environ_headers(sample)) == list(werkzeug_headers(sample))
             assert http.environ_header_items(sample) == list(EnvironHeaders(sample).items())
             raw = {"HTTP_": "x", "HTTPS": "on", **sample}  # the admin ring's raw HTTP_* pairs, odd keys too
-            assert http.environ_http_items(raw) == [(k, v) for k, v in raw.items() if k[:5] == "HTTP_"]
+            assert http.environ_http_items(raw, 99) == [(k, v) for k, v in raw.items() if k[:5] == "HTTP_"]
+            assert http.environ_http_items(raw, 1) == [(k, v[:1]) for k, v in raw.items() if k[:5] == "HTTP_"]
 
     check()
     full = dict.fromkeys(range(http.MAX_LAYOUTS))

@@ -14,6 +14,10 @@ from backworks.metrics import REQUEST_LATENCY, REQUESTS, TALLY
 
 logger = logging.getLogger(__name__)
 
+# Characters of each header value a recorded request keeps: the ring holds admin.recent_requests of them per
+# worker, and a client sending 100 headers of 8 KB each would otherwise make each entry weigh 800 KB.
+MAX_HEADER_CHARS = 256
+
 class RequestRecorder:
     """Counts requests into Prometheus and keeps the last `size` of them for the admin API (per worker)."""
 
@@ -43,7 +47,7 @@ class RequestRecorder:
             self.recent.append((time.time(), environ.get("REQUEST_METHOD"), environ.get("PATH_INFO") or "/",
                                 environ.get("QUERY_STRING", ""), status, duration, name, mode, request_id,
                                 environ.get("REMOTE_ADDR", ""), environ.get("wsgi.url_scheme", "http"),
-                                environ_http_items(environ)))
+                                environ_http_items(environ, MAX_HEADER_CHARS)))
 
     def snapshot(self, runtime, limit: int | None = None) -> list[dict]:
         """Return recent requests, newest first, with secrets redacted."""

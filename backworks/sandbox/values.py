@@ -148,7 +148,7 @@ def _plain(value, depth, budget):
         bits = value.bit_length()
         if bits > _SAFE_INT_BITS and not -_INT_LIMIT < value < _INT_LIMIT:
             raise _Bad(f"integer too large (more than {MAX_INT_DIGITS} digits)")
-        budget[0] -= 8 if bits <= 64 else bits // 3  # its digits, roughly (bits * log10(2), rounded up)
+        budget[0] -= 8 if bits <= 64 else (bits * 77 >> 8) + 1  # its digits: bits * log10(2) (77 / 256)
     elif kind in (dict, list, tuple):
         if depth >= MAX_DEPTH:
             raise _Bad(f"nested deeper than {MAX_DEPTH} levels (or cyclic)")
@@ -378,6 +378,19 @@ def request(value, current: dict) -> dict:
 _NOTHING: tuple = ()
 
 
+def same_data(value, current) -> bool:
+    """True when `value`, equal to `current`, is the same plain data: types, float signs, key order.
+
+    The server's own values need no check (a request's JSON may be deeper or larger than what a hook may
+    build): a hook that hands them back unchanged changes nothing. Costs two serialisations of `current`'s
+    size (equal values are of one size).
+    """
+    try:
+        return marshal.dumps(value, 2) == marshal.dumps(current, 2)
+    except ValueError:  # not plain data (an OrderedDict, say): checked as a change
+        return False
+
+
 def equal_is_same(request: dict) -> bool:
     """True when a value equal to `request` is the same request (no route parameters, no JSON body: text
     only, where == is exact); else request_changes must look at the value (1 == 1.0 == True)."""
@@ -406,8 +419,9 @@ def request_changes(value, current: dict) -> tuple[dict, list | tuple]:
             if item != get(name, _MISSING):  # unknown fields too
                 changed.append(name)
     if inexact:
-        for name in _INEXACT:  # equal is not the same there (1 == 1.0 == True): checked unless None or {}
-            if name in value and name not in changed and get(name) not in (None, {}):
+        for name in _INEXACT:  # equal is not the same there (1 == 1.0 == True): checked unless the same
+            if name in value and name not in changed and get(name) not in (None, {}) \
+                    and not same_data(value[name], get(name)):
                 changed.append(name)
     if not changed:
         return current, _NOTHING
@@ -465,7 +479,13 @@ _REQUEST_CHECKS = {
 
 def response(value, current: dict | None) -> dict:
     """Validate a response dict; with `current`, fields it leaves out keep their current values."""
-    data = plain(value, "response")
+    kept = type(value) is dict and type(current) is dict and "json" in value and "json" in current \
+        and value["json"] == current["json"] and same_data(value["json"], current["json"])
+    if kept:  # the reply's own JSON handed back unchanged (see same_data): the rest is checked
+        data = plain({key: item for key, item in value.items() if key != "json"}, "response")
+        data["json"] = current["json"]
+    else:
+        data = plain(value, "response")
     if type(data) is not dict:
         raise InvalidValue(f"response: must be a dict, not {type(value).__name__}")
     unknown = sorted(set(data) - set(RESPONSE_FIELDS))

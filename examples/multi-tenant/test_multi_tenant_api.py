@@ -183,4 +183,4 @@ def test_run_script_serves_the_notes_api(tmp_path):
         assert (tmp_path / "tenants.db").exists()
     finally:
         os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(15)
+        proc.wait(45)  # gunicorn stops gracefully (its workers finish and write their captures): slow on a busy machine

@@ -225,6 +225,6 @@ def test_run_script_serves_the_shop_with_its_catalog(tmp_path):
         assert (tmp_path / "shop.db").exists()
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends: the script stops the catalog on its way out
-        proc.wait(15)
+        proc.wait(45)  # gunicorn stops gracefully (its workers finish and write their captures): slow on a busy machine
     with pytest.raises(requests.ConnectionError):
         requests.get(f"http://127.0.0.1:{catalog_port}/health", timeout=2)
