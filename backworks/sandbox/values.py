@@ -381,10 +381,12 @@ def same_data(value, current) -> bool:
 
     The server's own values need no check (a request's JSON may be deeper or larger than what a hook may
     build): a hook that hands them back unchanged changes nothing. Costs two serialisations of `current`'s
-    size (equal values are of one size).
+    size (equal values are of one size). The rule of http.same_json (not imported: sandbox children load
+    this module without the web stack): version 0 writes what a value is, never how it is held (interned
+    strings, shared objects).
     """
     try:
-        return marshal.dumps(value, 2) == marshal.dumps(current, 2)
+        return marshal.dumps(value, 0) == marshal.dumps(current, 0)
     except ValueError:  # not plain data (an OrderedDict, say): checked as a change
         return False
 
