@@ -15,7 +15,7 @@ import jwt
 import pytest
 import requests
 
-from tests.helpers.basics import free_port
+from tests.helpers.basics import ctrl_c_stops, free_port
 from tests.helpers.gunicorn import Gunicorn
 
 HERE = Path(__file__).resolve().parent
@@ -164,19 +164,13 @@ def test_each_tenant_has_its_own_rate_limit(api):
     assert requests.get(api.api, headers=ACME, timeout=5).status_code == 200  # other tenants are not affected
 
 
-def _ctrl_c_stops() -> None:
-    # A suite started in the background of a non-interactive shell inherits SIGINT ignored, and so would the
-    # script: it gets Ctrl-C's default action back, as in a terminal.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def test_run_script_serves_the_notes_api(tmp_path):
     port = free_port()
     env = {**os.environ, "PORT": str(port), "TENANTS_DATA": str(tmp_path)}
     with open(tmp_path / "run.log", "wb") as log:
         proc = subprocess.Popen(["bash", str(HERE / "run.sh")], env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True,
-                                preexec_fn=_ctrl_c_stops)
+                                preexec_fn=ctrl_c_stops)
     try:
         deadline, response = time.monotonic() + 30, None
         while response is None and time.monotonic() < deadline and proc.poll() is None:

@@ -14,7 +14,7 @@ import pytest
 import requests
 import yaml
 
-from tests.helpers.basics import free_port
+from tests.helpers.basics import ctrl_c_stops, free_port
 from tests.helpers.gunicorn import Gunicorn
 
 HERE = Path(__file__).resolve().parent
@@ -207,19 +207,13 @@ def test_rate_limit_answers_429_past_the_limit(shop):
     assert admin.status_code == 200  # the admin route has no rate limit
 
 
-def _ctrl_c_stops() -> None:
-    # A suite started in the background of a non-interactive shell inherits SIGINT ignored, and so would the
-    # script: it gets Ctrl-C's default action back, as in a terminal.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def test_run_script_serves_the_shop_with_its_catalog(tmp_path):
     port, catalog_port = free_port(), free_port()
     env = {**os.environ, "PORT": str(port), "CATALOG_PORT": str(catalog_port), "SHOP_DATA": str(tmp_path)}
     with open(tmp_path / "run.log", "wb") as log:
         proc = subprocess.Popen(["bash", str(HERE / "run.sh")], env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True,
-                                preexec_fn=_ctrl_c_stops)
+                                preexec_fn=ctrl_c_stops)
     try:
         deadline, response = time.monotonic() + 30, None
         while response is None and time.monotonic() < deadline and proc.poll() is None:

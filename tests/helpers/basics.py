@@ -1,7 +1,8 @@
-"""The repository root, free ports, config files, and the rule for missing services."""
+"""The repository root, free ports, config files, the rule for missing services, and Ctrl-C for scripts."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import textwrap
 from pathlib import Path
@@ -17,6 +18,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def ctrl_c_stops() -> None:
+    """preexec_fn for a script a test stops with SIGINT: Ctrl-C's default action, as in a terminal.
+
+    A suite started in the background of a non-interactive shell inherits SIGINT ignored, and so would the
+    script: it would never stop.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def need_service(reason: str):
